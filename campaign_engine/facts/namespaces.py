@@ -1,0 +1,104 @@
+"""Fact namespaces (customer, deposit, product, event, calendar) built from plain rows.
+
+Templates see these dicts as they are (dates stay dates, money stays Decimal);
+the rules engine sees them flattened to `namespace__field` keys of JSON values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+from ..vocabulary import risk_rank
+from .derived import age, days_to_birthday, days_to_maturity
+
+CUSTOMER_COLUMNS = (
+    "customer_id", "name", "gender", "birth_date", "mobile", "email", "city", "branch", "tier",
+    "risk_level", "aum", "rate_sensitive", "do_not_contact", "language", "manager_id",
+)
+PRODUCT_COLUMNS = ("product_code", "name", "type", "risk_level", "rate", "min_amount", "launch_date")
+DEPOSIT_COLUMNS = ("deposit_id", "customer_id", "product_code", "account_no", "amount", "rate",
+                   "open_date", "maturity_date", "auto_renew")
+
+
+def customer_facts(row: Mapping[str, Any], today: dt.date, *, sms_consent: bool, email_consent: bool,
+                   holds: Iterable[str] = ()) -> dict[str, Any]:
+    """The customer namespace: stored columns, consents and derived fields."""
+    facts = {name: row.get(name) for name in CUSTOMER_COLUMNS}
+    birth = facts["birth_date"]
+    facts.update(
+        sms_consent=sms_consent,
+        email_consent=email_consent,
+        age=age(birth, today),
+        days_to_birthday=days_to_birthday(birth, today),
+        risk_rank=risk_rank(facts["risk_level"]),
+        holds=sorted(set(holds)),
+    )
+    return facts
+
+
+def product_facts(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    facts = {name: row.get(name) for name in PRODUCT_COLUMNS}
+    facts["risk_rank"] = risk_rank(facts["risk_level"])
+    return facts
+
+
+def deposit_facts(row: Mapping[str, Any], product: Mapping[str, Any] | None,
+                  today: dt.date) -> dict[str, Any]:
+    """The deposit namespace: stored columns, days_to_maturity and its product."""
+    facts = {name: row.get(name) for name in DEPOSIT_COLUMNS}
+    facts["days_to_maturity"] = days_to_maturity(facts["maturity_date"], today)
+    facts["product"] = product_facts(product)
+    return facts
+
+
+@dataclass(frozen=True)
+class FactSet:
+    """Everything one candidate is judged and rendered on."""
+
+    customer: dict[str, Any]
+    deposit: dict[str, Any] | None = None
+
+    def namespaces(self, shared: Mapping[str, Any]) -> dict[str, Any]:
+        """customer/deposit plus the run-wide namespaces (event, calendar, rule, product)."""
+        ns = dict(shared)
+        ns["customer"] = self.customer
+        if self.deposit is not None:
+            ns["deposit"] = self.deposit
+        return ns
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        # The engine's "every item" test is false on an empty list: empty counts as missing.
+        return [_json_value(v) for v in value] or None
+    return value
+
+
+def lookup(namespaces: Mapping[str, Any], field: str) -> Any:
+    """The value of a dotted field (`deposit.product.type`), None where any step is missing."""
+    value: Any = namespaces
+    for part in field.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def flatten_facts(namespaces: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """Engine fact for the referenced dotted fields: `a.b.c` -> key `a__b__c`, JSON values.
+
+    Every referenced key is present; a missing value is an explicit null, because the
+    engine's test for an absent key hangs (see evaluation/compiler.py).
+    """
+    return {field.replace(".", "__"): _json_value(lookup(namespaces, field)) for field in fields}

@@ -1,0 +1,40 @@
+"""Rendering of campaign messages: Jinja2 filters, SMS composition and templates."""
+
+from .environment import (
+    PARTS,
+    RenderedMessage,
+    TemplateSet,
+    build_environment,
+    load_template_set,
+    render_message,
+)
+from .filters import (
+    FILTERS,
+    cn_date,
+    mask_account,
+    mask_mobile,
+    money,
+    percent,
+    salutation,
+)
+from .sms import MAX_SMS_CHARS, SmsLength, compose_sms, measure_sms
+
+__all__ = [
+    "FILTERS",
+    "MAX_SMS_CHARS",
+    "PARTS",
+    "RenderedMessage",
+    "SmsLength",
+    "TemplateSet",
+    "build_environment",
+    "cn_date",
+    "compose_sms",
+    "load_template_set",
+    "mask_account",
+    "mask_mobile",
+    "measure_sms",
+    "money",
+    "percent",
+    "render_message",
+    "salutation",
+]

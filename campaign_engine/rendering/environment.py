@@ -1,0 +1,145 @@
+"""Message templates: a sandboxed Jinja2 environment, template sets and rendering.
+
+A template set is the folder `templates/<name>/` holding the parts of PARTS. It
+is compiled once per campaign and rendered once per recipient; every failure
+becomes a TemplateError, which fails that one message and never the run.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+
+from ..errors import TemplateError
+from .filters import FILTERS
+from .sms import SmsLength, compose_sms, measure_sms
+
+SMS_PART = "sms.txt.j2"
+SUBJECT_PART = "email.subject.j2"
+TEXT_PART = "email.txt.j2"
+HTML_PART = "email.html.j2"
+PARTS: Mapping[str, tuple[str, ...]] = {
+    "sms": (SMS_PART,),
+    "email": (SUBJECT_PART, TEXT_PART, HTML_PART),
+}
+
+
+def build_environment(templates_dir: str | Path) -> SandboxedEnvironment:
+    """Create the sandboxed environment that loads templates from `templates_dir`.
+
+    StrictUndefined makes a missing variable an error instead of a blank in a
+    sent message; autoescaping applies to `.html.j2` only, as SMS and plain text
+    must show `<` and `&` as written.
+    """
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html.j2",), default_for_string=False, default=False),
+        keep_trailing_newline=False,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """The compiled parts of one template folder, keyed by part file name."""
+
+    name: str
+    templates: Mapping[str, jinja2.Template]
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Channels whose parts are present: email needs a subject and a text or HTML body."""
+        found = []
+        if SMS_PART in self.templates:
+            found.append("sms")
+        if SUBJECT_PART in self.templates and (
+                TEXT_PART in self.templates or HTML_PART in self.templates):
+            found.append("email")
+        return tuple(found)
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """One recipient's message, ready to send."""
+
+    channel: str
+    subject: str | None
+    body: str
+    html: str | None
+    sms: SmsLength | None
+
+
+def load_template_set(env: jinja2.Environment, name: str) -> TemplateSet:
+    """Compile every part present in `templates/<name>/`; raises TemplateError if none is usable."""
+    templates: dict[str, jinja2.Template] = {}
+    for part in (p for parts in PARTS.values() for p in parts):
+        try:
+            templates[part] = env.get_template(f"{name}/{part}")
+        except jinja2.TemplateNotFound:
+            continue
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(name, part, exc.message or str(exc), line=exc.lineno) from exc
+        except (jinja2.TemplateError, UnicodeDecodeError) as exc:
+            raise TemplateError(name, part, str(exc)) from exc
+    template_set = TemplateSet(name=name, templates=templates)
+    if not templates:
+        raise TemplateError(name, None, "no template folder or no template in it")
+    if not template_set.channels:
+        raise TemplateError(name, None, (
+            f"no usable channel in {sorted(templates)}: sms needs {SMS_PART}, "
+            f"email needs {SUBJECT_PART} and {TEXT_PART} or {HTML_PART}"))
+    return template_set
+
+
+def render_message(template_set: TemplateSet, channel: str, context: Mapping[str, object], *,
+                   signature: str, opt_out: str | None) -> RenderedMessage:
+    """Render one channel of a template set for one recipient.
+
+    `signature` and `opt_out` apply to SMS only; the caller passes `opt_out`
+    for marketing messages and None for service notices.
+    """
+    if channel not in template_set.channels:
+        raise TemplateError(template_set.name, None,
+                            f"no {channel!r} channel (has: {', '.join(template_set.channels)})")
+    if channel == "sms":
+        try:
+            text = compose_sms(_render(template_set, SMS_PART, context),
+                               signature=signature, opt_out=opt_out)
+        except ValueError as exc:
+            raise TemplateError(template_set.name, SMS_PART, str(exc)) from exc
+        return RenderedMessage(channel, None, text, None, measure_sms(text))
+
+    subject = " ".join(_render(template_set, SUBJECT_PART, context).split())
+    if not subject:
+        raise TemplateError(template_set.name, SUBJECT_PART, "email subject is empty")
+    body = _render(template_set, TEXT_PART, context) if TEXT_PART in template_set.templates else ""
+    html = _render(template_set, HTML_PART, context) if HTML_PART in template_set.templates else None
+    return RenderedMessage(channel, subject, body, html, None)
+
+
+def _render(template_set: TemplateSet, part: str, context: Mapping[str, object]) -> str:
+    """Render one part, turning any failure into a TemplateError located at the template line."""
+    template = template_set.templates[part]
+    try:
+        return template.render(context)
+    except Exception as exc:  # a recipient's data or a template bug: fail this message only
+        reason = (str(exc) if isinstance(exc, (jinja2.TemplateError, ValueError))
+                  else f"{type(exc).__name__}: {exc}")
+        # Jinja rewrites the traceback so that template frames carry the template
+        # file name and line; the innermost one in this part is where it failed.
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if f.filename == template.filename]
+        line = frames[-1].lineno if frames else None
+        if frames and frames[-1].line:
+            # Jinja names the attribute but not the object ('dict object' has no
+            # attribute 'x'); the source line shows which variable it was.
+            reason += f" (at: {frames[-1].line})"
+        raise TemplateError(template_set.name, part, reason, line) from exc

@@ -1,0 +1,161 @@
+"""The field catalogue: every field a condition or template may use, with its type.
+
+A field outside the catalogue is a validation error, never a silent false.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from ..vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, EventType, SubjectType, Tier
+
+
+class FieldType(StrEnum):
+    STR = "text"
+    ENUM = "choice"
+    NUMBER = "number"
+    INT = "integer"
+    BOOL = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+    LIST = "list"
+
+
+ORDERED_TYPES = frozenset({FieldType.NUMBER, FieldType.INT, FieldType.DATE, FieldType.DATETIME})
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    type: FieldType
+    sample: Any
+    choices: tuple[str, ...] | None = None
+    doc: str = ""
+
+
+S, E, N, I, B, D, T, L = (FieldType.STR, FieldType.ENUM, FieldType.NUMBER, FieldType.INT,
+                          FieldType.BOOL, FieldType.DATE, FieldType.DATETIME, FieldType.LIST)
+TIERS = tuple(t.value for t in Tier)
+
+CUSTOMER_FIELDS: dict[str, FieldSpec] = {
+    "customer_id": FieldSpec(S, "C00000001"),
+    "name": FieldSpec(S, "张伟"),
+    "gender": FieldSpec(E, "M", ("M", "F")),
+    "birth_date": FieldSpec(D, dt.date(1960, 3, 15)),
+    "mobile": FieldSpec(S, "13812345678"),
+    "email": FieldSpec(S, "zhang.wei@example.com"),
+    "city": FieldSpec(S, "上海"),
+    "branch": FieldSpec(S, "上海分行浦东支行"),
+    "tier": FieldSpec(E, "gold", TIERS),
+    "risk_level": FieldSpec(E, "C3", CUSTOMER_RISK_LEVELS),
+    "aum": FieldSpec(N, Decimal("560000.00")),
+    "rate_sensitive": FieldSpec(B, True),
+    "sms_consent": FieldSpec(B, True, doc="current SMS marketing consent"),
+    "email_consent": FieldSpec(B, True, doc="current email marketing consent"),
+    "do_not_contact": FieldSpec(B, False),
+    "language": FieldSpec(S, "zh"),
+    "manager_id": FieldSpec(S, "RM0001"),
+    "age": FieldSpec(I, 66, doc="completed years on the run date"),
+    "days_to_birthday": FieldSpec(I, 0, doc="0 on the birthday; 29 Feb birthdays fall on 28 Feb in common years"),
+    "risk_rank": FieldSpec(I, 3, doc="1..5 from risk_level"),
+    "holds": FieldSpec(L, ["TD1Y", "time_deposit"], doc="product codes and types held (holdings and deposits)"),
+}
+
+PRODUCT_FIELDS: dict[str, FieldSpec] = {
+    "product_code": FieldSpec(S, "TD1Y"),
+    "name": FieldSpec(S, "1年期定期存款"),
+    "type": FieldSpec(S, "time_deposit"),
+    "risk_level": FieldSpec(E, "R1", PRODUCT_RISK_LEVELS),
+    "risk_rank": FieldSpec(I, 1),
+    "rate": FieldSpec(N, Decimal("1.45")),
+    "min_amount": FieldSpec(N, Decimal("50")),
+    "launch_date": FieldSpec(D, dt.date(2026, 1, 1)),
+}
+
+DEPOSIT_FIELDS: dict[str, FieldSpec] = {
+    "deposit_id": FieldSpec(S, "D00000001"),
+    "customer_id": FieldSpec(S, "C00000001"),
+    "product_code": FieldSpec(S, "TD1Y"),
+    "account_no": FieldSpec(S, "6222020012345678"),
+    "amount": FieldSpec(N, Decimal("200000.00")),
+    "rate": FieldSpec(N, Decimal("1.45")),
+    "open_date": FieldSpec(D, dt.date(2025, 3, 17)),
+    "maturity_date": FieldSpec(D, dt.date(2026, 3, 17)),
+    "auto_renew": FieldSpec(B, False),
+    "days_to_maturity": FieldSpec(I, 7, doc="0 on the maturity date, negative once matured"),
+    **{f"product.{name}": spec for name, spec in PRODUCT_FIELDS.items()},
+}
+
+CALENDAR_FIELDS: dict[str, FieldSpec] = {
+    "date": FieldSpec(D, dt.date(2026, 3, 10)),
+    "weekday": FieldSpec(I, 2, doc="1 = Monday .. 7 = Sunday"),
+    "holiday": FieldSpec(S, "春节", doc="holiday name from config/holidays.yaml, or null"),
+}
+
+EVENT_FIELDS: dict[EventType, dict[str, FieldSpec]] = {
+    EventType.RATE_CHANGE: {
+        "event_id": FieldSpec(S, "rc-2026-03-10"),
+        "product_type": FieldSpec(S, "time_deposit"),
+        "product_code": FieldSpec(S, "TD1Y"),
+        "old_rate": FieldSpec(N, Decimal("1.65")),
+        "new_rate": FieldSpec(N, Decimal("1.45")),
+        "rate_delta": FieldSpec(N, Decimal("-0.20"), doc="new_rate - old_rate"),
+        "effective_date": FieldSpec(D, dt.date(2026, 3, 20)),
+    },
+    EventType.PRODUCT_LAUNCH: {
+        "event_id": FieldSpec(S, "pl-2026-03-10"),
+        "launch_date": FieldSpec(D, dt.date(2026, 3, 15)),
+        **{f"product.{name}": spec for name, spec in {
+            "code": FieldSpec(S, "WM-R2-09"),
+            "name": FieldSpec(S, "稳享90天理财"),
+            "type": FieldSpec(S, "wealth"),
+            "risk_level": FieldSpec(E, "R2", PRODUCT_RISK_LEVELS),
+            "risk_rank": FieldSpec(I, 2),
+            "rate": FieldSpec(N, Decimal("2.80")),
+            "min_amount": FieldSpec(N, Decimal("10000")),
+        }.items()},
+    },
+    EventType.LARGE_TRANSACTION: {
+        "event_id": FieldSpec(S, "lt-000123"),
+        "customer_id": FieldSpec(S, "C00000001"),
+        "account_no": FieldSpec(S, "6222020012345678"),
+        "amount": FieldSpec(N, Decimal("500000.00")),
+        "direction": FieldSpec(E, "in", ("in", "out")),
+        "occurred_at": FieldSpec(T, dt.datetime(2026, 3, 10, 14, 5)),
+    },
+}
+
+
+def fields_in_scope(subject: SubjectType, event: EventType | None) -> dict[str, FieldSpec]:
+    """Dotted field name -> spec, for a rule with this subject and trigger."""
+    scope = {f"customer.{k}": v for k, v in CUSTOMER_FIELDS.items()}
+    scope.update({f"calendar.{k}": v for k, v in CALENDAR_FIELDS.items()})
+    if subject is SubjectType.DEPOSIT:
+        scope.update({f"deposit.{k}": v for k, v in DEPOSIT_FIELDS.items()})
+    if event is not None:
+        scope.update({f"event.{k}": v for k, v in EVENT_FIELDS[event].items()})
+    return scope
+
+
+def _nest(flat: dict[str, FieldSpec]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, spec in flat.items():
+        *parents, leaf = name.split(".")
+        target = out
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = spec.sample
+    return out
+
+
+def sample_namespaces(subject: SubjectType, event: EventType | None) -> dict[str, Any]:
+    """A realistic context for test-rendering templates before a run."""
+    ns: dict[str, Any] = {"customer": _nest(CUSTOMER_FIELDS), "calendar": _nest(CALENDAR_FIELDS)}
+    if subject is SubjectType.DEPOSIT:
+        ns["deposit"] = _nest(DEPOSIT_FIELDS)
+    if event is not None:
+        ns["event"] = _nest(EVENT_FIELDS[event])
+    return ns

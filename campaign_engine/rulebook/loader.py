@@ -1,0 +1,230 @@
+"""Rule files (YAML) -> validated Rule objects; every problem names file, line, rule and field.
+
+A file holds one rule (a mapping), several (a list, or `---` separated documents).
+A broken rule is reported and left out; the other rules of the file and of the
+rule folder still load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from ..errors import Problem
+from ..vocabulary import Category, Channel, EventType, SubjectType
+from .conditions import parse_conditions
+from .fields import fields_in_scope
+from .model import Rule, Trigger
+
+RULE_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
+TEMPLATE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
+_CRON_FIELD = r"^[0-9*/,\-A-Za-z?LW#]+$"
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _cron(value: str) -> None:
+    parts = value.split()
+    if len(parts) != 5 or not all(validate.Regexp(_CRON_FIELD).regex.match(p) for p in parts):
+        raise ValidationError("a schedule is a 5-field cron expression, e.g. '0 9 * * *'")
+
+
+class TriggerSchema(_Strict):
+    schedule = fields.String(validate=_cron)
+    event = fields.String(validate=validate.OneOf([e.value for e in EventType]))
+    subject = fields.String(load_default=SubjectType.CUSTOMER.value,
+                            validate=validate.OneOf([s.value for s in SubjectType]))
+
+    @validates_schema
+    def _one_kind(self, data: Mapping[str, Any], **_: Any) -> None:
+        if ("schedule" in data) == ("event" in data):
+            raise ValidationError("give exactly one of schedule or event", "schedule")
+        if data.get("event") == EventType.LARGE_TRANSACTION and data["subject"] != "customer":
+            raise ValidationError("large_transaction concerns one customer: subject must be customer",
+                                  "subject")
+
+
+class RuleSchema(_Strict):
+    id = fields.String(required=True, validate=validate.Regexp(
+        RULE_ID, error="ids are lower-case letters, digits and '-', at most 64"))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default=None)
+    enabled = fields.Boolean(load_default=True, truthy={True}, falsy={False})
+    category = fields.String(required=True, validate=validate.OneOf([c.value for c in Category]))
+    priority = fields.Integer(load_default=50, strict=True, validate=validate.Range(min=0, max=1000))
+    trigger = fields.Nested(TriggerSchema, required=True)
+    conditions = fields.Raw(required=True)
+    channels = fields.List(fields.String(validate=validate.OneOf([c.value for c in Channel])),
+                           required=True, validate=validate.Length(min=1))
+    template = fields.String(required=True, validate=validate.Regexp(
+        TEMPLATE_NAME, error="a template name is letters, digits, '_' and '-'"))
+    product = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
+
+    @validates_schema
+    def _unique_channels(self, data: Mapping[str, Any], **_: Any) -> None:
+        channels = data.get("channels") or []
+        if len(set(channels)) != len(channels):
+            raise ValidationError("a channel is listed twice", "channels")
+
+
+def _line_of(node: Any, path: Iterable[Any]) -> int | None:
+    """1-based line of the deepest node of `path` that the YAML source locates."""
+    line = None
+    for key in path:
+        try:
+            if isinstance(node, CommentedMap) and key in node:
+                line = node.lc.key(key)[0] + 1
+                node = node[key]
+            elif isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
+                line = node.lc.item(key)[0] + 1
+                node = node[key]
+            else:
+                break
+        except (AttributeError, KeyError, TypeError):
+            break
+    return line
+
+
+def _flatten_messages(messages: Any, path: tuple[Any, ...] = ()) -> Iterable[tuple[tuple[Any, ...], str]]:
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            yield from _flatten_messages(value, path if key == "_schema" else path + (key,))
+    elif isinstance(messages, list) and messages and all(isinstance(m, str) for m in messages):
+        for message in messages:
+            yield path, message
+    else:
+        yield path, str(messages)
+
+
+def _field_name(path: tuple[Any, ...]) -> str | None:
+    return ".".join(str(p) for p in path) or None
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers -> plain dicts and lists (marshmallow wants plain data)."""
+    if isinstance(node, Mapping):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def parse_rule(raw: Any, file: str, start_line: int) -> tuple[Rule | None, list[Problem]]:
+    """Validate one rule mapping from a rule file."""
+    rule_id = raw.get("id") if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) else None
+
+    def problem(path: tuple[Any, ...], reason: str) -> Problem:
+        return Problem(reason, file=file, line=_line_of(raw, path) or start_line, rule=rule_id,
+                       field=_field_name(path))
+
+    if not isinstance(raw, Mapping):
+        return None, [Problem("a rule is a mapping of id, name, trigger, conditions, ...",
+                              file=file, line=start_line)]
+    problems: list[Problem] = []
+    try:
+        data = RuleSchema().load(_plain(raw))
+    except ValidationError as exc:
+        problems = [problem(path, msg) for path, msg in _flatten_messages(exc.messages)]
+        data = exc.valid_data or {}
+    if "trigger" not in data or "conditions" not in raw:
+        return None, problems
+    trigger = Trigger(subject=SubjectType(data["trigger"].get("subject", SubjectType.CUSTOMER)),
+                      schedule=data["trigger"].get("schedule"),
+                      event=EventType(data["trigger"]["event"]) if data["trigger"].get("event") else None)
+    node, cond_problems = parse_conditions(raw["conditions"], fields_in_scope(trigger.subject, trigger.event))
+    problems += [problem(p.path, p.reason) for p in cond_problems]
+    if problems or node is None:
+        return None, problems or [problem(("conditions",), "empty conditions")]
+    return Rule(
+        id=data["id"], name=data["name"], enabled=data["enabled"], category=Category(data["category"]),
+        priority=data["priority"], trigger=trigger, conditions=node,
+        channels=tuple(Channel(c) for c in data["channels"]), template=data["template"],
+        product=data["product"], file=file, line=start_line,
+    ), []
+
+
+def parse_rule_text(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
+    """Every rule of one rule file's text, and the problems found."""
+    try:
+        documents = [d for d in YAML(typ="rt").load_all(text) if d is not None]
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        reason = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
+        return [], [Problem(f"malformed YAML: {reason}", file=file,
+                            line=mark.line + 1 if mark else None)]
+    except YAMLError as exc:
+        return [], [Problem(f"malformed YAML: {exc}", file=file)]
+    raws: list[tuple[Any, int]] = []
+    for doc in documents:
+        if isinstance(doc, CommentedSeq):
+            raws += [(item, doc.lc.item(i)[0] + 1) for i, item in enumerate(doc)]
+        else:
+            raws.append((doc, doc.lc.line + 1 if hasattr(doc, "lc") else 1))
+    rules, problems = [], []
+    for raw, line in raws:
+        rule, found = parse_rule(raw, file, line)
+        problems += found
+        if rule is not None:
+            rules.append(rule)
+    return rules, problems
+
+
+@dataclass(frozen=True)
+class Rulebook:
+    """One consistent snapshot of the rule folder: the good rules and every problem."""
+
+    rules: Mapping[str, Rule]
+    problems: tuple[Problem, ...] = ()
+    files: Mapping[str, str] = field(default_factory=dict)  # file name -> sha256 of its text
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256("".join(f"{k}:{v}" for k, v in sorted(self.files.items())).encode()).hexdigest()[:16]
+
+    def enabled(self) -> list[Rule]:
+        return [r for r in self.rules.values() if r.enabled]
+
+    def get(self, rule_id: str) -> Rule | None:
+        return self.rules.get(rule_id)
+
+
+def load_rulebook(rules_dir: Path, templates_dir: Path | None = None) -> Rulebook:
+    """Load every `*.yaml`/`*.yml` file under rules_dir, sorted by name."""
+    rules: dict[str, Rule] = {}
+    problems: list[Problem] = []
+    files: dict[str, str] = {}
+    if not rules_dir.is_dir():
+        return Rulebook({}, (Problem(f"rule folder {rules_dir} does not exist"),))
+    paths = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    for path in paths:
+        name = str(path.relative_to(rules_dir))
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(f"cannot read: {exc}", file=name))
+            continue
+        files[name] = hashlib.sha256(text.encode()).hexdigest()
+        found, found_problems = parse_rule_text(text, name)
+        problems += found_problems
+        for rule in found:
+            if rule.id in rules:
+                first = rules[rule.id]
+                problems.append(Problem(f"duplicate rule id (first defined in {first.file}:{first.line})",
+                                        file=name, line=rule.line, rule=rule.id, field="id"))
+                continue
+            if templates_dir is not None and not (templates_dir / rule.template).is_dir():
+                problems.append(Problem(f"no template folder {rule.template}/ in {templates_dir}",
+                                        file=name, line=rule.line, rule=rule.id, field="template"))
+                continue
+            rules[rule.id] = rule
+    return Rulebook(rules, tuple(problems), files)

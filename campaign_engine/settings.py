@@ -1,0 +1,114 @@
+"""Settings: defaults in config/ < the file named by CAMPAIGN_ENGINE_CONFIG < CAMPAIGN_ENGINE_* env.
+
+Loaded once by each entry point and passed down as a frozen value; nothing here
+runs at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ruamel.yaml import YAML, YAMLError
+
+from .errors import ConfigError, Problem
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS_FILE = PROJECT_ROOT / "config" / "campaign_engine.yaml"
+ENV_PREFIX = "CAMPAIGN_ENGINE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    rules_dir: Path
+    templates_dir: Path
+    holidays_file: Path
+    timezone: str
+    sms_signature: str
+    sms_opt_out: str
+    batch_size: int
+    preview_sample: int
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+_PATH_KEYS = {"rules_dir", "templates_dir", "holidays_file"}
+_INT_KEYS = {"batch_size", "preview_sample"}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = YAML(typ="safe").load(path.read_text(encoding="utf-8-sig"))
+    except (OSError, YAMLError) as exc:
+        raise ConfigError([Problem(str(exc), file=str(path))], what="settings") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("expected a mapping of settings", file=str(path))], what="settings")
+    return data
+
+
+def _resolve_sqlite_path(url: str, root: Path) -> str:
+    """Make a relative SQLite file path absolute and make sure its folder exists."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == "sqlite:///:memory:":
+        return url
+    path = Path(url[len(prefix):])
+    if not path.is_absolute():
+        path = root / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return prefix + str(path)
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from the defaults file, the override file and the environment."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = _read_yaml(DEFAULTS_FILE)
+    sources = {key: str(DEFAULTS_FILE) for key in values}
+    override_file = env.get(ENV_PREFIX + "CONFIG")
+    if override_file:
+        for key, value in _read_yaml(Path(override_file)).items():
+            values[key] = value
+            sources[key] = override_file
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    for key in fields:
+        env_value = env.get(ENV_PREFIX + key.upper())
+        if env_value is not None:
+            values[key] = env_value
+            sources[key] = ENV_PREFIX + key.upper()
+    values.update({k: v for k, v in overrides.items() if v is not None})
+
+    problems = [Problem(f"unknown setting {key!r}", file=sources.get(key), field=key)
+                for key in values if key not in fields]
+    problems += [Problem("missing setting", field=key) for key in fields if key not in values]
+    if problems:
+        raise ConfigError(problems, what="settings")
+    for key in _INT_KEYS:
+        try:
+            values[key] = int(values[key])
+            if values[key] < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(Problem("must be a positive whole number", file=sources.get(key), field=key))
+    for key in _PATH_KEYS:
+        path = Path(str(values[key]))
+        values[key] = path if path.is_absolute() else PROJECT_ROOT / path
+    try:
+        ZoneInfo(str(values["timezone"]))
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(Problem(f"unknown time zone {values['timezone']!r}",
+                                file=sources.get("timezone"), field="timezone"))
+    if problems:
+        raise ConfigError(problems, what="settings")
+    values["database_url"] = _resolve_sqlite_path(str(values["database_url"]), PROJECT_ROOT)
+    return Settings(**values)

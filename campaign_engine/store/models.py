@@ -1,0 +1,175 @@
+"""Tables, as SQLAlchemy 2.x typed models. The schema itself is owned by migrations/."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
+                        Numeric, SmallInteger, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Autoincrementing 64-bit keys on PostgreSQL; SQLite only autoincrements INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Money = Numeric(18, 2)
+Rate = Numeric(9, 4)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    gender: Mapped[str | None] = mapped_column(String(1))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    # month * 100 + day of birth_date: birthday windows select through this index.
+    birth_mmdd: Mapped[int | None] = mapped_column(SmallInteger, index=True)
+    mobile: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(254))
+    city: Mapped[str | None] = mapped_column(String(32))
+    branch: Mapped[str | None] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(16), index=True)
+    risk_level: Mapped[str | None] = mapped_column(String(2))
+    aum: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    rate_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
+    language: Mapped[str] = mapped_column(String(8), default="zh")
+    manager_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Consent(Base):
+    """Current marketing consent per customer and channel, with where it came from."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("customer_id", "channel", name="uq_consents_customer_channel"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Product(Base):
+    __tablename__ = "products"
+
+    product_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(32), index=True)
+    risk_level: Mapped[str] = mapped_column(String(2))
+    rate: Mapped[Decimal | None] = mapped_column(Rate)
+    min_amount: Mapped[Decimal | None] = mapped_column(Money)
+    launch_date: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class Deposit(Base):
+    __tablename__ = "deposits"
+
+    deposit_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.customer_id", ondelete="CASCADE"), index=True)
+    product_code: Mapped[str | None] = mapped_column(ForeignKey("products.product_code"), index=True)
+    account_no: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    rate: Mapped[Decimal | None] = mapped_column(Rate)
+    open_date: Mapped[dt.date | None] = mapped_column(Date)
+    # Maturity windows select through this index.
+    maturity_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Holding(Base):
+    __tablename__ = "holdings"
+
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.customer_id", ondelete="CASCADE"), primary_key=True)
+    # Indexed so "who holds X" (rate changes) reads only the holders.
+    product_code: Mapped[str] = mapped_column(
+        ForeignKey("products.product_code"), primary_key=True, index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+
+
+class CampaignRun(Base):
+    __tablename__ = "campaign_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    run_date: Mapped[dt.date] = mapped_column(Date, index=True)
+    # "<event type>:<event id>": a replayed event finds its first run through this key.
+    event_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    event_payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RunRuleStats(Base):
+    """Per-rule counts of one run."""
+
+    __tablename__ = "run_rule_stats"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign_runs.id", ondelete="CASCADE"), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    candidates: Mapped[int] = mapped_column(Integer, default=0)
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    queued: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    suppressed: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float] = mapped_column(Numeric(10, 3), default=0)
+
+
+class Message(Base):
+    """The outbox and the contact history: one row per message the engine decided to send."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_customer_created", "customer_id", "created_at"),
+        Index("ix_messages_rule_created", "rule_id", "created_at"),
+        Index("ix_messages_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # Idempotency: one message per rule and occurrence (see pipeline.dedupe_key).
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[str] = mapped_column(String(32))
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(8))
+    recipient: Mapped[str | None] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    sms_segments: Mapped[int | None] = mapped_column(SmallInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    # Which consent allowed a marketing message (kept as proof of consent).
+    consent_source: Mapped[str | None] = mapped_column(String(128))
+    consent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

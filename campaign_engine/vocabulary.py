@@ -1,0 +1,82 @@
+"""The bank's and the engine's fixed vocabularies, in one place."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Tier(StrEnum):
+    """Value pyramid, top first: 钻石/白金/金/普通/限制."""
+
+    DIAMOND = "diamond"
+    PLATINUM = "platinum"
+    GOLD = "gold"
+    REGULAR = "regular"
+    RESTRICTED = "restricted"
+
+
+# Chinese names accepted wherever a tier is written (rule files, CSV).
+TIER_ALIASES = {"钻石": "diamond", "白金": "platinum", "金": "gold", "普通": "regular", "限制": "restricted"}
+
+CUSTOMER_RISK_LEVELS = ("C1", "C2", "C3", "C4", "C5")
+PRODUCT_RISK_LEVELS = ("R1", "R2", "R3", "R4", "R5")
+
+
+def risk_rank(level: str | None) -> int | None:
+    """C3 -> 3, R5 -> 5; None or an unknown level -> None."""
+    if level and len(level) == 2 and level[0] in "CR" and level[1] in "12345":
+        return int(level[1])
+    return None
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+class Category(StrEnum):
+    SERVICE = "service"
+    MARKETING = "marketing"
+
+
+class SubjectType(StrEnum):
+    CUSTOMER = "customer"
+    DEPOSIT = "deposit"
+
+
+class EventType(StrEnum):
+    RATE_CHANGE = "rate_change"
+    PRODUCT_LAUNCH = "product_launch"
+    LARGE_TRANSACTION = "large_transaction"
+
+
+class MessageStatus(StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class SuppressionReason(StrEnum):
+    """Why a match produced no message; counted per rule in each run."""
+
+    DO_NOT_CONTACT = "do_not_contact"
+    NO_CONTACT_ADDRESS = "no_contact_address"
+    NO_CONSENT = "no_consent"
+    SUITABILITY = "suitability"
+    NO_TEMPLATE_FOR_CHANNEL = "no_template_for_channel"
+    DUPLICATE = "duplicate"
+
+
+class RunKind(StrEnum):
+    SCHEDULED = "scheduled"
+    EVENT = "event"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
