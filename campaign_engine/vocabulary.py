@@ -79,4 +79,5 @@ class RunKind(StrEnum):
 class RunStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
     FAILED = "failed"

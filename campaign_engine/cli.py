@@ -1,0 +1,312 @@
+"""`campaign-engine` command line: thin commands over pipeline and store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .errors import CampaignEngineError, NotFound, ValidationFailed
+from .settings import Settings, load_settings
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _today(settings: Settings, value: str | None) -> dt.date:
+    if value:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD", param_hint="--date") from None
+    return _now().astimezone(settings.tz).date()
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2, default=str)
+
+
+def _read_json(value: str) -> Any:
+    """JSON text, or @path to a JSON file."""
+    try:
+        text = Path(value[1:]).read_text(encoding="utf-8-sig") if value.startswith("@") else value
+        return json.loads(text)
+    except OSError as exc:
+        raise click.BadParameter(str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.ensure_object(dict).setdefault("settings", load_settings())
+
+
+def _services(ctx: click.Context):  # type: ignore[no-untyped-def]
+    from .bootstrap import open_services
+
+    return open_services(_settings(ctx))
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Domain errors become a clear message and exit status 2 (bad input) or 1."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValidationFailed, NotFound) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except CampaignEngineError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+    return wrapper
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log progress (INFO) to stderr.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Rules-engine-driven marketing campaigns for a retail bank."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_context
+@_guard
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Create or upgrade the schema with the Alembic migrations."""
+    from .store.db import upgrade_database
+
+    settings = _settings(ctx)
+    upgrade_database(settings.database_url, revision)
+    click.echo(f"database at revision {revision}")
+
+
+@main.command("demo-data")
+@click.option("--customers", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--date", "date_", help="Reference date for birthdays and maturities (default today).")
+@click.pass_context
+@_guard
+def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None) -> None:
+    """Load realistic demo customers, products, deposits and holdings."""
+    from .store.db import make_engine
+    from .store.importers import load_demo_data
+
+    settings = _settings(ctx)
+    engine = make_engine(settings.database_url)
+    counts = load_demo_data(engine, customers, seed=seed, today=_today(settings, date_), now=_now(),
+                            batch_size=max(settings.batch_size, 5000))
+    click.echo(", ".join(f"{n} {kind}" for kind, n in counts.items()) + " loaded")
+
+
+@main.command("import")
+@click.argument("kind", type=click.Choice(["customers", "products", "deposits", "holdings"]))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+@_guard
+def import_(ctx: click.Context, kind: str, file: Path) -> None:
+    """Upsert rows from a CSV file; bad rows are reported with their line, good rows kept."""
+    from .store.db import make_engine
+    from .store.importers import import_csv
+
+    report = import_csv(make_engine(_settings(ctx).database_url), kind, file, now=_now())
+    for problem in report.problems:
+        click.echo(f"{problem}", err=True)
+    click.echo(f"{kind}: {report.rows} row(s) read, {report.upserted} upserted, "
+               f"{len(report.problems)} problem(s)")
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.group()
+def rules() -> None:
+    """Rule files."""
+
+
+@rules.command("validate")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def rules_validate(ctx: click.Context, as_json: bool) -> None:
+    """Check every rule file and render every template against a sample context."""
+    from .pipeline import validate_rules
+    from .rendering.environment import build_environment
+    from .rulebook.loader import load_rulebook
+
+    settings = _settings(ctx)
+    rulebook = load_rulebook(settings.rules_dir, settings.templates_dir)
+    problems = validate_rules(rulebook, build_environment(settings.templates_dir), settings)
+    if as_json:
+        click.echo(_json({"rules": sorted(rulebook.rules), "problems": [p.as_dict() for p in problems]}))
+    else:
+        for problem in problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{len(rulebook.rules)} rule(s) loaded, {len(problems)} problem(s)")
+    if problems:
+        sys.exit(1)
+
+
+def _print_run(report: dict[str, Any]) -> None:
+    head = f"run {report['run_id'] or '(dry run)'} {report['date']} {report['status']}"
+    if report.get("replayed"):
+        head += " (event already handled: this is its first run)"
+    click.echo(head)
+    click.echo(f"{'rule':32} {'candidates':>10} {'matched':>8} {'queued':>7} {'dup':>6} {'failed':>6}  suppressed")
+    for r in report["rules"]:
+        suppressed = ", ".join(f"{k}={v}" for k, v in r["suppressed"].items()) or "-"
+        click.echo(f"{r['rule']:32} {r['candidates']:>10} {r['matched']:>8} {r['queued']:>7} "
+                   f"{r['duplicates']:>6} {r['failed']:>6}  {suppressed}")
+        if r.get("error"):
+            click.echo(f"  error: {r['error']}")
+
+
+@main.command()
+@click.option("--rule", "rule_ids", multiple=True, help="Rule id (repeatable).")
+@click.option("--all", "all_rules", is_flag=True, help="Every enabled scheduled rule (the default).")
+@click.option("--date", "date_", help="Run date YYYY-MM-DD (default today in the configured time zone).")
+@click.option("--dry-run", is_flag=True, help="Count and render, write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def run(ctx: click.Context, rule_ids: tuple[str, ...], all_rules: bool, date_: str | None,
+        dry_run: bool, as_json: bool) -> None:
+    """Run scheduled rules for a date."""
+    from .pipeline import run_scheduled
+
+    if all_rules and rule_ids:
+        raise click.UsageError("give --rule or --all, not both")
+    services = _services(ctx)
+    report = run_scheduled(services, today=_today(services.settings, date_), now=_now(),
+                           rule_ids=list(rule_ids) or None, dry_run=dry_run)
+    click.echo(_json(report)) if as_json else _print_run(report)
+    if report["status"] != "completed":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("event_type")
+@click.option("--data", required=True, help="The payload: JSON text or @file.json.")
+@click.option("--dry-run", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def event(ctx: click.Context, event_type: str, data: str, dry_run: bool, as_json: bool) -> None:
+    """Fire an event (rate_change, product_launch, large_transaction)."""
+    from .events import parse_event_type
+    from .pipeline import handle_event
+
+    kind = parse_event_type(event_type)
+    services = _services(ctx)
+    report = handle_event(services, kind, _read_json(data), now=_now(), dry_run=dry_run)
+    click.echo(_json(report)) if as_json else _print_run(report)
+    if report["status"] != "completed":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("rule_id")
+@click.option("--customer", "customer_id", help="Explain the rule for this customer.")
+@click.option("--date", "date_")
+@click.option("--event", "event_data", help="Event payload (JSON or @file) for event rules.")
+@click.option("--sample", type=click.IntRange(min=0), help="Matches to show (without --customer).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def preview(ctx: click.Context, rule_id: str, customer_id: str | None, date_: str | None,
+            event_data: str | None, sample: int | None, as_json: bool) -> None:
+    """What a rule would do, without writing anything."""
+    from .pipeline import preview as preview_rule
+
+    services = _services(ctx)
+    result = preview_rule(services, rule_id, today=_today(services.settings, date_), now=_now(),
+                          customer_id=customer_id, sample=sample,
+                          event_payload=_read_json(event_data) if event_data else None)
+    if as_json:
+        click.echo(_json(result))
+        return
+    if customer_id is None:
+        c = result["counts"]
+        click.echo(f"{rule_id} on {result['date']}: {c['candidates']} candidates, {c['matched']} matched, "
+                   f"{c['queued']} would be queued, {c['duplicates']} already sent, suppressed {c['suppressed']}")
+        for item in result["sample"]:
+            _print_match(item)
+        return
+    for subject in result["subjects"]:
+        click.echo(f"{subject['subject_id']}: {'MATCHES' if subject['matches'] else 'does not match'}")
+        for line in subject["explanation"]:
+            click.echo(f"  {line}")
+        if subject["matches"]:
+            _print_match(subject)
+
+
+def _print_match(item: dict[str, Any]) -> None:
+    if "suppressed" in item:
+        click.echo(f"  -> {item['customer_id']}: suppressed ({item['suppressed']})")
+    elif item.get("error"):
+        click.echo(f"  -> {item['customer_id']} by {item['channel']}: FAILED {item['error']}")
+    elif "channel" in item:
+        segments = f" [{item['sms_segments']} SMS part(s)]" if item.get("sms_segments") else ""
+        subject = f"{item['subject']} | " if item.get("subject") else ""
+        click.echo(f"  -> {item['customer_id']} by {item['channel']}{segments}: {subject}{item['body']}")
+
+
+@main.command()
+@click.option("--rule", "rule_id")
+@click.option("--customer", "customer_id")
+@click.option("--status")
+@click.option("--run", "run_id", type=int)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def messages(ctx: click.Context, rule_id: str | None, customer_id: str | None, status: str | None,
+             run_id: int | None, limit: int, as_json: bool) -> None:
+    """Messages in the outbox and history, newest first."""
+    from .store.db import make_engine
+    from .store.outbox import query_messages
+
+    with make_engine(_settings(ctx).database_url).connect() as conn:
+        rows = query_messages(conn, rule_id=rule_id, customer_id=customer_id, status=status,
+                              run_id=run_id, limit=limit)
+    if as_json:
+        keep = ("id", "rule_id", "customer_id", "subject_id", "channel", "status", "subject", "body",
+                "sms_segments", "error", "run_id", "created_at")
+        click.echo(_json([{("rule" if k == "rule_id" else k): r[k] for k in keep} for r in rows]))
+        return
+    for r in rows:
+        body = (r["body"] or r["error"] or "").replace("\n", " ")
+        click.echo(f"#{r['id']} {r['status']:9} {r['rule_id']} {r['customer_id']} {r['channel']}: {body[:90]}")
+
+
+@main.command()
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def report(ctx: click.Context, run_id: int, as_json: bool) -> None:
+    """A run's per-rule counts and suppression reasons."""
+    from .store.db import make_engine
+    from .store.runs import get_run
+
+    with make_engine(_settings(ctx).database_url).connect() as conn:
+        result = get_run(conn, run_id)
+    if result is None:
+        raise NotFound("run", run_id)
+    click.echo(_json(result)) if as_json else _print_run(result)

@@ -1,0 +1,480 @@
+"""The one orchestrator: rules -> candidates (SQL) -> conditions (engine) -> policy -> rendering -> outbox.
+
+Entry points (CLI, later the API, scheduler and workers) call run_scheduled,
+handle_event, preview and validate_rules; nothing here reads the clock: callers
+pass `today` and `now`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Sequence
+
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import CampaignEngineError, NotFound, Problem, TemplateError, ValidationFailed
+from .evaluation.engine import RuleEngine, check_compiles
+from .evaluation.explain import explain
+from .events import event_key, load_event
+from .facts.calendar import HolidayCalendar, calendar_facts
+from .facts.namespaces import FactSet, customer_facts, deposit_facts, flatten_facts, product_facts
+from .policy.contact import ConsentRecord, Contact, Decision, decide_contact
+from .rendering.environment import RenderedMessage, TemplateSet, load_template_set, render_message
+from .rulebook.fields import sample_namespaces
+from .rulebook.loader import Rulebook
+from .rulebook.model import Rule, referenced_fields
+from .selection.plan import CandidatePlan, plan_candidates
+from .settings import Settings
+from .store import candidates as candidate_store
+from .store import outbox, runs
+from .vocabulary import Channel, EventType, MessageStatus, RunKind, RunStatus, SubjectType
+
+log = logging.getLogger(__name__)
+
+
+class EventConflict(CampaignEngineError):
+    """An event id was replayed with a different payload."""
+
+    def __init__(self, key: str, run_id: int):
+        self.key = key
+        self.run_id = run_id
+        super().__init__(f"event {key} was already handled by run {run_id} with a different payload")
+
+
+@dataclass
+class Services:
+    """What the pipeline needs, built once by an entry point."""
+
+    settings: Settings
+    db: Engine
+    rulebook: Rulebook
+    engine: RuleEngine
+    templates: SandboxedEnvironment
+    holidays: HolidayCalendar
+
+
+@dataclass
+class RuleStats:
+    rule: str
+    candidates: int = 0
+    matched: int = 0
+    queued: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    suppressed: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "candidates": self.candidates, "matched": self.matched,
+                "queued": self.queued, "duplicates": self.duplicates, "failed": self.failed,
+                "suppressed": dict(sorted(self.suppressed.items())), "error": self.error,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class Match:
+    """One candidate that satisfied a rule, and what became of it."""
+
+    facts: FactSet
+    namespaces: dict[str, Any]
+    dedupe_key: str
+    decision: Decision | None = None
+    message: RenderedMessage | None = None
+    error: str | None = None
+
+
+@dataclass
+class RuleRun:
+    """Everything one rule needs for one run, prepared once before any candidate is read."""
+
+    rule: Rule
+    today: dt.date
+    shared: dict[str, Any]  # run-wide namespaces: event, calendar, rule, product
+    plan: CandidatePlan
+    templates: TemplateSet
+    product_risk_rank: int | None
+    occurrence: str  # the part of the idempotency key naming this run's occurrence
+
+
+# --------------------------------------------------------------------------- facts
+
+def _consents(row: Any) -> dict[Channel, ConsentRecord]:
+    return {
+        Channel.SMS: ConsentRecord(bool(row.sms_consent), row.sms_consent_source, row.sms_consent_at),
+        Channel.EMAIL: ConsentRecord(bool(row.email_consent), row.email_consent_source, row.email_consent_at),
+    }
+
+
+def _fact_sets(rows: Sequence[Any], subject: SubjectType, holds: Mapping[str, list[str]],
+               today: dt.date) -> list[FactSet]:
+    out = []
+    for row in rows:
+        data = row._mapping
+        customer = customer_facts(data, today, sms_consent=bool(row.sms_consent),
+                                  email_consent=bool(row.email_consent),
+                                  holds=holds.get(row.customer_id, ()))
+        deposit = None
+        if subject is SubjectType.DEPOSIT:
+            deposit_row = {k[len("deposit__"):]: v for k, v in data.items() if k.startswith("deposit__")}
+            product_row = {k[len("product__"):]: v for k, v in data.items() if k.startswith("product__")}
+            deposit = deposit_facts(deposit_row, product_row if product_row.get("product_code") else None,
+                                    today)
+        out.append(FactSet(customer, deposit))
+    return out
+
+
+def _dedupe_key(prep: RuleRun, facts: FactSet) -> str:
+    if facts.deposit is not None:
+        subject = f"deposit|{facts.deposit['deposit_id']}"
+        if prep.rule.trigger.event is None:  # once per deposit maturity, whatever day it matched
+            return f"{prep.rule.id}|{subject}|maturity:{facts.deposit['maturity_date']}"
+    else:
+        subject = f"customer|{facts.customer['customer_id']}"
+    return f"{prep.rule.id}|{subject}|{prep.occurrence}"
+
+
+# --------------------------------------------------------------------------- one rule
+
+def _prepare(services: Services, rule: Rule, today: dt.date, event: Mapping[str, Any] | None,
+             event_id_key: str | None) -> RuleRun:
+    shared: dict[str, Any] = {
+        "calendar": calendar_facts(today, services.holidays),
+        "rule": {"id": rule.id, "name": rule.name, "category": rule.category.value},
+    }
+    product_risk_rank = None
+    if event is not None:
+        shared["event"] = dict(event)
+        if rule.trigger.event is EventType.PRODUCT_LAUNCH:
+            product_risk_rank = event["product"]["risk_rank"]
+    if rule.product:
+        with services.db.connect() as conn:
+            product = candidate_store.load_product(conn, rule.product)
+        if product is None:
+            raise ValidationFailed([Problem(f"unknown product {rule.product!r}", file=rule.file,
+                                            line=rule.line, rule=rule.id, field="product")], what="rule")
+        shared["product"] = product_facts(product)
+        product_risk_rank = shared["product"]["risk_rank"]
+    return RuleRun(
+        rule=rule, today=today, shared=shared, plan=plan_candidates(rule, today, shared),
+        templates=load_template_set(services.templates, rule.template),
+        product_risk_rank=product_risk_rank,
+        occurrence=f"event:{event_id_key}" if event_id_key else f"date:{today.isoformat()}",
+    )
+
+
+def _decide_and_render(services: Services, prep: RuleRun, match: Match) -> None:
+    customer = match.facts.customer
+    contact = Contact(mobile=customer["mobile"], email=customer["email"],
+                      do_not_contact=bool(customer["do_not_contact"]), risk_rank=customer["risk_rank"],
+                      consents=match.namespaces["_consents"])
+    match.decision = decide_contact(contact, category=prep.rule.category, channels=prep.rule.channels,
+                                    template_channels=prep.templates.channels,
+                                    product_risk_rank=prep.product_risk_rank)
+    if not match.decision.send:
+        return
+    context = {k: v for k, v in match.namespaces.items() if not k.startswith("_")}
+    try:
+        match.message = render_message(
+            prep.templates, match.decision.channel.value, context,
+            signature=services.settings.sms_signature,
+            opt_out=services.settings.sms_opt_out if prep.rule.is_marketing else None)
+    except TemplateError as exc:
+        match.error = str(exc)
+
+
+def _message_row(prep: RuleRun, match: Match, run_id: int, now: dt.datetime) -> dict[str, Any]:
+    decision = match.decision
+    assert decision is not None and decision.channel is not None
+    message = match.message
+    facts = match.facts
+    subject_type = SubjectType.DEPOSIT if facts.deposit is not None else SubjectType.CUSTOMER
+    consent = decision.consent
+    return {
+        "dedupe_key": match.dedupe_key, "run_id": run_id, "rule_id": prep.rule.id,
+        "category": prep.rule.category.value, "priority": prep.rule.priority,
+        "customer_id": facts.customer["customer_id"], "subject_type": subject_type.value,
+        "subject_id": facts.deposit["deposit_id"] if facts.deposit else facts.customer["customer_id"],
+        "channel": decision.channel.value, "recipient": decision.recipient,
+        "status": (MessageStatus.QUEUED if message else MessageStatus.FAILED).value,
+        "subject": message.subject if message else None, "body": message.body if message else None,
+        "html": message.html if message else None,
+        "sms_segments": message.sms.segments if message and message.sms else None,
+        "error": match.error, "consent_source": consent.source if consent else None,
+        "consent_at": consent.recorded_at if consent else None, "created_at": now,
+    }
+
+
+def _process_batch(services: Services, prep: RuleRun, rows: Sequence[Any], stats: RuleStats,
+                   *, run_id: int | None, now: dt.datetime,
+                   on_match: Callable[[Match], None] | None = None) -> None:
+    """Evaluate, decide, render and write one batch of candidates."""
+    rule = prep.rule
+    customer_ids = sorted({row.customer_id for row in rows})
+    with services.db.connect() as conn:
+        holds = candidate_store.load_holds(conn, customer_ids)
+    fact_sets = _fact_sets(rows, rule.trigger.subject, holds, prep.today)
+    fields = referenced_fields(rule.conditions)
+    namespaces = [fs.namespaces(prep.shared) for fs in fact_sets]
+    verdicts = services.engine.evaluate(rule.id, [flatten_facts(ns, fields) for ns in namespaces])
+    stats.candidates += len(rows)
+    matches = []
+    for row, fs, ns, hit in zip(rows, fact_sets, namespaces, verdicts):
+        if hit:
+            ns["_consents"] = _consents(row)
+            matches.append(Match(fs, ns, _dedupe_key(prep, fs)))
+    stats.matched += len(matches)
+    with services.db.connect() as conn:
+        done = outbox.existing_dedupe_keys(conn, [m.dedupe_key for m in matches])
+    stats.duplicates += sum(1 for m in matches if m.dedupe_key in done)
+    message_rows = []
+    for match in matches:
+        if match.dedupe_key in done:
+            continue
+        _decide_and_render(services, prep, match)
+        assert match.decision is not None
+        if on_match is not None:
+            on_match(match)
+        if match.decision.suppressed is not None:
+            stats.suppressed[match.decision.suppressed.value] += 1
+        elif run_id is not None:
+            message_rows.append(_message_row(prep, match, run_id, now))
+        elif match.message is not None:
+            stats.queued += 1  # dry run: would be queued
+        else:
+            stats.failed += 1
+    if message_rows:
+        with services.db.begin() as conn:
+            inserted = outbox.insert_messages(conn, message_rows)
+        written = {k for k in inserted}
+        for row in message_rows:
+            if row["dedupe_key"] not in written:
+                stats.duplicates += 1  # another run wrote it between our check and insert
+            elif row["status"] == MessageStatus.QUEUED.value:
+                stats.queued += 1
+            else:
+                stats.failed += 1
+
+
+def _run_rule(services: Services, rule: Rule, today: dt.date, *, run_id: int | None, now: dt.datetime,
+              event: Mapping[str, Any] | None = None, event_id_key: str | None = None) -> RuleStats:
+    """One rule over all its candidates; its failure is recorded, never raised."""
+    stats = RuleStats(rule.id)
+    started = time.perf_counter()
+    try:
+        prep = _prepare(services, rule, today, event, event_id_key)
+        for rows in candidate_store.select_candidates(services.db, prep.plan,
+                                                      services.settings.batch_size):
+            _process_batch(services, prep, rows, stats, run_id=run_id, now=now)
+    except (CampaignEngineError, SQLAlchemyError) as exc:
+        stats.error = str(exc)
+        log.error("run %s rule %s failed: %s", run_id, rule.id, exc)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+# --------------------------------------------------------------------------- runs
+
+def _report(run_id: int | None, kind: RunKind, today: dt.date, stats: list[RuleStats], dry_run: bool,
+            status: RunStatus, **extra: Any) -> dict[str, Any]:
+    return {"run_id": run_id, "kind": kind.value, "date": today.isoformat(), "dry_run": dry_run,
+            "status": status.value, "rules": [s.as_dict() for s in stats], **extra}
+
+
+def _execute(services: Services, rules: Sequence[Rule], today: dt.date, *, kind: RunKind, dry_run: bool,
+             now: dt.datetime, event: Mapping[str, Any] | None = None, event_type: EventType | None = None,
+             payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    key = event_key(event_type, event["event_id"]) if event_type and event else None
+    run_id = None
+    if not dry_run:
+        with services.db.begin() as conn:
+            run_id = runs.start_run(conn, kind=kind.value, run_date=today, dry_run=False, now=now,
+                                    event_key=key, event_payload=payload)
+    log.info("run %s started: %s rule(s) for %s", run_id, len(rules), key or today)
+    stats = [_run_rule(services, rule, today, run_id=run_id, now=now, event=event, event_id_key=key)
+             for rule in rules]
+    failed = [s.rule for s in stats if s.error]
+    status = RunStatus.COMPLETED_WITH_ERRORS if failed else RunStatus.COMPLETED
+    error = f"{len(failed)} rule(s) failed: {', '.join(failed)}" if failed else None
+    if run_id is not None:
+        with services.db.begin() as conn:
+            runs.finish_run(conn, run_id, status=status, stats=[
+                {**s.as_dict(), "rule_id": s.rule} for s in stats], error=error, now=now)
+    log.info("run %s finished: %s", run_id, status.value)
+    return _report(run_id, kind, today, stats, dry_run, status, error=error, event_key=key)
+
+
+def select_rules(rulebook: Rulebook, rule_ids: Sequence[str] | None, *, scheduled: bool) -> list[Rule]:
+    """The named rules (enabled or not), or every enabled scheduled rule."""
+    if rule_ids:
+        missing = [r for r in rule_ids if rulebook.get(r) is None]
+        if missing:
+            raise NotFound("rule", ", ".join(missing))
+        rules = [rulebook.rules[r] for r in rule_ids]
+        wrong = [r.id for r in rules if (r.trigger.schedule is None) == scheduled]
+        if wrong:
+            raise ValidationFailed([Problem("not a scheduled rule" if scheduled else "not an event rule",
+                                            rule=r) for r in wrong], what="run request")
+        return rules
+    return [r for r in rulebook.enabled() if (r.trigger.schedule is not None) == scheduled]
+
+
+def run_scheduled(services: Services, *, today: dt.date, now: dt.datetime,
+                  rule_ids: Sequence[str] | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Run scheduled rules for a date; rerunning the same date writes nothing new."""
+    rules = select_rules(services.rulebook, rule_ids, scheduled=True)
+    return _execute(services, rules, today, kind=RunKind.SCHEDULED, dry_run=dry_run, now=now)
+
+
+def _payload_json(data: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(data, default=str, sort_keys=True))
+
+
+def handle_event(services: Services, event_type: EventType, payload: Any, *, now: dt.datetime,
+                 dry_run: bool = False) -> dict[str, Any]:
+    """Validate an event and run every enabled rule it triggers; a replayed event_id returns its run."""
+    event = load_event(event_type, payload)
+    stored = _payload_json(event)
+    key = event_key(event_type, event["event_id"])
+    today = now.astimezone(services.settings.tz).date()
+    if not dry_run:
+        with services.db.connect() as conn:
+            first = runs.find_event_run(conn, key)
+            if first is not None:
+                if first["event_payload"] != stored:
+                    raise EventConflict(key, first["id"])
+                report = runs.get_run(conn, first["id"])
+                assert report is not None
+                return {**report, "replayed": True}
+    rules = [r for r in services.rulebook.enabled() if r.trigger.event is event_type]
+    report = _execute(services, rules, today, kind=RunKind.EVENT, dry_run=dry_run, now=now,
+                      event=event, event_type=event_type, payload=stored)
+    return {**report, "replayed": False}
+
+
+# --------------------------------------------------------------------------- preview
+
+def preview(services: Services, rule_id: str, *, today: dt.date, now: dt.datetime,
+            customer_id: str | None = None, event_payload: Any = None,
+            sample: int | None = None) -> dict[str, Any]:
+    """What a rule would do: counts, a sample of rendered messages, and for one customer
+    the outcome of each condition. Writes nothing."""
+    rule = services.rulebook.get(rule_id)
+    if rule is None:
+        raise NotFound("rule", rule_id)
+    event = None
+    if rule.trigger.event is not None:
+        if event_payload is None:
+            raise ValidationFailed([Problem("an event rule previews against an event payload",
+                                            rule=rule.id, field="event")], what="preview request")
+        event = load_event(rule.trigger.event, event_payload)
+    key = event_key(rule.trigger.event, event["event_id"]) if event else None
+    sample_size = services.settings.preview_sample if sample is None else sample
+    prep = _prepare(services, rule, today, event, key)
+    stats = RuleStats(rule.id)
+    samples: list[dict[str, Any]] = []
+
+    def keep(match: Match) -> None:
+        if len(samples) < sample_size:
+            samples.append(_match_view(match))
+
+    if customer_id is None:
+        for rows in candidate_store.select_candidates(services.db, prep.plan, services.settings.batch_size):
+            _process_batch(services, prep, rows, stats, run_id=None, now=now, on_match=keep)
+        return {"rule": rule.id, "date": today.isoformat(), "counts": stats.as_dict(), "sample": samples}
+
+    one = CandidatePlan(subject=rule.trigger.subject, customer_id=customer_id)
+    subjects = []
+    for rows in candidate_store.select_candidates(services.db, one, services.settings.batch_size):
+        with services.db.connect() as conn:
+            holds = candidate_store.load_holds(conn, [customer_id])
+        for row, fs in zip(rows, _fact_sets(rows, rule.trigger.subject, holds, today)):
+            ns = fs.namespaces(prep.shared)
+            outcome = explain(rule.conditions, ns)
+            view: dict[str, Any] = {
+                "subject_id": fs.deposit["deposit_id"] if fs.deposit else fs.customer["customer_id"],
+                "matches": outcome.result, "conditions": outcome.as_dict(),
+                "explanation": outcome.lines(),
+                "selected_by_sql": _in_plan(services, prep.plan, fs),
+            }
+            if outcome.result:
+                ns["_consents"] = _consents(row)
+                match = Match(fs, ns, _dedupe_key(prep, fs))
+                _decide_and_render(services, prep, match)
+                view.update(_match_view(match))
+            subjects.append(view)
+    if not subjects:
+        raise NotFound("customer", customer_id)
+    return {"rule": rule.id, "date": today.isoformat(), "customer_id": customer_id, "subjects": subjects}
+
+
+def _in_plan(services: Services, plan: CandidatePlan, facts: FactSet) -> bool:
+    """Would the run's SQL have read this subject? (It must, whenever the rule matches.)"""
+    narrowed = replace(plan, customer_id=facts.customer["customer_id"])
+    wanted = facts.deposit["deposit_id"] if facts.deposit else facts.customer["customer_id"]
+    for rows in candidate_store.select_candidates(services.db, narrowed, 10_000):
+        if any((r.deposit__deposit_id if facts.deposit else r.customer_id) == wanted for r in rows):
+            return True
+    return False
+
+
+def _match_view(match: Match) -> dict[str, Any]:
+    decision = match.decision
+    view: dict[str, Any] = {"customer_id": match.facts.customer["customer_id"],
+                            "subject_id": (match.facts.deposit or match.facts.customer).get(
+                                "deposit_id" if match.facts.deposit else "customer_id"),
+                            "dedupe_key": match.dedupe_key}
+    if decision is not None and decision.suppressed is not None:
+        view["suppressed"] = decision.suppressed.value
+    elif decision is not None and decision.channel is not None:
+        view["channel"] = decision.channel.value
+        if match.message is not None:
+            view.update(subject=match.message.subject, body=match.message.body,
+                        sms_segments=match.message.sms.segments if match.message.sms else None)
+        else:
+            view["error"] = match.error
+    return view
+
+
+# --------------------------------------------------------------------------- validation
+
+def validate_rules(rulebook: Rulebook, templates: SandboxedEnvironment, settings: Settings) -> list[Problem]:
+    """Every problem in the rule folder, including templates rendered against a sample context."""
+    problems = list(rulebook.problems)
+    for rule in rulebook.rules.values():
+        where = {"file": rule.file, "line": rule.line, "rule": rule.id}
+        try:
+            check_compiles(rule.conditions)
+        except Exception as exc:  # the engine refused the compiled condition
+            problems.append(Problem(f"the rules engine refuses this condition: {exc}", field="conditions",
+                                    **where))
+            continue
+        try:
+            template_set = load_template_set(templates, rule.template)
+        except TemplateError as exc:
+            problems.append(Problem(str(exc), field="template", **where))
+            continue
+        context = sample_namespaces(rule.trigger.subject, rule.trigger.event)
+        context["rule"] = {"id": rule.id, "name": rule.name, "category": rule.category.value}
+        if rule.product:
+            context["product"] = product_facts(
+                {"product_code": rule.product, "name": "示例产品", "type": "wealth", "risk_level": "R2",
+                 "rate": 2.5, "min_amount": 10000, "launch_date": dt.date(2026, 1, 1)})
+        for channel in rule.channels:
+            if channel.value not in template_set.channels:
+                problems.append(Problem(f"template {rule.template} has no {channel.value} part",
+                                        field="channels", **where))
+                continue
+            try:
+                render_message(template_set, channel.value, context, signature=settings.sms_signature,
+                               opt_out=settings.sms_opt_out if rule.is_marketing else None)
+            except TemplateError as exc:
+                problems.append(Problem(str(exc), field="template", **where))
+    return problems

@@ -1,0 +1,76 @@
+"""Pure: may this match become a message, on which channel, and on what consent?
+
+Order of checks: do_not_contact, then suitability (a product above the customer's
+risk tolerance is never promoted), then each channel in the rule's preference
+order: a template for it, an address, and (for marketing) that channel's consent.
+The first channel that passes carries the one message of the match. When none
+passes, the reason reported is the one from the most preferred channel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from ..vocabulary import Category, Channel, SuppressionReason
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    granted: bool
+    source: str | None = None
+    recorded_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Contact:
+    """What the policy needs to know about one customer."""
+
+    mobile: str | None
+    email: str | None
+    do_not_contact: bool
+    risk_rank: int | None
+    consents: Mapping[Channel, ConsentRecord]
+
+
+@dataclass(frozen=True)
+class Decision:
+    channel: Channel | None = None
+    recipient: str | None = None
+    consent: ConsentRecord | None = None  # the consent a marketing message relies on
+    suppressed: SuppressionReason | None = None
+
+    @property
+    def send(self) -> bool:
+        return self.channel is not None
+
+
+def _address(contact: Contact, channel: Channel) -> str | None:
+    value = contact.mobile if channel is Channel.SMS else contact.email
+    return value.strip() if value and value.strip() else None
+
+
+def decide_contact(contact: Contact, *, category: Category, channels: Sequence[Channel],
+                   template_channels: Sequence[str], product_risk_rank: int | None) -> Decision:
+    """Channel and recipient for one match, or the suppression reason."""
+    if contact.do_not_contact:
+        return Decision(suppressed=SuppressionReason.DO_NOT_CONTACT)
+    if product_risk_rank is not None and (contact.risk_rank is None
+                                          or contact.risk_rank < product_risk_rank):
+        return Decision(suppressed=SuppressionReason.SUITABILITY)
+    first_reason: SuppressionReason | None = None
+    for channel in channels:
+        consent = contact.consents.get(channel)
+        address = _address(contact, channel)
+        if channel.value not in template_channels:
+            reason = SuppressionReason.NO_TEMPLATE_FOR_CHANNEL
+        elif address is None:
+            reason = SuppressionReason.NO_CONTACT_ADDRESS
+        elif category is Category.MARKETING and not (consent and consent.granted):
+            reason = SuppressionReason.NO_CONSENT
+        else:
+            return Decision(channel=channel, recipient=address,
+                            consent=consent if category is Category.MARKETING else None)
+        first_reason = first_reason or reason
+    return Decision(suppressed=first_reason or SuppressionReason.NO_CONTACT_ADDRESS)

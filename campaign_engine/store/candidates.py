@@ -1,0 +1,185 @@
+"""Candidate queries: a CandidatePlan -> SQL, read in keyset batches.
+
+Each batch is one query `WHERE <plan> AND key > :last ORDER BY key LIMIT :n`, so
+memory stays flat and a batch never holds a long-lived cursor open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import Connection, ColumnElement, Engine, func, and_, exists, false, not_, or_, select, union_all
+from sqlalchemy.orm import aliased
+
+from ..facts.namespaces import CUSTOMER_COLUMNS, DEPOSIT_COLUMNS, PRODUCT_COLUMNS
+from ..rulebook.model import All, AnyOf, Node, Predicate
+from ..selection.plan import CandidatePlan
+from ..vocabulary import Channel, SubjectType
+from .models import Consent, Customer, Deposit, Holding, Product
+
+SmsConsent = aliased(Consent, name="sms_consent")
+EmailConsent = aliased(Consent, name="email_consent")
+
+
+def _columns_for(field: str) -> Any:
+    namespace, _, name = field.partition(".")
+    if namespace == "customer":
+        return getattr(Customer, name)
+    if name.startswith("product."):
+        return getattr(Product, name.split(".", 1)[1])
+    return getattr(Deposit, name)
+
+
+def _sql_value(column: Any, value: Any) -> Any:
+    """Plan operands are engine values (ISO dates, floats): bind them as the column's type."""
+    if isinstance(value, str) and column.type.python_type is dt.date:
+        return dt.date.fromisoformat(value)
+    return value
+
+
+def _holds(product: Any) -> ColumnElement[bool]:
+    """customer holds a product code or type, through holdings or deposits (both indexed)."""
+    codes = select(Product.product_code).where(or_(Product.product_code == product,
+                                                   Product.type == product))
+    return or_(
+        exists().where(Holding.customer_id == Customer.customer_id, Holding.product_code.in_(codes)),
+        exists().where(Deposit.customer_id == Customer.customer_id, Deposit.product_code.in_(codes)),
+    )
+
+
+def _condition(node: Node) -> ColumnElement[bool]:
+    if isinstance(node, All):
+        return and_(*(_condition(n) for n in node.items))
+    if isinstance(node, AnyOf):
+        return or_(*(_condition(n) for n in node.items))
+    assert isinstance(node, Predicate)
+    if node.field == "customer.holds":
+        if node.op == "contains":
+            return _holds(node.operand)
+        held = or_(exists().where(Holding.customer_id == Customer.customer_id),
+                   exists().where(Deposit.customer_id == Customer.customer_id))
+        return held if node.operand else not_(held)
+    column = _columns_for(node.field)
+    value = node.operand
+    match node.op:
+        case "exists":
+            return column.is_not(None) if value else column.is_(None)
+        case "eq":
+            return column == _sql_value(column, value)
+        case "ne":
+            return column != _sql_value(column, value)
+        case "gt":
+            return column > _sql_value(column, value)
+        case "gte":
+            return column >= _sql_value(column, value)
+        case "lt":
+            return column < _sql_value(column, value)
+        case "lte":
+            return column <= _sql_value(column, value)
+        case "between":
+            return column.between(_sql_value(column, value[0]), _sql_value(column, value[1]))
+        case "in":
+            return column.in_([_sql_value(column, v) for v in value])
+        case "not_in":
+            return and_(column.is_not(None), column.not_in([_sql_value(column, v) for v in value]))
+    raise ValueError(f"cannot push {node.op} into SQL")
+
+
+def _filters(plan: CandidatePlan) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if plan.never:
+        where.append(false())
+    if plan.customer_id is not None:
+        where.append(Customer.customer_id == plan.customer_id)
+    if plan.birth_mmdd is not None:
+        where.append(Customer.birth_mmdd.in_(sorted(plan.birth_mmdd)))
+    if plan.birth_date_from is not None:
+        where.append(Customer.birth_date >= plan.birth_date_from)
+    if plan.birth_date_to is not None:
+        where.append(Customer.birth_date <= plan.birth_date_to)
+    if plan.maturity_from is not None:
+        where.append(Deposit.maturity_date >= plan.maturity_from)
+    if plan.maturity_to is not None:
+        where.append(Deposit.maturity_date <= plan.maturity_to)
+    where += [_condition(node) for node in plan.where]
+    return where
+
+
+def _base_query(plan: CandidatePlan):  # type: ignore[no-untyped-def]
+    consent_cols = [
+        SmsConsent.granted.label("sms_consent"), SmsConsent.source.label("sms_consent_source"),
+        SmsConsent.recorded_at.label("sms_consent_at"),
+        EmailConsent.granted.label("email_consent"), EmailConsent.source.label("email_consent_source"),
+        EmailConsent.recorded_at.label("email_consent_at"),
+    ]
+    customer_cols = [getattr(Customer, c) for c in CUSTOMER_COLUMNS]
+    if plan.subject is SubjectType.DEPOSIT:
+        cols = ([getattr(Deposit, c).label(f"deposit__{c}") for c in DEPOSIT_COLUMNS]
+                + [getattr(Product, c).label(f"product__{c}") for c in PRODUCT_COLUMNS])
+        query = (select(*customer_cols, *cols, *consent_cols)
+                 .select_from(Deposit)
+                 .join(Customer, Customer.customer_id == Deposit.customer_id)
+                 .outerjoin(Product, Product.product_code == Deposit.product_code))
+        key = Deposit.deposit_id
+    else:
+        query = select(*customer_cols, *consent_cols).select_from(Customer)
+        key = Customer.customer_id
+    query = (query
+             .outerjoin(SmsConsent, and_(SmsConsent.customer_id == Customer.customer_id,
+                                         SmsConsent.channel == Channel.SMS.value))
+             .outerjoin(EmailConsent, and_(EmailConsent.customer_id == Customer.customer_id,
+                                           EmailConsent.channel == Channel.EMAIL.value)))
+    return query.where(*_filters(plan)), key
+
+
+def select_candidates(db: Engine, plan: CandidatePlan,
+                      batch_size: int) -> Iterator[Sequence[Any]]:
+    """Candidate rows for a plan, in batches ordered by subject key.
+
+    Relies on: ix_customers_birth_mmdd (birthdays), ix_deposits_maturity_date (maturities),
+    the primary keys (keyset paging), ix_holdings_product_code / ix_deposits_product_code
+    (holders of a product). Writes nothing.
+    """
+    query, key = _base_query(plan)
+    last: str | None = None
+    while True:
+        page = query if last is None else query.where(key > last)
+        with db.connect() as conn:  # one short read per page: no cursor held across writes
+            rows = conn.execute(page.order_by(key).limit(batch_size)).all()
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch_size:
+            return
+        last = rows[-1].deposit__deposit_id if plan.subject is SubjectType.DEPOSIT else rows[-1].customer_id
+
+
+def count_candidates(conn: Connection, plan: CandidatePlan) -> int:
+    """How many subjects a plan reads (for previews)."""
+    query, _ = _base_query(plan)
+    return conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+
+
+def load_holds(conn: Connection, customer_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Product codes and types each customer holds, via holdings and deposits (one query)."""
+    held = union_all(
+        select(Holding.customer_id, Holding.product_code).where(Holding.customer_id.in_(customer_ids)),
+        select(Deposit.customer_id, Deposit.product_code).where(Deposit.customer_id.in_(customer_ids),
+                                                                Deposit.product_code.is_not(None)),
+    ).subquery()
+    rows = conn.execute(select(held.c.customer_id, held.c.product_code, Product.type)
+                        .outerjoin(Product, Product.product_code == held.c.product_code))
+    holds: dict[str, set[str]] = defaultdict(set)
+    for customer_id, code, kind in rows:
+        holds[customer_id].add(code)
+        if kind:
+            holds[customer_id].add(kind)
+    return {cid: sorted(values) for cid, values in holds.items()}
+
+
+def load_product(conn: Connection, code: str) -> dict[str, Any] | None:
+    row = conn.execute(select(*(getattr(Product, c) for c in PRODUCT_COLUMNS))
+                       .where(Product.product_code == code)).mappings().first()
+    return dict(row) if row else None

@@ -1,0 +1,59 @@
+"""The outbox: writing messages idempotently and reading the contact history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .models import Message
+
+MESSAGE_COLUMNS = ("id", "rule_id", "customer_id", "subject_type", "subject_id", "channel",
+                   "recipient", "status", "subject", "body", "html", "sms_segments", "error",
+                   "category", "priority", "run_id", "dedupe_key", "consent_source", "consent_at",
+                   "created_at")
+
+
+def existing_dedupe_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    """Which of these idempotency keys already have a message (uses the unique index)."""
+    if not keys:
+        return set()
+    return set(conn.execute(select(Message.dedupe_key).where(Message.dedupe_key.in_(keys))).scalars())
+
+
+def insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert a batch of messages; a row whose dedupe_key exists is skipped, not an error.
+
+    The unique key on dedupe_key is the real guard against duplicates (two runs of
+    the same date racing each other); returns the dedupe keys actually inserted.
+    """
+    if not rows:
+        return set()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (dialect.insert(Message).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(Message.dedupe_key))
+    return set(conn.execute(stmt, list(rows)).scalars())
+
+
+def query_messages(conn: Connection, *, rule_id: str | None = None, customer_id: str | None = None,
+                   status: str | None = None, run_id: int | None = None, channel: str | None = None,
+                   created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,
+                   limit: int = 100, after_id: int | None = None) -> list[dict[str, Any]]:
+    """Messages, newest first, filtered; `after_id` pages backwards by id."""
+    query = select(*(getattr(Message, c) for c in MESSAGE_COLUMNS))
+    filters: Iterable[Any] = [
+        f for f in (
+            Message.rule_id == rule_id if rule_id else None,
+            Message.customer_id == customer_id if customer_id else None,
+            Message.status == status if status else None,
+            Message.run_id == run_id if run_id is not None else None,
+            Message.channel == channel if channel else None,
+            Message.created_at >= created_from if created_from else None,
+            Message.created_at < created_to if created_to else None,
+            Message.id < after_id if after_id is not None else None,
+        ) if f is not None
+    ]
+    rows = conn.execute(query.where(*filters).order_by(Message.id.desc()).limit(limit)).mappings()
+    return [dict(r) for r in rows]

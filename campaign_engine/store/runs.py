@@ -1,0 +1,56 @@
+"""Campaign run records and their per-rule counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, insert, select, update
+
+from ..vocabulary import RunStatus
+from .models import CampaignRun, RunRuleStats
+
+
+def start_run(conn: Connection, *, kind: str, run_date: dt.date, dry_run: bool, now: dt.datetime,
+              event_key: str | None = None, event_payload: dict[str, Any] | None = None) -> int:
+    """Record a run as running and return its id."""
+    result = conn.execute(insert(CampaignRun).values(
+        kind=kind, run_date=run_date, dry_run=dry_run, status=RunStatus.RUNNING.value,
+        started_at=now, event_key=event_key, event_payload=event_payload).returning(CampaignRun.id))
+    return int(result.scalar_one())
+
+
+def find_event_run(conn: Connection, event_key: str) -> dict[str, Any] | None:
+    """The run an event id already started (unique index on event_key)."""
+    row = conn.execute(select(CampaignRun).where(CampaignRun.event_key == event_key)).scalars().first()
+    return None if row is None else {"id": row.id, "event_payload": row.event_payload}
+
+
+def finish_run(conn: Connection, run_id: int, *, status: RunStatus, stats: Iterable[dict[str, Any]],
+               error: str | None, now: dt.datetime) -> None:
+    """Store the per-rule counts and close the run."""
+    rows = [dict(s, run_id=run_id) for s in stats]
+    if rows:
+        conn.execute(insert(RunRuleStats), rows)
+    conn.execute(update(CampaignRun).where(CampaignRun.id == run_id)
+                 .values(status=status.value, error=error, finished_at=now))
+
+
+def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
+    """A run with its per-rule counts."""
+    run = conn.execute(select(CampaignRun).where(CampaignRun.id == run_id)).scalars().first()
+    if run is None:
+        return None
+    stats = conn.execute(select(RunRuleStats).where(RunRuleStats.run_id == run_id)
+                         .order_by(RunRuleStats.rule_id)).scalars().all()
+    return {
+        "run_id": run.id, "kind": run.kind, "date": run.run_date.isoformat(), "dry_run": run.dry_run,
+        "status": run.status, "error": run.error, "event_key": run.event_key,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "rules": [{
+            "rule": s.rule_id, "candidates": s.candidates, "matched": s.matched, "queued": s.queued,
+            "duplicates": s.duplicates, "failed": s.failed, "suppressed": dict(s.suppressed or {}),
+            "error": s.error, "seconds": float(s.seconds),
+        } for s in stats],
+    }
