@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import CampaignEngineError, NotFound, ValidationFailed
 from .settings import Settings, load_settings
@@ -66,6 +67,10 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
         except CampaignEngineError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except SQLAlchemyError as exc:
+            reason = getattr(exc, "orig", None) or exc
+            click.echo(f"database error: {reason} (has `campaign-engine db upgrade` been run?)", err=True)
             sys.exit(1)
     return wrapper
 

@@ -22,8 +22,9 @@ def start_run(conn: Connection, *, kind: str, run_date: dt.date, dry_run: bool, 
 
 def find_event_run(conn: Connection, event_key: str) -> dict[str, Any] | None:
     """The run an event id already started (unique index on event_key)."""
-    row = conn.execute(select(CampaignRun).where(CampaignRun.event_key == event_key)).scalars().first()
-    return None if row is None else {"id": row.id, "event_payload": row.event_payload}
+    row = conn.execute(select(CampaignRun.id, CampaignRun.event_payload)
+                       .where(CampaignRun.event_key == event_key)).mappings().first()
+    return None if row is None else dict(row)
 
 
 def finish_run(conn: Connection, run_id: int, *, status: RunStatus, stats: Iterable[dict[str, Any]],
@@ -38,11 +39,11 @@ def finish_run(conn: Connection, run_id: int, *, status: RunStatus, stats: Itera
 
 def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
     """A run with its per-rule counts."""
-    run = conn.execute(select(CampaignRun).where(CampaignRun.id == run_id)).scalars().first()
+    run = conn.execute(select(*CampaignRun.__table__.c).where(CampaignRun.id == run_id)).first()
     if run is None:
         return None
-    stats = conn.execute(select(RunRuleStats).where(RunRuleStats.run_id == run_id)
-                         .order_by(RunRuleStats.rule_id)).scalars().all()
+    stats = conn.execute(select(*RunRuleStats.__table__.c).where(RunRuleStats.run_id == run_id)
+                         .order_by(RunRuleStats.rule_id)).all()
     return {
         "run_id": run.id, "kind": run.kind, "date": run.run_date.isoformat(), "dry_run": run.dry_run,
         "status": run.status, "error": run.error, "event_key": run.event_key,

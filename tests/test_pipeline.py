@@ -1,0 +1,373 @@
+"""The whole path on a real database: rule files -> candidates -> engine -> policy -> templates -> outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from campaign_engine.bootstrap import open_services
+from campaign_engine.errors import EventPayloadError
+from campaign_engine.pipeline import EventConflict, handle_event, preview, run_scheduled, validate_rules
+from campaign_engine.store.importers import upsert_rows
+from campaign_engine.store.models import CampaignRun, Message
+from campaign_engine.vocabulary import EventType
+
+TODAY = dt.date(2026, 3, 10)
+NOW = dt.datetime(2026, 3, 10, 1, 0, tzinfo=dt.timezone.utc)
+
+GREETING_SMS = "{{ customer.name | salutation(customer.gender) }}，{{ rule.name }}"
+EMAIL_PARTS = {
+    "email.subject.j2": "{{ rule.name }}",
+    "email.txt.j2": "{{ customer.name | salutation(customer.gender) }}：{{ rule.name }}",
+}
+
+
+def customer(customer_id: str, **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict(
+        customer_id=customer_id, name="张伟", gender="M", birth_date=dt.date(1980, 5, 1),
+        mobile="13800000000", email=f"{customer_id.lower()}@example.com", city="北京", branch="北京分行",
+        tier="gold", risk_level="C3", aum=Decimal("300000"), rate_sensitive=False, sms_consent=True,
+        email_consent=True, do_not_contact=False, language="zh", manager_id="RM0001")
+    row.update(overrides)
+    return row
+
+
+def deposit(deposit_id: str, customer_id: str, **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict(
+        deposit_id=deposit_id, customer_id=customer_id, product_code="TD1Y", account_no="6222020012345678",
+        amount=Decimal("80000"), rate=Decimal("1.45"), open_date=dt.date(2025, 3, 17),
+        maturity_date=TODAY + dt.timedelta(days=5), auto_renew=False)
+    row.update(overrides)
+    return row
+
+
+PRODUCTS = [
+    dict(product_code="TD1Y", name="1年期定期存款", type="time_deposit", risk_level="R1", rate=Decimal("1.45"),
+         min_amount=Decimal("50"), launch_date=dt.date(2020, 1, 1)),
+    dict(product_code="FUND-EQ01", name="成长股票基金", type="fund", risk_level="R4", rate=None,
+         min_amount=Decimal("1000"), launch_date=dt.date(2024, 1, 1)),
+]
+
+
+class World:
+    """A rule folder, a template folder and a database, built per test."""
+
+    def __init__(self, settings, engine, root: Path):
+        self.engine = engine
+        self.settings = settings.replace(rules_dir=root / "rules", templates_dir=root / "templates")
+        self.settings.rules_dir.mkdir()
+        self.settings.templates_dir.mkdir()
+        self.template("greet", {"sms.txt.j2": GREETING_SMS, **EMAIL_PARTS})
+        with engine.begin() as conn:
+            upsert_rows(conn, "products", [dict(p) for p in PRODUCTS], now=NOW, source="test")
+
+    def template(self, name: str, parts: dict[str, str]) -> None:
+        folder = self.settings.templates_dir / name
+        folder.mkdir(exist_ok=True)
+        for part, text in parts.items():
+            (folder / part).write_text(text, encoding="utf-8")
+
+    def rule(self, file: str, text: str) -> None:
+        (self.settings.rules_dir / file).write_text(text, encoding="utf-8")
+
+    def add(self, kind: str, *rows: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            upsert_rows(conn, kind, list(rows), now=NOW, source="test")
+
+    def services(self):
+        return open_services(self.settings)
+
+    def messages(self, **where: Any) -> list[Any]:
+        with Session(self.engine) as session:
+            return list(session.scalars(select(Message).filter_by(**where).order_by(Message.id)))
+
+
+@pytest.fixture
+def world(settings, engine, tmp_path) -> World:
+    return World(settings, engine, tmp_path)
+
+
+def rule_yaml(rule_id: str, conditions: str, *, category: str = "marketing", trigger: str | None = None,
+              channels: str = "[sms, email]", template: str = "greet", priority: int = 50,
+              extra: str = "") -> str:
+    trigger = trigger or '{schedule: "0 9 * * *", subject: customer}'
+    return (f"id: {rule_id}\nname: 测试{rule_id}\ncategory: {category}\npriority: {priority}\n"
+            f"trigger: {trigger}\nconditions:\n{conditions}\nchannels: {channels}\ntemplate: {template}\n{extra}")
+
+
+BIRTHDAY = "  customer.days_to_birthday: 0\n"
+
+
+def rule_counts(report: dict[str, Any], rule_id: str) -> dict[str, Any]:
+    return next(r for r in report["rules"] if r["rule"] == rule_id)
+
+
+def test_run_birthday_queues_sms_with_signature_and_opt_out(world):
+    world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY))
+    world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)),
+              customer("C2", birth_date=dt.date(1970, 3, 11)))
+    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    counts = rule_counts(report, "birthday")
+    assert (counts["candidates"], counts["matched"], counts["queued"]) == (1, 1, 1)
+    [msg] = world.messages()
+    assert msg.customer_id == "C1" and msg.channel == "sms" and msg.status == "queued"
+    assert msg.body == "【XX银行】张先生，测试birthday。回复TD退订"
+    assert msg.sms_segments == 1
+    assert msg.consent_source == "test"  # proof of the consent the marketing message relied on
+
+
+def test_run_same_date_twice_writes_no_second_message(world):
+    world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY))
+    world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)))
+    services = world.services()
+    run_scheduled(services, today=TODAY, now=NOW)
+    second = run_scheduled(services, today=TODAY, now=NOW)
+    assert rule_counts(second, "birthday")["queued"] == 0
+    assert rule_counts(second, "birthday")["duplicates"] == 1
+    assert len(world.messages()) == 1
+
+
+def test_run_deposit_rule_sends_once_per_maturity_on_several_matching_days(world):
+    world.rule("td.yaml", rule_yaml("td", "  deposit.days_to_maturity: {between: [0, 7]}\n",
+                                    category="service", trigger='{schedule: "0 9 * * *", subject: deposit}'))
+    world.add("customers", customer("C1"))
+    world.add("deposits", deposit("D1", "C1", maturity_date=TODAY + dt.timedelta(days=7)))
+    services = world.services()
+    for offset in range(8):  # matches on each of the 8 days up to maturity
+        run_scheduled(services, today=TODAY + dt.timedelta(days=offset), now=NOW)
+    assert [(m.subject_id, m.subject_type) for m in world.messages()] == [("D1", "deposit")]
+
+
+def test_run_deposit_rule_sends_again_after_renewal_to_a_new_maturity(world):
+    world.rule("td.yaml", rule_yaml("td", "  deposit.days_to_maturity: {between: [0, 7]}\n",
+                                    category="service", trigger='{schedule: "0 9 * * *", subject: deposit}'))
+    world.add("customers", customer("C1"))
+    world.add("deposits", deposit("D1", "C1", maturity_date=TODAY))
+    services = world.services()
+    run_scheduled(services, today=TODAY, now=NOW)
+    world.add("deposits", deposit("D1", "C1", maturity_date=dt.date(2027, 3, 10)))
+    run_scheduled(services, today=dt.date(2027, 3, 5), now=NOW)
+    assert len(world.messages()) == 2
+
+
+def test_run_maturity_window_edges(world):
+    world.rule("td.yaml", rule_yaml("td", "  deposit.days_to_maturity: {between: [0, 7]}\n",
+                                    category="service", trigger='{schedule: "0 9 * * *", subject: deposit}'))
+    world.add("customers", customer("C1"))
+    world.add("deposits", *(deposit(f"D{d}", "C1", maturity_date=TODAY + dt.timedelta(days=d))
+                            for d in (-1, 0, 7, 8)), deposit("DX", "C1", maturity_date=None))
+    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    assert sorted(m.subject_id for m in world.messages()) == ["D0", "D7"]
+    assert rule_counts(report, "td")["candidates"] == 2  # the SQL window read only those two
+
+
+def test_run_several_rules_fire_for_one_customer(world):
+    world.rule("a.yaml", rule_yaml("rule-a", BIRTHDAY))
+    world.rule("b.yaml", rule_yaml("rule-b", "  customer.tier: gold\n", category="service"))
+    world.rule("c.yaml", rule_yaml("rule-c", "  any:\n    - customer.aum: {gte: 100}\n    - customer.age: {gte: 18}\n"))
+    world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)))
+    run_scheduled(world.services(), today=TODAY, now=NOW)
+    assert sorted(m.rule_id for m in world.messages()) == ["rule-a", "rule-b", "rule-c"]
+
+
+def test_run_counts_each_suppression_reason(world):
+    world.rule("m.yaml", rule_yaml("mkt", "  customer.tier: gold\n", channels="[sms]"))
+    world.add("customers",
+              customer("C1"),
+              customer("C2", do_not_contact=True),
+              customer("C3", sms_consent=False),
+              customer("C4", mobile=None))
+    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    counts = rule_counts(report, "mkt")
+    assert counts["queued"] == 1
+    assert counts["suppressed"] == {"do_not_contact": 1, "no_consent": 1, "no_contact_address": 1}
+
+
+def test_run_service_rule_needs_no_marketing_consent_but_respects_do_not_contact(world):
+    world.rule("s.yaml", rule_yaml("svc", "  customer.tier: gold\n", category="service", channels="[sms]"))
+    world.add("customers", customer("C1", sms_consent=False), customer("C2", do_not_contact=True))
+    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    assert [m.customer_id for m in world.messages()] == ["C1"]
+    assert world.messages()[0].body == "【XX银行】张先生，测试svc"  # no opt-out line on service SMS
+    assert rule_counts(report, "svc")["suppressed"] == {"do_not_contact": 1}
+
+
+def test_run_marketing_falls_back_to_email_without_sms_consent(world):
+    world.rule("m.yaml", rule_yaml("mkt", "  customer.tier: gold\n"))
+    world.add("customers", customer("C1", sms_consent=False))
+    run_scheduled(world.services(), today=TODAY, now=NOW)
+    [msg] = world.messages()
+    assert (msg.channel, msg.recipient, msg.subject) == ("email", "c1@example.com", "测试mkt")
+
+
+def test_run_holiday_rule_reads_no_candidates_on_an_ordinary_day(world):
+    world.rule("h.yaml", rule_yaml("holiday", "  calendar.holiday: {in: [春节, 中秋节]}\n"))
+    world.add("customers", customer("C1"), customer("C2"))
+    services = world.services()
+    ordinary = run_scheduled(services, today=TODAY, now=NOW)
+    assert rule_counts(ordinary, "holiday")["candidates"] == 0
+    festival = run_scheduled(services, today=dt.date(2026, 2, 17), now=NOW)
+    assert rule_counts(festival, "holiday")["queued"] == 2
+
+
+def test_run_template_error_fails_one_message_not_the_run(world):
+    world.template("fragile", {"sms.txt.j2": "{% if customer.tier == 'gold' %}{{ customer.nickname }}{% endif %}您好"})
+    world.rule("f.yaml", rule_yaml("fragile", "  customer.aum: {gte: 0}\n", category="service",
+                                   channels="[sms]", template="fragile"))
+    world.add("customers", customer("C1", tier="gold"), customer("C2", tier="regular"))
+    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    counts = rule_counts(report, "fragile")
+    assert (counts["queued"], counts["failed"]) == (1, 1)
+    failed = world.messages(status="failed")[0]
+    assert failed.customer_id == "C1" and "nickname" in failed.error and failed.body is None
+    assert report["status"] == "completed"
+
+
+def test_run_sandbox_escape_in_template_fails_the_message(world):
+    world.template("evil", {"sms.txt.j2": "{{ ''.__class__.__mro__ }}"})
+    world.rule("e.yaml", rule_yaml("evil", "  customer.tier: gold\n", category="service",
+                                   channels="[sms]", template="evil"))
+    world.add("customers", customer("C1"))
+    run_scheduled(world.services(), today=TODAY, now=NOW)
+    [msg] = world.messages()
+    assert msg.status == "failed" and "object" not in (msg.body or "")
+
+
+def test_run_failing_rule_does_not_stop_the_others(world):
+    world.rule("p.yaml", rule_yaml("promo", "  customer.tier: gold\n", extra="product: NO-SUCH\n"))
+    world.rule("s.yaml", rule_yaml("svc", "  customer.tier: gold\n", category="service"))
+    world.add("customers", customer("C1"))
+    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    assert report["status"] == "completed_with_errors"
+    assert "NO-SUCH" in rule_counts(report, "promo")["error"]
+    assert rule_counts(report, "svc")["queued"] == 1
+
+
+def test_run_scheduled_product_promotion_respects_suitability(world):
+    world.rule("p.yaml", rule_yaml("promo", "  customer.tier: gold\n", extra="product: FUND-EQ01\n"))
+    world.add("customers", customer("C1", risk_level="C4"), customer("C2", risk_level="C3"),
+              customer("C3", risk_level=None))
+    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    assert [m.customer_id for m in world.messages()] == ["C1"]
+    assert rule_counts(report, "promo")["suppressed"] == {"suitability": 2}
+
+
+def test_run_dry_run_writes_nothing(world):
+    world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY))
+    world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)))
+    report = run_scheduled(world.services(), today=TODAY, now=NOW, dry_run=True)
+    assert rule_counts(report, "birthday")["queued"] == 1 and report["run_id"] is None
+    assert world.messages() == []
+    with world.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(CampaignRun)).scalar_one() == 0
+
+
+LAUNCH = {"event_id": "pl-1", "launch_date": "2026-03-15",
+          "product": {"code": "WM-R3-01", "name": "稳健理财", "type": "wealth", "risk_level": "R3",
+                      "rate": 3.1, "min_amount": 10000}}
+
+
+def launch_rule(world: World) -> None:
+    world.rule("l.yaml", rule_yaml("launch", "  customer.tier: {in: [gold, platinum, diamond]}\n",
+                                   trigger="{event: product_launch}"))
+
+
+def test_event_product_launch_never_reaches_unsuitable_customers(world):
+    launch_rule(world)
+    world.add("customers", customer("C1", risk_level="C3"), customer("C2", risk_level="C2"))
+    report = handle_event(world.services(), EventType.PRODUCT_LAUNCH, LAUNCH, now=NOW)
+    assert [m.customer_id for m in world.messages()] == ["C1"]
+    assert rule_counts(report, "launch")["suppressed"] == {"suitability": 1}
+
+
+def test_event_replay_writes_nothing_and_returns_the_first_run(world):
+    launch_rule(world)
+    world.add("customers", customer("C1"))
+    services = world.services()
+    first = handle_event(services, EventType.PRODUCT_LAUNCH, LAUNCH, now=NOW)
+    again = handle_event(services, EventType.PRODUCT_LAUNCH, LAUNCH, now=NOW)
+    assert again["replayed"] is True and again["run_id"] == first["run_id"]
+    assert len(world.messages()) == 1
+    with pytest.raises(EventConflict):
+        handle_event(services, EventType.PRODUCT_LAUNCH, {**LAUNCH, "launch_date": "2026-04-01"}, now=NOW)
+
+
+def test_event_missing_field_is_a_clear_error_and_writes_nothing(world):
+    launch_rule(world)
+    world.add("customers", customer("C1"))
+    bad = {k: v for k, v in LAUNCH.items() if k != "launch_date"}
+    with pytest.raises(EventPayloadError) as err:
+        handle_event(world.services(), EventType.PRODUCT_LAUNCH, bad, now=NOW)
+    assert [p.field for p in err.value.problems] == ["launch_date"]
+    assert world.messages() == []
+
+
+def test_event_large_transaction_concerns_only_its_customer(world):
+    world.rule("t.yaml", rule_yaml("big", "  event.amount: {gte: 500000}\n", category="service",
+                                   trigger="{event: large_transaction}", channels="[sms]"))
+    world.add("customers", customer("C1"), customer("C2"))
+    payload = {"event_id": "lt-1", "customer_id": "C2", "account_no": "6222020012345678",
+               "amount": 800000, "direction": "in", "occurred_at": "2026-03-10T09:30:00+08:00"}
+    report = handle_event(world.services(), EventType.LARGE_TRANSACTION, payload, now=NOW)
+    assert rule_counts(report, "big")["candidates"] == 1
+    assert [m.customer_id for m in world.messages()] == ["C2"]
+
+
+def test_event_rate_change_reaches_holders_of_the_product_type(world):
+    world.rule("r.yaml", rule_yaml(
+        "rates", "  all:\n    - customer.rate_sensitive: true\n"
+                 "    - customer.holds: {contains: {ref: event.product_type}}\n",
+        category="service", trigger="{event: rate_change}"))
+    world.add("customers", customer("C1", rate_sensitive=True), customer("C2", rate_sensitive=True),
+              customer("C3", rate_sensitive=False), customer("C4", rate_sensitive=True))
+    world.add("deposits", deposit("D1", "C1"), deposit("D3", "C3"))
+    world.add("holdings", dict(customer_id="C4", product_code="FUND-EQ01", amount=Decimal("1000")))
+    payload = {"event_id": "rc-1", "product_type": "time_deposit", "old_rate": 1.65, "new_rate": 1.45,
+               "effective_date": "2026-03-20"}
+    report = handle_event(world.services(), EventType.RATE_CHANGE, payload, now=NOW)
+    assert [m.customer_id for m in world.messages()] == ["C1"]
+    assert rule_counts(report, "rates")["candidates"] == 1  # SQL read only rate-sensitive holders
+
+
+def test_preview_explains_each_condition_and_writes_nothing(world):
+    world.rule("b.yaml", rule_yaml("birthday", "  all:\n    - customer.days_to_birthday: 0\n"
+                                               "    - not: {customer.city: 上海}\n"))
+    world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)),
+              customer("C2", birth_date=dt.date(1970, 3, 10), city="上海"))
+    services = world.services()
+    yes = preview(services, "birthday", today=TODAY, now=NOW, customer_id="C1")["subjects"][0]
+    no = preview(services, "birthday", today=TODAY, now=NOW, customer_id="C2")["subjects"][0]
+    assert yes["matches"] is True and yes["body"].startswith("【XX银行】张先生")
+    assert no["matches"] is False
+    assert [c["result"] for c in no["conditions"]["children"]] == [True, False]
+    summary = preview(services, "birthday", today=TODAY, now=NOW)
+    assert summary["counts"]["matched"] == 1 and len(summary["sample"]) == 1
+    assert world.messages() == []
+
+
+def test_validate_rules_reports_undefined_template_variable_with_rule_and_line(world):
+    world.template("typo", {"sms.txt.j2": "您好\n{{ customer.nam }}"})
+    world.rule("t.yaml", rule_yaml("typo", "  customer.tier: gold\n", channels="[sms]", template="typo"))
+    services = world.services()
+    problems = validate_rules(services.rulebook, services.templates, services.settings)
+    [problem] = problems
+    assert problem.rule == "typo" and problem.file == "t.yaml"
+    assert "sms.txt.j2:2" in problem.reason and "nam" in problem.reason
+
+
+def test_starter_pack_runs_on_demo_data(world, settings):
+    from campaign_engine.store.importers import load_demo_data
+
+    load_demo_data(world.engine, 3000, seed=7, today=TODAY, now=NOW)
+    services = open_services(settings)
+    report = run_scheduled(services, today=TODAY, now=NOW)
+    assert report["status"] == "completed"
+    td = rule_counts(report, "td-maturity-reminder")
+    assert td["queued"] > 0 and td["failed"] == 0
+    assert validate_rules(services.rulebook, services.templates, services.settings) == []
