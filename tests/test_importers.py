@@ -452,3 +452,19 @@ def test_import_csv_each_kind_has_columns_and_parsers():
     for kind in KINDS:
         row, problems = parse_row(kind, {}, today=dt.date(2026, 3, 10))
         assert row is None and problems and all(p.field in COLUMNS[kind] for p in problems)
+
+
+def test_import_csv_problems_sorted_by_line_and_capped(engine, tmp_path, now):
+    seed_products(engine, now)
+    seed_customer(engine, tmp_path, now)
+    rows = [deposit(deposit_id=f"D{i}", customer_id="C404" if i % 2 else "C00000001",
+                    amount="-1" if i % 3 == 0 else "1") for i in range(1, 13)]
+    path = write_csv(tmp_path / "deposits.csv", "deposits", rows)
+
+    full = import_csv(engine, "deposits", path, now=now, batch_size=4)
+    capped = import_csv(engine, "deposits", path, now=now, batch_size=4, max_problems=3)
+
+    lines = [p.line for p in full.problems]
+    assert lines == sorted(lines) and len(lines) == 8 and full.skipped == 8
+    assert len(capped.problems) == 4 and capped.skipped == 8
+    assert capped.problems[-1].reason == "5 more problem(s) not listed"

@@ -586,7 +586,7 @@ def _read_header(reader: Iterator[list[str]], kind: str, report: ImportReport) -
 
 
 def import_csv(engine: Engine, kind: str, path: str | PathLike[str], *, now: dt.datetime,
-               batch_size: int = 5000) -> ImportReport:
+               batch_size: int = 5000, max_problems: int = 10_000) -> ImportReport:
     """Stream a UTF-8 CSV file of a kind into the database; bad rows are reported and skipped."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}, expected one of {', '.join(KINDS)}")
@@ -602,6 +602,7 @@ def import_csv(engine: Engine, kind: str, path: str | PathLike[str], *, now: dt.
     ncols = len(expected)
     pending: list[tuple[int, dict[str, Any]]] = []
     problems = report.problems
+    unlisted = 0  # problems beyond max_problems: counted, not kept
     try:
         handle = open(path, encoding="utf-8-sig", newline="")
     except OSError as error:
@@ -644,6 +645,9 @@ def import_csv(engine: Engine, kind: str, path: str | PathLike[str], *, now: dt.
                 if len(pending) >= batch_size:
                     _write_batch(engine, report, pending, now, source)
                     pending = []
+                    if len(problems) > max_problems:
+                        unlisted += len(problems) - max_problems
+                        del problems[max_problems:]
         except UnicodeDecodeError:
             problems.append(Problem(
                 f"the file is not valid UTF-8 (at or after line {line + 1}); save it as UTF-8 "
@@ -651,6 +655,12 @@ def import_csv(engine: Engine, kind: str, path: str | PathLike[str], *, now: dt.
         except csv.Error as error:
             problems.append(Problem(f"unreadable CSV: {error}", file=name, line=line + 1))
         _write_batch(engine, report, pending, now, source)
+    if len(problems) > max_problems:
+        unlisted += len(problems) - max_problems
+        del problems[max_problems:]
+    problems.sort(key=lambda problem: problem.line or 0)
+    if unlisted:
+        problems.append(Problem(f"{unlisted} more problem(s) not listed", file=name))
     return report
 
 
