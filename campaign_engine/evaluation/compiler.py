@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..rulebook.fields import is_list_field
 from ..rulebook.model import All, FieldRef, Node, Not, Predicate
 
 MATCH = "match"
@@ -42,7 +43,9 @@ def _missing(key: str) -> dict[str, Any]:
     return {key: None}
 
 
-def _present(key: str) -> dict[str, Any]:
+def _present(key: str, is_list: bool = False) -> dict[str, Any]:
+    if is_list:  # `$neq null` never holds for a list value; an empty list is already null
+        return {"$iany": {key: {"$neq": {"$i": None}}}}
     return {"$neq": {key: None}}
 
 
@@ -57,10 +60,14 @@ def _all(items: list[dict[str, Any]]) -> dict[str, Any]:
 def _leaf(pred: Predicate, negated: bool) -> dict[str, Any]:
     key, op, value = engine_key(pred.field), pred.op, pred.operand
     if op == "exists":
-        return _present(key) if value != negated else _missing(key)
+        return _present(key, is_list_field(pred.field)) if value != negated else _missing(key)
     missing = [_missing(key)]
     if isinstance(value, FieldRef):
         missing.append(_missing(engine_key(value.field)))
+        if op in ("eq", "ne") and not negated:
+            # The engine holds null == null and "x" != null true: both sides must be present.
+            other = engine_key(value.field)
+            return _all([_cmp(op, key, value), _present(key), _present(other)])
     if op == "contains":  # list fields only; an empty list is null in the fact
         item = {"$i": _operand(value)}
         if not negated:

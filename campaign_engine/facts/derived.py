@@ -41,9 +41,11 @@ def birth_mmdd(birth: dt.date | None) -> int | None:
 
 
 def birthday_mmdd_window(today: dt.date, lo: int, hi: int) -> frozenset[int] | None:
-    """birth_mmdd values of everyone whose days_to_birthday lies in [lo, hi].
+    """birth_mmdd values covering everyone whose days_to_birthday lies in [lo, hi].
 
-    None means the window covers the whole year (no narrowing possible).
+    Never misses a birthday; a window reaching 365 days may admit a few more (today's
+    month-day comes round again), which the engine then rejects. None means the
+    window covers the whole year (no narrowing possible).
     """
     lo = max(lo, 0)
     if hi < lo:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from ..vocabulary import TIER_ALIASES
-from .fields import ORDERED_TYPES, FieldSpec, FieldType
+from .fields import ORDERED_TYPES, TIERS, FieldSpec, FieldType
 from .model import OPERATORS, All, AnyOf, FieldRef, Node, Not, Predicate
 
 Path = tuple[Any, ...]
@@ -183,14 +183,15 @@ class _Parser:
             except ValueError:
                 self.fail(path, f"expected a date-time YYYY-MM-DDTHH:MM, got {raw!r}")
         elif kind is FieldType.ENUM:
-            value = TIER_ALIASES.get(str(raw), raw) if spec.choices and "gold" in spec.choices else raw
+            value = TIER_ALIASES.get(str(raw), raw) if spec.choices == TIERS else raw
             if isinstance(value, str) and value in (spec.choices or ()):
                 return value
             self.fail(path, f"{raw!r} is not one of {', '.join(spec.choices or ())}")
         else:
             if isinstance(raw, str):
                 return raw
-            self.fail(path, f"expected text, got {raw!r} (quote it: '{raw}')")
+            self.fail(path, f"expected text, got {raw!r}: YAML read an unquoted number; quote the value "
+                            "exactly as written (e.g. '021')")
         return None
 
 

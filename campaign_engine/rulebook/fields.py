@@ -129,6 +129,12 @@ EVENT_FIELDS: dict[EventType, dict[str, FieldSpec]] = {
 }
 
 
+def is_list_field(name: str) -> bool:
+    """Whether a dotted field holds a list (today only customer.holds)."""
+    namespace, _, rest = name.partition(".")
+    return namespace == "customer" and CUSTOMER_FIELDS.get(rest, FieldSpec(S, None)).type is FieldType.LIST
+
+
 def fields_in_scope(subject: SubjectType, event: EventType | None) -> dict[str, FieldSpec]:
     """Dotted field name -> spec, for a rule with this subject and trigger."""
     scope = {f"customer.{k}": v for k, v in CUSTOMER_FIELDS.items()}

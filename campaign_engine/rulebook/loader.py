@@ -153,16 +153,29 @@ def parse_rule(raw: Any, file: str, start_line: int) -> tuple[Rule | None, list[
     ), []
 
 
+def _yaml() -> YAML:
+    """Round-trip YAML (keeps line numbers) that leaves dates as text.
+
+    Operand checks then parse dates themselves, so `2026-02-30` is a located problem
+    rather than an exception while the document is built.
+    """
+    yaml = YAML(typ="rt")
+    yaml.constructor.add_constructor("tag:yaml.org,2002:timestamp",
+                                     lambda constructor, node: constructor.construct_scalar(node))
+    return yaml
+
+
 def parse_rule_text(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
     """Every rule of one rule file's text, and the problems found."""
     try:
-        documents = [d for d in YAML(typ="rt").load_all(text) if d is not None]
+        documents = [d for d in _yaml().load_all(text) if d is not None]
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
         return [], [Problem(f"malformed YAML: {reason}", file=file,
                             line=mark.line + 1 if mark else None)]
-    except YAMLError as exc:
+    except (YAMLError, ValueError, TypeError) as exc:
+        # e.g. `!!int x`: a tag ruamel cannot build the value for.
         return [], [Problem(f"malformed YAML: {exc}", file=file)]
     raws: list[tuple[Any, int]] = []
     for doc in documents:
