@@ -49,9 +49,21 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _services(ctx: click.Context):  # type: ignore[no-untyped-def]
+    """The pipeline's dependencies, closed when the command ends."""
     from .bootstrap import open_services
 
-    return open_services(_settings(ctx))
+    services = open_services(_settings(ctx))
+    ctx.call_on_close(services.close)
+    return services
+
+
+def _db(ctx: click.Context):  # type: ignore[no-untyped-def]
+    """A database engine, disposed when the command ends."""
+    from .store.db import make_engine
+
+    engine = make_engine(_settings(ctx).database_url)
+    ctx.call_on_close(engine.dispose)
+    return engine
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -111,12 +123,10 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 @_guard
 def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None) -> None:
     """Load realistic demo customers, products, deposits and holdings."""
-    from .store.db import make_engine
     from .store.importers import load_demo_data
 
     settings = _settings(ctx)
-    engine = make_engine(settings.database_url)
-    counts = load_demo_data(engine, customers, seed=seed, today=_today(settings, date_), now=_now(),
+    counts = load_demo_data(_db(ctx), customers, seed=seed, today=_today(settings, date_), now=_now(),
                             batch_size=max(settings.batch_size, 5000))
     click.echo(", ".join(f"{n} {kind}" for kind, n in counts.items()) + " loaded")
 
@@ -128,10 +138,9 @@ def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None) 
 @_guard
 def import_(ctx: click.Context, kind: str, file: Path) -> None:
     """Upsert rows from a CSV file; bad rows are reported with their line, good rows kept."""
-    from .store.db import make_engine
     from .store.importers import import_csv
 
-    report = import_csv(make_engine(_settings(ctx).database_url), kind, file, now=_now())
+    report = import_csv(_db(ctx), kind, file, now=_now())
     for problem in report.problems:
         click.echo(f"{problem}", err=True)
     click.echo(f"{kind}: {report.rows} row(s) read, {report.upserted} upserted, "
@@ -284,10 +293,9 @@ def _print_match(item: dict[str, Any]) -> None:
 def messages(ctx: click.Context, rule_id: str | None, customer_id: str | None, status: str | None,
              run_id: int | None, limit: int, as_json: bool) -> None:
     """Messages in the outbox and history, newest first."""
-    from .store.db import make_engine
     from .store.outbox import query_messages
 
-    with make_engine(_settings(ctx).database_url).connect() as conn:
+    with _db(ctx).connect() as conn:
         rows = query_messages(conn, rule_id=rule_id, customer_id=customer_id, status=status,
                               run_id=run_id, limit=limit)
     if as_json:
@@ -307,10 +315,9 @@ def messages(ctx: click.Context, rule_id: str | None, customer_id: str | None, s
 @_guard
 def report(ctx: click.Context, run_id: int, as_json: bool) -> None:
     """A run's per-rule counts and suppression reasons."""
-    from .store.db import make_engine
     from .store.runs import get_run
 
-    with make_engine(_settings(ctx).database_url).connect() as conn:
+    with _db(ctx).connect() as conn:
         result = get_run(conn, run_id)
     if result is None:
         raise NotFound("run", run_id)

@@ -59,6 +59,10 @@ class Services:
     templates: SandboxedEnvironment
     holidays: HolidayCalendar
 
+    def close(self) -> None:
+        """Release the database connections."""
+        self.db.dispose()
+
 
 @dataclass
 class RuleStats:

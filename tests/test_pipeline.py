@@ -60,6 +60,7 @@ class World:
 
     def __init__(self, settings, engine, root: Path):
         self.engine = engine
+        self.opened: list[Any] = []
         self.settings = settings.replace(rules_dir=root / "rules", templates_dir=root / "templates")
         self.settings.rules_dir.mkdir()
         self.settings.templates_dir.mkdir()
@@ -81,7 +82,9 @@ class World:
             upsert_rows(conn, kind, list(rows), now=NOW, source="test")
 
     def services(self):
-        return open_services(self.settings)
+        services = open_services(self.settings)
+        self.opened.append(services)
+        return services
 
     def messages(self, **where: Any) -> list[Any]:
         with Session(self.engine) as session:
@@ -89,8 +92,11 @@ class World:
 
 
 @pytest.fixture
-def world(settings, engine, tmp_path) -> World:
-    return World(settings, engine, tmp_path)
+def world(settings, engine, tmp_path):
+    world = World(settings, engine, tmp_path)
+    yield world
+    for services in world.opened:
+        services.close()
 
 
 def rule_yaml(rule_id: str, conditions: str, *, category: str = "marketing", trigger: str | None = None,
@@ -366,6 +372,7 @@ def test_starter_pack_runs_on_demo_data(world, settings):
 
     load_demo_data(world.engine, 3000, seed=7, today=TODAY, now=NOW)
     services = open_services(settings)
+    world.opened.append(services)
     report = run_scheduled(services, today=TODAY, now=NOW)
     assert report["status"] == "completed"
     td = rule_counts(report, "td-maturity-reminder")

@@ -34,7 +34,7 @@ def upgrade() -> None:
     sa.Column('event_key', sa.String(length=160), nullable=True),
     sa.Column('event_payload', sa.JSON(), nullable=True),
     sa.Column('dry_run', sa.Boolean(), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=32), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
