@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .errors import CampaignEngineError, NotFound, Problem, TemplateError, ValidationFailed
 from .evaluation.engine import RuleEngine, check_compiles
@@ -292,27 +292,55 @@ def _report(run_id: int | None, kind: RunKind, today: dt.date, stats: list[RuleS
             "status": status.value, "rules": [s.as_dict() for s in stats], **extra}
 
 
-def _execute(services: Services, rules: Sequence[Rule], today: dt.date, *, kind: RunKind, dry_run: bool,
-             now: dt.datetime, event: Mapping[str, Any] | None = None, event_type: EventType | None = None,
-             payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    key = event_key(event_type, event["event_id"]) if event_type and event else None
+@dataclass
+class PendingRun:
+    """A run that has been accepted (and recorded, unless dry) but not yet executed."""
+
+    run_id: int | None
+    kind: RunKind
+    today: dt.date
+    rules: list[Rule]
+    now: dt.datetime
+    dry_run: bool
+    event: Mapping[str, Any] | None = None
+    event_key: str | None = None
+
+
+def _begin(services: Services, rules: list[Rule], today: dt.date, *, kind: RunKind, dry_run: bool,
+           now: dt.datetime, event: Mapping[str, Any] | None = None, key: str | None = None,
+           payload: dict[str, Any] | None = None) -> PendingRun:
     run_id = None
     if not dry_run:
         with services.db.begin() as conn:
             run_id = runs.start_run(conn, kind=kind.value, run_date=today, dry_run=False, now=now,
                                     event_key=key, event_payload=payload)
-    log.info("run %s started: %s rule(s) for %s", run_id, len(rules), key or today)
-    stats = [_run_rule(services, rule, today, run_id=run_id, now=now, event=event, event_id_key=key)
-             for rule in rules]
+    return PendingRun(run_id, kind, today, rules, now, dry_run, event, key)
+
+
+def finish_run(services: Services, pending: PendingRun) -> dict[str, Any]:
+    """Execute an accepted run: every rule, each one's failure recorded without stopping the others."""
+    log.info("run %s started: %s rule(s) for %s", pending.run_id, len(pending.rules),
+             pending.event_key or pending.today)
+    try:
+        stats = [_run_rule(services, rule, pending.today, run_id=pending.run_id, now=pending.now,
+                           event=pending.event, event_id_key=pending.event_key)
+                 for rule in pending.rules]
+    except Exception as exc:  # a bug, not a rule failure: close the run as failed, then raise
+        if pending.run_id is not None:
+            with services.db.begin() as conn:
+                runs.finish_run(conn, pending.run_id, status=RunStatus.FAILED, stats=[],
+                                error=f"{type(exc).__name__}: {exc}", now=pending.now)
+        raise
     failed = [s.rule for s in stats if s.error]
     status = RunStatus.COMPLETED_WITH_ERRORS if failed else RunStatus.COMPLETED
     error = f"{len(failed)} rule(s) failed: {', '.join(failed)}" if failed else None
-    if run_id is not None:
+    if pending.run_id is not None:
         with services.db.begin() as conn:
-            runs.finish_run(conn, run_id, status=status, stats=[
-                {**s.as_dict(), "rule_id": s.rule} for s in stats], error=error, now=now)
-    log.info("run %s finished: %s", run_id, status.value)
-    return _report(run_id, kind, today, stats, dry_run, status, error=error, event_key=key)
+            runs.finish_run(conn, pending.run_id, status=status, stats=[
+                {**s.as_dict(), "rule_id": s.rule} for s in stats], error=error, now=pending.now)
+    log.info("run %s finished: %s", pending.run_id, status.value)
+    return _report(pending.run_id, pending.kind, pending.today, stats, pending.dry_run, status,
+                   error=error, event_key=pending.event_key)
 
 
 def select_rules(rulebook: Rulebook, rule_ids: Sequence[str] | None, *, scheduled: bool) -> list[Rule]:
@@ -330,37 +358,75 @@ def select_rules(rulebook: Rulebook, rule_ids: Sequence[str] | None, *, schedule
     return [r for r in rulebook.enabled() if (r.trigger.schedule is not None) == scheduled]
 
 
+def begin_scheduled(services: Services, *, today: dt.date, now: dt.datetime,
+                    rule_ids: Sequence[str] | None = None, dry_run: bool = False) -> PendingRun:
+    """Accept a run of scheduled rules for a date."""
+    rules = select_rules(services.rulebook, rule_ids, scheduled=True)
+    return _begin(services, rules, today, kind=RunKind.SCHEDULED, dry_run=dry_run, now=now)
+
+
 def run_scheduled(services: Services, *, today: dt.date, now: dt.datetime,
                   rule_ids: Sequence[str] | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Run scheduled rules for a date; rerunning the same date writes nothing new."""
-    rules = select_rules(services.rulebook, rule_ids, scheduled=True)
-    return _execute(services, rules, today, kind=RunKind.SCHEDULED, dry_run=dry_run, now=now)
+    return finish_run(services, begin_scheduled(services, today=today, now=now, rule_ids=rule_ids,
+                                                dry_run=dry_run))
 
 
 def _payload_json(data: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data, default=str, sort_keys=True))
 
 
-def handle_event(services: Services, event_type: EventType, payload: Any, *, now: dt.datetime,
-                 dry_run: bool = False) -> dict[str, Any]:
-    """Validate an event and run every enabled rule it triggers; a replayed event_id returns its run."""
+@dataclass
+class EventStart:
+    """An accepted event: a new pending run, or the report of the run its event_id already has."""
+
+    pending: PendingRun | None = None
+    replay: dict[str, Any] | None = None
+
+
+def _replay(services: Services, key: str, stored: dict[str, Any]) -> dict[str, Any] | None:
+    with services.db.connect() as conn:
+        first = runs.find_event_run(conn, key)
+        if first is None:
+            return None
+        if first["event_payload"] != stored:
+            raise EventConflict(key, first["id"])
+        report = runs.get_run(conn, first["id"])
+    assert report is not None
+    return {**report, "replayed": True}
+
+
+def begin_event(services: Services, event_type: EventType, payload: Any, *, now: dt.datetime,
+                dry_run: bool = False) -> EventStart:
+    """Validate an event; a replayed event_id returns its first run, a new one is recorded."""
     event = load_event(event_type, payload)
     stored = _payload_json(event)
     key = event_key(event_type, event["event_id"])
     today = now.astimezone(services.settings.tz).date()
-    if not dry_run:
-        with services.db.connect() as conn:
-            first = runs.find_event_run(conn, key)
-            if first is not None:
-                if first["event_payload"] != stored:
-                    raise EventConflict(key, first["id"])
-                report = runs.get_run(conn, first["id"])
-                assert report is not None
-                return {**report, "replayed": True}
     rules = [r for r in services.rulebook.enabled() if r.trigger.event is event_type]
-    report = _execute(services, rules, today, kind=RunKind.EVENT, dry_run=dry_run, now=now,
-                      event=event, event_type=event_type, payload=stored)
-    return {**report, "replayed": False}
+    if dry_run:
+        return EventStart(_begin(services, rules, today, kind=RunKind.EVENT, dry_run=True, now=now,
+                                 event=event, key=key))
+    replay = _replay(services, key, stored)
+    if replay is not None:
+        return EventStart(replay=replay)
+    try:
+        return EventStart(_begin(services, rules, today, kind=RunKind.EVENT, dry_run=False, now=now,
+                                 event=event, key=key, payload=stored))
+    except IntegrityError:  # the same event_id arrived concurrently: the other one is first
+        replay = _replay(services, key, stored)
+        assert replay is not None
+        return EventStart(replay=replay)
+
+
+def handle_event(services: Services, event_type: EventType, payload: Any, *, now: dt.datetime,
+                 dry_run: bool = False) -> dict[str, Any]:
+    """Validate an event and run every enabled rule it triggers; a replayed event_id returns its run."""
+    start = begin_event(services, event_type, payload, now=now, dry_run=dry_run)
+    if start.replay is not None:
+        return start.replay
+    assert start.pending is not None
+    return {**finish_run(services, start.pending), "replayed": False}
 
 
 # --------------------------------------------------------------------------- preview
