@@ -322,3 +322,54 @@ def report(ctx: click.Context, run_id: int, as_json: bool) -> None:
     if result is None:
         raise NotFound("run", run_id)
     click.echo(_json(result)) if as_json else _print_run(result)
+
+
+@main.group()
+def apikey() -> None:
+    """API keys (stored hashed; a key is shown once)."""
+
+
+@apikey.command("create")
+@click.option("--role", required=True, type=click.Choice(["viewer", "marketer", "operator", "admin"]))
+@click.option("--name", required=True, help="Who or what uses the key, e.g. core-banking.")
+@click.pass_context
+@_guard
+def apikey_create(ctx: click.Context, role: str, name: str) -> None:
+    """Create a key and print it once."""
+    from .store import apikeys, audit
+
+    with _db(ctx).begin() as conn:
+        key_id, key = apikeys.create_key(conn, name=name, role=role, now=_now())
+        audit.record(conn, actor="cli", action="apikey.create", target=f"key:{name}#{key_id}", now=_now(),
+                     details={"role": role})
+    click.echo(key)
+    click.echo(f"key #{key_id} for {name} ({role}); store it now: it cannot be shown again", err=True)
+
+
+@apikey.command("list")
+@click.pass_context
+@_guard
+def apikey_list(ctx: click.Context) -> None:
+    """Keys with their role and last use (never the key itself)."""
+    from .store import apikeys
+
+    with _db(ctx).connect() as conn:
+        for k in apikeys.list_keys(conn):
+            state = f"revoked {k['revoked_at']:%Y-%m-%d}" if k["revoked_at"] else "live"
+            used = f"last used {k['last_used_at']:%Y-%m-%d %H:%M}" if k["last_used_at"] else "never used"
+            click.echo(f"#{k['id']} {k['prefix']}… {k['name']} {k['role']} {state}, {used}")
+
+
+@apikey.command("revoke")
+@click.argument("key_id", type=int)
+@click.pass_context
+@_guard
+def apikey_revoke(ctx: click.Context, key_id: int) -> None:
+    """Revoke a key at once."""
+    from .store import apikeys, audit
+
+    with _db(ctx).begin() as conn:
+        if not apikeys.revoke_key(conn, key_id, _now()):
+            raise NotFound("live API key", key_id)
+        audit.record(conn, actor="cli", action="apikey.revoke", target=f"key:#{key_id}", now=_now())
+    click.echo(f"key #{key_id} revoked")

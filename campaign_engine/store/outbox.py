@@ -40,7 +40,8 @@ def insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str
 def query_messages(conn: Connection, *, rule_id: str | None = None, customer_id: str | None = None,
                    status: str | None = None, run_id: int | None = None, channel: str | None = None,
                    created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,
-                   limit: int = 100, after_id: int | None = None) -> list[dict[str, Any]]:
+                   limit: int = 100, after_id: int | None = None,
+                   message_id: int | None = None) -> list[dict[str, Any]]:
     """Messages, newest first, filtered; `after_id` pages backwards by id."""
     query = select(*(getattr(Message, c) for c in MESSAGE_COLUMNS))
     filters: Iterable[Any] = [
@@ -53,6 +54,7 @@ def query_messages(conn: Connection, *, rule_id: str | None = None, customer_id:
             Message.created_at >= created_from if created_from else None,
             Message.created_at < created_to if created_to else None,
             Message.id < after_id if after_id is not None else None,
+            Message.id == message_id if message_id is not None else None,
         ) if f is not None
     ]
     rows = conn.execute(query.where(*filters).order_by(Message.id.desc()).limit(limit)).mappings()

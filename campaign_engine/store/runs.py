@@ -55,3 +55,21 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
             "error": s.error, "seconds": float(s.seconds),
         } for s in stats],
     }
+
+
+def list_runs(conn: Connection, *, kind: str | None = None, status: str | None = None, limit: int = 50,
+              before_id: int | None = None) -> list[dict[str, Any]]:
+    """Runs newest first (primary key order), paged by id."""
+    query = select(CampaignRun.id, CampaignRun.kind, CampaignRun.run_date, CampaignRun.status,
+                   CampaignRun.event_key, CampaignRun.error, CampaignRun.started_at,
+                   CampaignRun.finished_at).order_by(CampaignRun.id.desc()).limit(limit)
+    if kind:
+        query = query.where(CampaignRun.kind == kind)
+    if status:
+        query = query.where(CampaignRun.status == status)
+    if before_id is not None:
+        query = query.where(CampaignRun.id < before_id)
+    return [{"run_id": r.id, "kind": r.kind, "date": r.run_date.isoformat(), "status": r.status,
+             "event_key": r.event_key, "error": r.error, "started_at": r.started_at.isoformat(),
+             "finished_at": r.finished_at.isoformat() if r.finished_at else None}
+            for r in conn.execute(query)]

@@ -1,0 +1,50 @@
+"""API keys sent as `Authorization: Bearer <key>`, and what each role may do."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from flask import current_app, g, request
+from flask_smorest import abort
+
+from ..store import apikeys
+
+ROLES = ("viewer", "marketer", "operator", "admin")
+READ, RULES, RUN, ADMIN = "read", "rules", "run", "admin"
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "viewer": frozenset({READ}),
+    "marketer": frozenset({READ, RULES}),
+    "operator": frozenset({READ, RUN}),
+    "admin": frozenset({READ, RULES, RUN, ADMIN}),
+}
+
+
+def _authenticate() -> dict[str, Any]:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        abort(401, message="send an API key as 'Authorization: Bearer <key>'",
+              headers={"WWW-Authenticate": "Bearer"})
+    state = current_app.extensions["campaign"]
+    with state.runtime.services.db.connect() as conn:
+        found = apikeys.find_key(conn, key.strip())
+    if found is None:
+        abort(401, message="unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    return found
+
+
+def requires(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Let the view run only for a key whose role grants `permission`; sets g.actor."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = _authenticate()
+            if permission not in PERMISSIONS.get(key["role"], frozenset()):
+                abort(403, message=f"role {key['role']} may not do this (needs {permission})")
+            g.actor = f"key:{key['name']}#{key['id']}"
+            g.role = key["role"]
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate

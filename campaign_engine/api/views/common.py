@@ -1,0 +1,118 @@
+"""Shared view helpers and response schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import marshmallow as ma
+from flask import current_app, g
+
+from ...store import audit
+
+
+def state():  # type: ignore[no-untyped-def]
+    return current_app.extensions["campaign"]
+
+
+def services():  # type: ignore[no-untyped-def]
+    return state().runtime.services
+
+
+def now() -> dt.datetime:
+    return state().clock()
+
+
+def today(value: dt.date | None = None) -> dt.date:
+    return value or now().astimezone(services().settings.tz).date()
+
+
+def record(action: str, target: str | None, details: dict[str, Any] | None = None) -> None:
+    """Append to the audit log as the calling key."""
+    with services().db.begin() as conn:
+        audit.record(conn, actor=getattr(g, "actor", "anonymous"), action=action, target=target,
+                     now=now(), details=details)
+
+
+def mask_mobile(value: str | None) -> str | None:
+    return None if not value else (value[:3] + "****" + value[-4:] if len(value) >= 8 else "****")
+
+
+def mask_email(value: str | None) -> str | None:
+    if not value or "@" not in value:
+        return value and "***"
+    name, _, domain = value.partition("@")
+    return f"{name[:1]}***@{domain}"
+
+
+class PageArgs(ma.Schema):
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=1000))
+    after = ma.fields.String(load_default=None, validate=ma.validate.Length(max=64),
+                             metadata={"description": "cursor: the last id of the previous page"})
+
+
+class RuleCountsSchema(ma.Schema):
+    rule = ma.fields.String()
+    candidates = ma.fields.Integer()
+    matched = ma.fields.Integer()
+    queued = ma.fields.Integer()
+    duplicates = ma.fields.Integer()
+    failed = ma.fields.Integer()
+    suppressed = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    error = ma.fields.String(allow_none=True)
+    seconds = ma.fields.Float()
+
+
+class RunSchema(ma.Schema):
+    run_id = ma.fields.Integer(allow_none=True)
+    kind = ma.fields.String()
+    date = ma.fields.String()
+    dry_run = ma.fields.Boolean()
+    status = ma.fields.String()
+    error = ma.fields.String(allow_none=True)
+    event_key = ma.fields.String(allow_none=True)
+    started_at = ma.fields.String(allow_none=True)
+    finished_at = ma.fields.String(allow_none=True)
+    replayed = ma.fields.Boolean()
+    rules = ma.fields.List(ma.fields.Nested(RuleCountsSchema))
+
+
+class RunAcceptedSchema(ma.Schema):
+    run_id = ma.fields.Integer(required=True)
+    status = ma.fields.String(required=True)
+    replayed = ma.fields.Boolean(required=True)
+    event_key = ma.fields.String(allow_none=True)
+    url = ma.fields.String(required=True)
+
+
+class MessageSchema(ma.Schema):
+    id = ma.fields.Integer()
+    run_id = ma.fields.Integer()
+    rule_id = ma.fields.String()
+    category = ma.fields.String()
+    priority = ma.fields.Integer()
+    customer_id = ma.fields.String()
+    subject_type = ma.fields.String()
+    subject_id = ma.fields.String()
+    channel = ma.fields.String()
+    recipient = ma.fields.String(allow_none=True)
+    status = ma.fields.String()
+    subject = ma.fields.String(allow_none=True)
+    body = ma.fields.String(allow_none=True)
+    html = ma.fields.String(allow_none=True)
+    sms_segments = ma.fields.Integer(allow_none=True)
+    error = ma.fields.String(allow_none=True)
+    consent_source = ma.fields.String(allow_none=True)
+    consent_at = ma.fields.DateTime(allow_none=True)
+    dedupe_key = ma.fields.String()
+    created_at = ma.fields.DateTime()
+
+
+class MessagePageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(MessageSchema))
+    next = ma.fields.String(allow_none=True)
+
+
+def page(items: list[dict[str, Any]], limit: int, key: str) -> dict[str, Any]:
+    """A keyset page: `next` is the cursor for the following page, null on the last."""
+    return {"items": items, "next": str(items[-1][key]) if len(items) == limit else None}

@@ -1,0 +1,308 @@
+"""Customer data: customers, consents, contact history, products, deposits, CSV imports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import marshmallow as ma
+from flask import request
+
+from ...errors import NotFound, Problem, ValidationFailed
+from ...store import customers as store
+from ...store.importers import COLUMNS, KINDS, import_csv, parse_row, upsert_rows
+from ..auth import ADMIN, READ
+from ..blueprint import ApiBlueprint
+from ..errors import ErrorSchema
+from .common import MessagePageSchema, PageArgs, mask_email, mask_mobile, now, page, record, services, today
+from .messages import MessageQuery, message_page
+
+blp = ApiBlueprint("customers", __name__, url_prefix="/api/v1",
+                   description="Customers, consents, products, deposits and imports")
+
+TIERS = ["diamond", "platinum", "gold", "regular", "restricted"]
+
+
+class ConsentSchema(ma.Schema):
+    channel = ma.fields.String()
+    granted = ma.fields.Boolean()
+    source = ma.fields.String()
+    recorded_at = ma.fields.DateTime()
+
+
+class CustomerSchema(ma.Schema):
+    customer_id = ma.fields.String()
+    name = ma.fields.String()
+    gender = ma.fields.String(allow_none=True)
+    birth_date = ma.fields.Date(allow_none=True)
+    mobile = ma.fields.String(allow_none=True)
+    email = ma.fields.String(allow_none=True)
+    city = ma.fields.String(allow_none=True)
+    branch = ma.fields.String(allow_none=True)
+    tier = ma.fields.String()
+    risk_level = ma.fields.String(allow_none=True)
+    aum = ma.fields.Decimal(as_string=True)
+    rate_sensitive = ma.fields.Boolean()
+    do_not_contact = ma.fields.Boolean()
+    language = ma.fields.String()
+    manager_id = ma.fields.String(allow_none=True)
+    updated_at = ma.fields.DateTime()
+    consents = ma.fields.List(ma.fields.Nested(ConsentSchema))
+
+
+class CustomerPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(CustomerSchema))
+    next = ma.fields.String(allow_none=True)
+
+
+class CustomerQuery(PageArgs):
+    tier = ma.fields.String(validate=ma.validate.OneOf(TIERS))
+    city = ma.fields.String(validate=ma.validate.Length(max=32))
+    branch = ma.fields.String(validate=ma.validate.Length(max=64))
+    manager_id = ma.fields.String(validate=ma.validate.Length(max=32))
+    risk_level = ma.fields.String(validate=ma.validate.OneOf(["C1", "C2", "C3", "C4", "C5"]))
+
+
+class CustomerInSchema(ma.Schema):
+    """The customer CSV columns as JSON; validated by the same rules as an import row."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    gender = ma.fields.String(allow_none=True, validate=ma.validate.OneOf(["M", "F"]))
+    birth_date = ma.fields.Date(allow_none=True)
+    mobile = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=20))
+    email = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=254))
+    city = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=32))
+    branch = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=64))
+    tier = ma.fields.String(required=True, validate=ma.validate.OneOf(TIERS))
+    risk_level = ma.fields.String(allow_none=True, validate=ma.validate.OneOf(["C1", "C2", "C3", "C4", "C5"]))
+    aum = ma.fields.Decimal(load_default=Decimal(0), places=2, allow_nan=False,
+                           validate=ma.validate.Range(min=0, max=Decimal("9999999999999999")))
+    rate_sensitive = ma.fields.Boolean(load_default=False)
+    sms_consent = ma.fields.Boolean(load_default=False)
+    email_consent = ma.fields.Boolean(load_default=False)
+    do_not_contact = ma.fields.Boolean(load_default=False)
+    language = ma.fields.String(load_default="zh", validate=ma.validate.Length(min=1, max=8))
+    manager_id = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=32))
+
+
+class ConsentInSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    granted = ma.fields.Boolean(required=True)
+    source = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100),
+                              metadata={"description": "where the answer came from, e.g. 'branch:0101 form 2026-11'"})
+
+
+class ImportReportSchema(ma.Schema):
+    kind = ma.fields.String()
+    rows = ma.fields.Integer()
+    upserted = ma.fields.Integer()
+    ok = ma.fields.Boolean()
+    problems = ma.fields.List(ma.fields.Dict())
+
+
+class ProductSchema(ma.Schema):
+    product_code = ma.fields.String()
+    name = ma.fields.String()
+    type = ma.fields.String()
+    risk_level = ma.fields.String()
+    rate = ma.fields.Decimal(as_string=True, allow_none=True)
+    min_amount = ma.fields.Decimal(as_string=True, allow_none=True)
+    launch_date = ma.fields.Date(allow_none=True)
+
+
+class ProductListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(ProductSchema))
+
+
+class DepositSchema(ma.Schema):
+    deposit_id = ma.fields.String()
+    customer_id = ma.fields.String()
+    product_code = ma.fields.String(allow_none=True)
+    account_no = ma.fields.String()
+    amount = ma.fields.Decimal(as_string=True)
+    rate = ma.fields.Decimal(as_string=True, allow_none=True)
+    open_date = ma.fields.Date(allow_none=True)
+    maturity_date = ma.fields.Date(allow_none=True)
+    auto_renew = ma.fields.Boolean()
+
+
+class DepositPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(DepositSchema))
+    next = ma.fields.String(allow_none=True)
+
+
+class DepositQuery(PageArgs):
+    customer_id = ma.fields.String(validate=ma.validate.Length(max=32))
+    maturing_from = ma.fields.Date()
+    maturing_to = ma.fields.Date()
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dt.date, Decimal)):
+        return str(value)
+    return str(value)
+
+
+def _checked(kind: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Run the import's own row checks on an API body, so both paths accept the same data."""
+    row, problems = parse_row(kind, {c: _csv_value(values.get(c)) for c in COLUMNS[kind]}, today=today())
+    if problems or row is None:
+        raise ValidationFailed(problems or [Problem("invalid row")], what=kind[:-1])
+    return row
+
+
+def _customer_with_consents(conn, customer_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    customer = store.get_customer(conn, customer_id)
+    if customer is None:
+        raise NotFound("customer", customer_id)
+    customer["consents"] = store.get_consents(conn, customer_id)
+    return customer
+
+
+@blp.route("/customers", methods=["GET"])
+@blp.secured(READ)
+@blp.arguments(CustomerQuery, location="query")
+@blp.response(200, CustomerPageSchema)
+def list_customers(args):  # type: ignore[no-untyped-def]
+    """Customers in id order, filtered; page with `after`."""
+    filters = {k: args.get(k) for k in ("tier", "city", "branch", "manager_id", "risk_level")}
+    with services().db.connect() as conn:
+        items = store.list_customers(conn, limit=args["limit"], after=args.get("after"), **filters)
+    return page(items, args["limit"], "customer_id")
+
+
+@blp.route("/customers/<customer_id>", methods=["GET"])
+@blp.secured(READ)
+@blp.response(200, CustomerSchema)
+def get_customer(customer_id: str):  # type: ignore[no-untyped-def]
+    """One customer with current consents."""
+    with services().db.connect() as conn:
+        return _customer_with_consents(conn, customer_id)
+
+
+@blp.route("/customers/<customer_id>", methods=["PUT"])
+@blp.secured(ADMIN)
+@blp.arguments(CustomerInSchema)
+@blp.response(200, CustomerSchema)
+def put_customer(body, customer_id: str):  # type: ignore[no-untyped-def]
+    """Create or update a customer (the same checks as a CSV row)."""
+    row = _checked("customers", {**body, "customer_id": customer_id})
+    with services().db.begin() as conn:
+        upsert_rows(conn, "customers", [row], now=now(), source=f"api:{customer_id}")
+    record("customer.upsert", customer_id, {"mobile": mask_mobile(row.get("mobile")),
+                                            "email": mask_email(row.get("email"))})
+    with services().db.connect() as conn:
+        return _customer_with_consents(conn, customer_id)
+
+
+@blp.route("/customers/<customer_id>/consents", methods=["GET"])
+@blp.secured(READ)
+@blp.response(200, ConsentSchema(many=True))
+def get_consents(customer_id: str):  # type: ignore[no-untyped-def]
+    """A customer's marketing consent per channel, with time and source."""
+    with services().db.connect() as conn:
+        return _customer_with_consents(conn, customer_id)["consents"]
+
+
+@blp.route("/customers/<customer_id>/consents/<any(sms, email):channel>", methods=["PUT"])
+@blp.secured(ADMIN)
+@blp.arguments(ConsentInSchema)
+@blp.response(200, ConsentSchema)
+def put_consent(body, customer_id: str, channel: str):  # type: ignore[no-untyped-def]
+    """Grant or withdraw a channel's marketing consent (recorded with time and source)."""
+    with services().db.begin() as conn:
+        if store.get_customer(conn, customer_id) is None:
+            raise NotFound("customer", customer_id)
+        consent = store.set_consent(conn, customer_id, channel, granted=body["granted"], source=body["source"],
+                                    now=now())
+    record("consent." + ("grant" if body["granted"] else "withdraw"), f"{customer_id}:{channel}",
+           {"source": body["source"]})
+    return consent
+
+
+@blp.route("/customers/<customer_id>/messages", methods=["GET"])
+@blp.secured(READ)
+@blp.arguments(MessageQuery, location="query")
+@blp.response(200, MessagePageSchema)
+def customer_messages(args, customer_id: str):  # type: ignore[no-untyped-def]
+    """A customer's contact history, newest first."""
+    return message_page(args, customer_id=customer_id)
+
+
+@blp.route("/imports/<any(customers, products, deposits, holdings):kind>", methods=["POST"])
+@blp.secured(ADMIN)
+@blp.doc(requestBody={"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}})
+@blp.response(200, ImportReportSchema)
+@blp.alt_response(415, schema=ErrorSchema, description="the body is not text/csv")
+def import_file(kind: str):  # type: ignore[no-untyped-def]
+    """Bulk upsert from a CSV body (the CLI import formats); bad rows reported, good rows kept."""
+    if request.mimetype != "text/csv":
+        from flask_smorest import abort
+
+        abort(415, message="send the CSV file as the body with Content-Type: text/csv")
+    assert kind in KINDS
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{kind}.csv"
+        path.write_bytes(request.get_data())
+        report = import_csv(services().db, kind, path, now=now())
+    record("import", kind, {"rows": report.rows, "upserted": report.upserted, "problems": len(report.problems)})
+    return {"kind": kind, "rows": report.rows, "upserted": report.upserted, "ok": report.ok,
+            "problems": [p.as_dict() for p in report.problems]}
+
+
+@blp.route("/products", methods=["GET"])
+@blp.secured(READ)
+@blp.response(200, ProductListSchema)
+def list_products():  # type: ignore[no-untyped-def]
+    """The product catalogue."""
+    with services().db.connect() as conn:
+        return {"items": store.list_products(conn)}
+
+
+@blp.route("/products/<code>", methods=["GET"])
+@blp.secured(READ)
+@blp.response(200, ProductSchema)
+def get_product(code: str):  # type: ignore[no-untyped-def]
+    """One product."""
+    with services().db.connect() as conn:
+        product = store.get_product(conn, code)
+    if product is None:
+        raise NotFound("product", code)
+    return product
+
+
+@blp.route("/deposits", methods=["GET"])
+@blp.secured(READ)
+@blp.arguments(DepositQuery, location="query")
+@blp.response(200, DepositPageSchema)
+def list_deposits(args):  # type: ignore[no-untyped-def]
+    """Time deposits by customer or maturity range, in id order."""
+    with services().db.connect() as conn:
+        items = store.list_deposits(conn, limit=args["limit"], after=args.get("after"),
+                                    customer_id=args.get("customer_id"), maturing_from=args.get("maturing_from"),
+                                    maturing_to=args.get("maturing_to"))
+    return page(items, args["limit"], "deposit_id")
+
+
+@blp.route("/deposits/<deposit_id>", methods=["GET"])
+@blp.secured(READ)
+@blp.response(200, DepositSchema)
+def get_deposit(deposit_id: str):  # type: ignore[no-untyped-def]
+    """One time deposit."""
+    with services().db.connect() as conn:
+        deposit = store.get_deposit(conn, deposit_id)
+    if deposit is None:
+        raise NotFound("deposit", deposit_id)
+    return deposit

@@ -1,0 +1,58 @@
+"""The outbox and contact history."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from ...errors import NotFound
+from ...store.outbox import query_messages
+from ..auth import READ
+from ..blueprint import ApiBlueprint
+from .common import MessagePageSchema, MessageSchema, PageArgs, services
+
+blp = ApiBlueprint("messages", __name__, url_prefix="/api/v1/messages", description="Messages")
+
+
+class MessageQuery(PageArgs):
+    rule = ma.fields.String(validate=ma.validate.Length(max=64))
+    customer = ma.fields.String(validate=ma.validate.Length(max=32))
+    status = ma.fields.String(validate=ma.validate.Length(max=16))
+    channel = ma.fields.String(validate=ma.validate.OneOf(["sms", "email"]))
+    run = ma.fields.Integer()
+    created_from = ma.fields.AwareDateTime(data_key="from")
+    created_to = ma.fields.AwareDateTime(data_key="to")
+
+
+def message_page(args, **fixed):  # type: ignore[no-untyped-def]
+    """A page of messages, newest first; `after` is the last id seen."""
+    after = args.get("after")
+    if after is not None and not after.isdigit():
+        return {"items": [], "next": None}
+    with services().db.connect() as conn:
+        items = query_messages(
+            conn, rule_id=args.get("rule"), customer_id=fixed.get("customer_id", args.get("customer")),
+            status=args.get("status"), channel=args.get("channel"), run_id=args.get("run"),
+            created_from=args.get("created_from"), created_to=args.get("created_to"),
+            limit=args["limit"], after_id=int(after) if after else None)
+    return {"items": items, "next": str(items[-1]["id"]) if len(items) == args["limit"] else None}
+
+
+@blp.route("", methods=["GET"])
+@blp.secured(READ)
+@blp.arguments(MessageQuery, location="query")
+@blp.response(200, MessagePageSchema)
+def list_messages(args):  # type: ignore[no-untyped-def]
+    """Messages by rule, customer, status, channel, run and creation time, newest first."""
+    return message_page(args)
+
+
+@blp.route("/<int:message_id>", methods=["GET"])
+@blp.secured(READ)
+@blp.response(200, MessageSchema)
+def get_message(message_id: int):  # type: ignore[no-untyped-def]
+    """One message."""
+    with services().db.connect() as conn:
+        rows = query_messages(conn, message_id=message_id, limit=1)
+    if not rows:
+        raise NotFound("message", message_id)
+    return rows[0]
