@@ -13,6 +13,15 @@ from .errors import EventPayloadError, Problem
 from .vocabulary import PRODUCT_RISK_LEVELS, EventType, risk_rank
 
 _EVENT_ID = fields.String(required=True, validate=validate.Length(min=1, max=128))
+
+
+def _non_negative(value: Any) -> None:
+    # A function, not validate.Range: apispec would document a Decimal bound as the string "0.00".
+    if value < 0:
+        raise ValidationError("must not be negative")
+
+
+_MONEY = dict(as_string=False, places=2, allow_nan=False, validate=_non_negative, metadata={"minimum": 0})
 _RATE = dict(required=True, as_string=False, places=4, allow_nan=False)
 
 
@@ -41,8 +50,7 @@ class LaunchedProductSchema(_Strict):
     type = fields.String(required=True, validate=validate.Length(min=1, max=32))
     risk_level = fields.String(required=True, validate=validate.OneOf(PRODUCT_RISK_LEVELS))
     rate = fields.Decimal(as_string=False, places=4, allow_nan=False, load_default=None)
-    min_amount = fields.Decimal(as_string=False, places=2, allow_nan=False, load_default=None,
-                                validate=validate.Range(min=0))
+    min_amount = fields.Decimal(load_default=None, **_MONEY)
 
 
 class ProductLaunchSchema(_Strict):
@@ -55,8 +63,7 @@ class LargeTransactionSchema(_Strict):
     event_id = _EVENT_ID
     customer_id = fields.String(required=True, validate=validate.Length(min=1, max=32))
     account_no = fields.String(required=True, validate=validate.Length(min=1, max=40))
-    amount = fields.Decimal(required=True, as_string=False, places=2, allow_nan=False,
-                            validate=validate.Range(min=0))
+    amount = fields.Decimal(required=True, **_MONEY)
     direction = fields.String(required=True, validate=validate.OneOf(("in", "out")))
     occurred_at = fields.DateTime(required=True)
 

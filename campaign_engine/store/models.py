@@ -7,14 +7,37 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Float, ForeignKey, Index,
-                        Integer, LargeBinary, Numeric, SmallInteger, String, Table, Text, Unicode,
-                        UniqueConstraint)
+                        Integer, LargeBinary, Numeric, SmallInteger, String, Table, Text, TypeDecorator,
+                        Unicode, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Autoincrementing 64-bit keys on PostgreSQL; SQLite only autoincrements INTEGER.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Money = Numeric(18, 2)
 Rate = Numeric(9, 4)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timestamps are aware and UTC in Python on every database.
+
+    SQLite keeps no offset: values are stored as UTC and read back with tzinfo=UTC.
+    A naive datetime is refused rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware (UTC) datetime")
+        return value.astimezone(dt.timezone.utc)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -41,7 +64,7 @@ class Customer(Base):
     do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
     language: Mapped[str] = mapped_column(String(8), default="zh")
     manager_id: Mapped[str | None] = mapped_column(String(32), index=True)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class Consent(Base):
@@ -55,7 +78,7 @@ class Consent(Base):
     channel: Mapped[str] = mapped_column(String(8))
     granted: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[str] = mapped_column(String(128))
-    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class Product(Base):
@@ -109,8 +132,8 @@ class CampaignRun(Base):
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class RunRuleStats(Base):
@@ -161,15 +184,15 @@ class Message(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # Which consent allowed a marketing message (kept as proof of consent).
     consent_source: Mapped[str | None] = mapped_column(String(128))
-    consent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    consent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(128))
@@ -186,9 +209,9 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(12))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class ScheduleFire(Base):
@@ -201,7 +224,7 @@ class ScheduleFire(Base):
     rule_id: Mapped[str] = mapped_column(String(64))
     run_date: Mapped[dt.date] = mapped_column(Date)
     owner: Mapped[str] = mapped_column(String(128))
-    fired_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    fired_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     run_id: Mapped[int | None] = mapped_column(ForeignKey("campaign_runs.id"))
 
 

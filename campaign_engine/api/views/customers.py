@@ -24,6 +24,8 @@ blp = ApiBlueprint("customers", __name__, url_prefix="/api/v1",
                    description="Customers, consents, products, deposits and imports")
 
 TIERS = ["diamond", "platinum", "gold", "regular", "restricted"]
+# Money and rates leave the API as exact decimal text ("1234.50"), never as binary floats.
+DECIMAL_TEXT = {"type": "string", "format": "decimal", "example": "1234.50"}
 
 
 class ConsentSchema(ma.Schema):
@@ -44,7 +46,7 @@ class CustomerSchema(ma.Schema):
     branch = ma.fields.String(allow_none=True)
     tier = ma.fields.String()
     risk_level = ma.fields.String(allow_none=True)
-    aum = ma.fields.Decimal(as_string=True)
+    aum = ma.fields.Decimal(as_string=True, metadata=DECIMAL_TEXT)
     rate_sensitive = ma.fields.Boolean()
     do_not_contact = ma.fields.Boolean()
     language = ma.fields.String()
@@ -66,6 +68,12 @@ class CustomerQuery(PageArgs):
     risk_level = ma.fields.String(validate=ma.validate.OneOf(["C1", "C2", "C3", "C4", "C5"]))
 
 
+def _money_range(value: Decimal) -> None:
+    # A function, not validate.Range: apispec would document a Decimal bound as a string.
+    if not 0 <= value <= Decimal("9999999999999999"):
+        raise ma.ValidationError("must be between 0 and 9999999999999999")
+
+
 class CustomerInSchema(ma.Schema):
     """The customer CSV columns as JSON; validated by the same rules as an import row."""
 
@@ -81,8 +89,8 @@ class CustomerInSchema(ma.Schema):
     branch = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=64))
     tier = ma.fields.String(required=True, validate=ma.validate.OneOf(TIERS))
     risk_level = ma.fields.String(allow_none=True, validate=ma.validate.OneOf(["C1", "C2", "C3", "C4", "C5"]))
-    aum = ma.fields.Decimal(load_default=Decimal(0), places=2, allow_nan=False,
-                           validate=ma.validate.Range(min=0, max=Decimal("9999999999999999")))
+    aum = ma.fields.Decimal(load_default=Decimal(0), places=2, allow_nan=False, as_string=False,
+                           validate=_money_range, metadata={"minimum": 0, "maximum": 9999999999999999})
     rate_sensitive = ma.fields.Boolean(load_default=False)
     sms_consent = ma.fields.Boolean(load_default=False)
     email_consent = ma.fields.Boolean(load_default=False)
@@ -113,8 +121,8 @@ class ProductSchema(ma.Schema):
     name = ma.fields.String()
     type = ma.fields.String()
     risk_level = ma.fields.String()
-    rate = ma.fields.Decimal(as_string=True, allow_none=True)
-    min_amount = ma.fields.Decimal(as_string=True, allow_none=True)
+    rate = ma.fields.Decimal(as_string=True, allow_none=True, metadata=DECIMAL_TEXT)
+    min_amount = ma.fields.Decimal(as_string=True, allow_none=True, metadata=DECIMAL_TEXT)
     launch_date = ma.fields.Date(allow_none=True)
 
 
@@ -127,8 +135,8 @@ class DepositSchema(ma.Schema):
     customer_id = ma.fields.String()
     product_code = ma.fields.String(allow_none=True)
     account_no = ma.fields.String()
-    amount = ma.fields.Decimal(as_string=True)
-    rate = ma.fields.Decimal(as_string=True, allow_none=True)
+    amount = ma.fields.Decimal(as_string=True, metadata=DECIMAL_TEXT)
+    rate = ma.fields.Decimal(as_string=True, allow_none=True, metadata=DECIMAL_TEXT)
     open_date = ma.fields.Date(allow_none=True)
     maturity_date = ma.fields.Date(allow_none=True)
     auto_renew = ma.fields.Boolean()
