@@ -8,6 +8,7 @@ pass `today` and `now`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -135,14 +136,25 @@ def _fact_sets(rows: Sequence[Any], subject: SubjectType, holds: Mapping[str, li
     return out
 
 
+DEDUPE_KEY_MAX = 255
+
+
+def _bounded(key: str) -> str:
+    """Keys stay readable; one longer than the column keeps its head and a hash of the whole."""
+    if len(key) <= DEDUPE_KEY_MAX:
+        return key
+    return f"{key[:DEDUPE_KEY_MAX - 66]}#{hashlib.sha256(key.encode()).hexdigest()}"
+
+
 def _dedupe_key(prep: RuleRun, facts: FactSet) -> str:
+    """The idempotency key of a match: one message per rule and occurrence."""
     if facts.deposit is not None:
         subject = f"deposit|{facts.deposit['deposit_id']}"
         if prep.rule.trigger.event is None:  # once per deposit maturity, whatever day it matched
-            return f"{prep.rule.id}|{subject}|maturity:{facts.deposit['maturity_date']}"
+            return _bounded(f"{prep.rule.id}|{subject}|maturity:{facts.deposit['maturity_date']}")
     else:
         subject = f"customer|{facts.customer['customer_id']}"
-    return f"{prep.rule.id}|{subject}|{prep.occurrence}"
+    return _bounded(f"{prep.rule.id}|{subject}|{prep.occurrence}")
 
 
 # --------------------------------------------------------------------------- one rule

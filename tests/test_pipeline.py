@@ -378,3 +378,15 @@ def test_starter_pack_runs_on_demo_data(world, settings):
     td = rule_counts(report, "td-maturity-reminder")
     assert td["queued"] > 0 and td["failed"] == 0
     assert validate_rules(services.rulebook, services.templates, services.settings) == []
+
+
+def test_event_with_longest_event_id_writes_bounded_idempotent_keys(world):
+    launch_rule(world)
+    world.add("customers", customer("C1"))
+    payload = {**LAUNCH, "event_id": "x" * 128}
+    services = world.services()
+    report = handle_event(services, EventType.PRODUCT_LAUNCH, payload, now=NOW)
+    assert rule_counts(report, "launch")["queued"] == 1
+    [msg] = world.messages()
+    assert len(msg.dedupe_key) <= 255
+    assert handle_event(services, EventType.PRODUCT_LAUNCH, payload, now=NOW)["replayed"] is True

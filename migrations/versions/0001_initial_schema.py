@@ -20,7 +20,7 @@ def upgrade() -> None:
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('action', sa.String(length=64), nullable=False),
-    sa.Column('target', sa.String(length=128), nullable=True),
+    sa.Column('target', sa.String(length=255), nullable=True),
     sa.Column('details', sa.JSON(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )

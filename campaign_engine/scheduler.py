@@ -1,0 +1,432 @@
+"""The scheduler: every enabled scheduled rule runs on its cron, once per date, in one process.
+
+APScheduler (3.x, BackgroundScheduler) keeps one job per enabled scheduled rule
+in the `apscheduler_jobs` table of our own database, so a job's next run time
+survives restarts and several service processes share one job list.
+
+- Job ids come from the job definition (`rule:<rule id>`), so rescheduling a
+  rule replaces its job and never adds a second one.
+- Misfires: jobs coalesce and have no misfire grace limit
+  (misfire_grace_time=None). A process that starts after being down finds the
+  job's persisted next run time in the past and runs it once (all the missed
+  times collapse into one run), however long it was down. A finite grace time
+  would instead drop runs missed by more than that, i.e. exactly the runs
+  missed while the service was down.
+- One process per date: the job function first claims (rule, date) in
+  `schedule_fires` (unique key). Whoever loses the claim - another process
+  firing the same due job, a misfire replay for a date that already ran, a
+  cron that fires twice a day - logs and does nothing. The date is today in
+  the configured time zone at the moment the job fires.
+- Rule reload reschedules (`Runtime.on_reload`); a job whose rule and cron are
+  unchanged is kept as stored, with its persisted next run time, so a run that
+  is due is not pushed into the future by a restart or a reload.
+
+Rule schedules are standard 5-field crontab: day of week 0 and 7 are Sunday, and
+when both day of month and day of week are restricted either one matching is
+enough. APScheduler 3 counts weekdays from Monday and requires both, so
+`cron_trigger` translates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+from zoneinfo import ZoneInfo
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
+from apscheduler.jobstores.base import BaseJobStore, JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import Engine, inspect
+
+from .errors import ConfigError, Problem
+from .pipeline import Services, begin_scheduled, finish_run
+from .rulebook.loader import Rulebook
+from .rulebook.model import Rule
+from .store import fires
+from .store.models import apscheduler_jobs
+
+log = logging.getLogger(__name__)
+
+JOB_PREFIX = "rule:"
+FIRE_RULE_REF = f"{__name__}:fire_rule"
+# None: a run missed while the service was down still runs (once, coalesced) on start.
+MISFIRE_GRACE_TIME: int | None = None
+JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1,
+                                "misfire_grace_time": MISFIRE_GRACE_TIME}
+DEFAULT_MAX_WORKERS = 4
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def default_owner() -> str:
+    """Who fires: host and process id, recorded on each schedule fire."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def job_id(rule: Rule) -> str:
+    """The job of a rule: one per rule id, so rescheduling replaces it."""
+    return f"{JOB_PREFIX}{rule.id}"
+
+
+# --------------------------------------------------------------------------- cron
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab numbering: 0 (and 7) is Sunday
+
+
+def _weekday_number(token: str) -> int:
+    token = token.strip().lower()
+    if token[:3] in _WEEKDAYS and len(token) in (3, len(_WEEKDAYS[_WEEKDAYS.index(token[:3])]) + 3):
+        return _WEEKDAYS.index(token[:3])
+    if token.isdigit() and 0 <= int(token) <= 7:
+        return int(token)
+    raise ValueError(f"unsupported day of week {token!r}")
+
+
+def _cron_weekdays(field: str) -> str:
+    """A crontab day-of-week field as APScheduler weekday names (it numbers from Monday)."""
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for part in field.split(","):
+        base, slash, step_text = part.partition("/")
+        step = int(step_text) if step_text.isdigit() else 0
+        if slash and step < 1:
+            raise ValueError(f"bad step in day of week {part!r}")
+        if base == "*":
+            low, high = 0, 6
+        elif "-" in base:
+            first, last = base.split("-", 1)
+            low, high = _weekday_number(first), _weekday_number(last)
+        else:
+            low = _weekday_number(base)
+            high = 7 if slash else low  # "1/2": from Monday to the end of the week
+        if low > high:
+            raise ValueError(f"day of week range {part!r} runs backwards")
+        days.update(n % 7 for n in range(low, high + 1, step or 1))
+    if len(days) == 7:
+        return "*"
+    return ",".join(_WEEKDAYS[d] for d in sorted(days))
+
+
+def cron_trigger(expr: str, tz: ZoneInfo) -> BaseTrigger:
+    """The APScheduler trigger of a standard 5-field crontab expression in a time zone.
+
+    Raises ValueError when APScheduler cannot schedule the expression.
+    """
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"a schedule has 5 fields, got {len(fields)}")
+    minute, hour, day, month, weekday = fields
+    day = "*" if day == "?" else day
+    aps_weekday = _cron_weekdays(weekday)
+
+    def cron(day_: str, weekday_: str) -> CronTrigger:
+        return CronTrigger(minute=minute, hour=hour, day=day_, month=month, day_of_week=weekday_,
+                           timezone=tz)
+
+    if not day.startswith("*") and not weekday.startswith("*") and weekday != "?":
+        # crontab: either the day of month or the day of week matches
+        return OrTrigger([cron(day, "*"), cron("*", aps_weekday)])
+    return cron(day, aps_weekday)
+
+
+# --------------------------------------------------------------------------- job store
+
+class CampaignJobStore(SQLAlchemyJobStore):
+    """APScheduler's SQLAlchemy job store on the migrated `apscheduler_jobs` table.
+
+    It uses the table object of store.models (same columns APScheduler declares)
+    and never creates it: SQLAlchemyJobStore.start would `CREATE TABLE` when the
+    table is missing (checkfirst), bypassing the migrations, so start only checks
+    that the table exists. The engine belongs to the Services, so shutdown does
+    not dispose it.
+    """
+
+    def __init__(self, engine: Engine):
+        super().__init__(engine=engine)
+        self.jobs_t = apscheduler_jobs
+
+    def start(self, scheduler: Any, alias: str) -> None:
+        BaseJobStore.start(self, scheduler, alias)  # not SQLAlchemyJobStore.start: no CREATE TABLE
+        if not inspect(self.engine).has_table(self.jobs_t.name):
+            raise ConfigError([Problem(f"the database has no {self.jobs_t.name} table: "
+                                       "run `campaign-engine db upgrade`", field="database_url")],
+                              what="database")
+
+    def shutdown(self) -> None:
+        """The engine is the Services'; they dispose it."""
+
+
+# --------------------------------------------------------------------------- firing
+
+def fire(services: Services, rule_id: str, *, owner: str, now: dt.datetime) -> int | None:
+    """Run one scheduled rule for today (in the configured time zone) unless that date is claimed.
+
+    Returns the run id, or None when the rule is no longer live or the date was
+    already claimed (by another process, or an earlier fire of this one).
+    """
+    rule = services.rulebook.get(rule_id)
+    if rule is None or not rule.enabled or rule.trigger.schedule is None:
+        why = ("removed" if rule is None else "disabled" if not rule.enabled else "now an event rule")
+        log.info("scheduled rule %s not run: %s", rule_id, why)
+        return None
+    today = now.astimezone(services.settings.tz).date()
+    with services.db.begin() as conn:
+        fire_id = fires.claim_fire(conn, rule_id=rule_id, run_date=today, owner=owner, now=now)
+    if fire_id is None:
+        with services.db.connect() as conn:
+            first = fires.get_fire(conn, rule_id, today)
+        log.info("scheduled rule %s already fired for %s by %s (run %s): not run again", rule_id, today,
+                 first and first["owner"], first and first["run_id"])
+        return None
+    try:
+        pending = begin_scheduled(services, today=today, now=now, rule_ids=[rule_id])
+    except Exception:
+        log.error("scheduled rule %s for %s: fire %s claimed but its run could not start; "
+                  "run it by hand", rule_id, today, fire_id)
+        raise
+    assert pending.run_id is not None
+    with services.db.begin() as conn:
+        fires.record_fire_run(conn, fire_id, pending.run_id)
+    report = finish_run(services, pending)
+    log.info("scheduled rule %s for %s: run %s %s", rule_id, today, pending.run_id, report["status"])
+    return pending.run_id
+
+
+# APScheduler pickles jobs into the shared job store, so a job can carry only a
+# reference to a module-level function and picklable arguments (the rule id),
+# never the Runtime. fire_rule finds its process's scheduler here: registered by
+# CampaignScheduler.start under its owner, and each worker thread of a
+# scheduler's executor is bound to that owner when the thread starts (so two
+# schedulers in one process, as in tests, each fire with their own Runtime).
+_registry: dict[str, "CampaignScheduler"] = {}
+_registry_lock = threading.Lock()
+_thread = threading.local()
+
+
+def _bind_thread(owner: str) -> None:
+    _thread.owner = owner
+
+
+def _current() -> "CampaignScheduler | None":
+    owner = getattr(_thread, "owner", None)
+    with _registry_lock:
+        if owner is not None:
+            return _registry.get(owner)
+        if len(_registry) == 1:  # called outside an executor thread, e.g. by hand
+            return next(iter(_registry.values()))
+        return None
+
+
+def fire_rule(rule_id: str) -> None:
+    """The job APScheduler calls: fire one rule now; every failure is logged here, not raised."""
+    try:
+        scheduler = _current()
+        if scheduler is None:
+            log.error("scheduled rule %s not run: no scheduler registered for this thread", rule_id)
+            return
+        fire(scheduler.runtime.services, rule_id, owner=scheduler.owner, now=scheduler.clock())
+    except Exception:
+        log.exception("scheduled rule %s failed", rule_id)
+
+
+# --------------------------------------------------------------------------- scheduler
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unschedulable: tuple[str, ...] = ()  # rules whose cron APScheduler cannot run
+
+
+def _definition(func_ref: str, args: Sequence[Any], trigger: BaseTrigger, coalesce: bool,
+                max_instances: int, misfire_grace_time: int | None) -> tuple[Any, ...]:
+    return (func_ref, tuple(args), repr(trigger), coalesce, max_instances, misfire_grace_time)
+
+
+def _job_definition(job: Job) -> tuple[Any, ...]:
+    return _definition(job.func_ref, job.args, job.trigger, job.coalesce, job.max_instances,
+                       job.misfire_grace_time)
+
+
+class CampaignScheduler:
+    """A BackgroundScheduler over the shared job store, bound to one Runtime and owner."""
+
+    def __init__(self, runtime: Any, *, owner: str, clock: Clock | None = None,
+                 max_workers: int = DEFAULT_MAX_WORKERS):
+        self.runtime = runtime  # campaign_engine.runtime.Runtime
+        self.owner = owner
+        self.clock: Clock = clock or utc_now
+        services: Services = runtime.services
+        self.tz = services.settings.tz
+        executor = ThreadPoolExecutor(max_workers, pool_kwargs={"initializer": _bind_thread,
+                                                                "initargs": (owner,)})
+        self.aps = BackgroundScheduler(jobstores={"default": CampaignJobStore(services.db)},
+                                       executors={"default": executor}, job_defaults=JOB_DEFAULTS,
+                                       timezone=self.tz)
+        self._sync_lock = threading.Lock()
+        self._listening = False
+
+    # lifecycle
+
+    def start(self) -> None:
+        """Start, bring the jobs in line with the live rules, then begin firing due jobs."""
+        with _registry_lock:
+            if self.owner in _registry:
+                raise RuntimeError(f"a scheduler with owner {self.owner!r} is already running here")
+            _registry[self.owner] = self
+        try:
+            self.aps.start(paused=True)  # no job fires before the jobs match the rules
+            self.sync(self.runtime.services.rulebook)
+            if not self._listening:
+                self.runtime.on_reload(self._on_reload)
+                self._listening = True
+            self.aps.resume()
+        except BaseException:
+            if self.aps.state != STATE_STOPPED:
+                self.aps.shutdown(wait=False)
+            self._unregister()
+            raise
+        log.info("scheduler %s started: %s scheduled rule job(s)", self.owner, len(self.next_run_times()))
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop firing; with wait, let running jobs finish first."""
+        if self.aps.state != STATE_STOPPED:
+            self.aps.shutdown(wait=wait)
+            log.info("scheduler %s stopped", self.owner)
+        self._unregister()
+
+    def _unregister(self) -> None:
+        with _registry_lock:
+            if _registry.get(self.owner) is self:
+                del _registry[self.owner]
+
+    def state_name(self) -> str:
+        return {STATE_RUNNING: "running", STATE_PAUSED: "paused", STATE_STOPPED: "stopped"}[self.aps.state]
+
+    # jobs
+
+    def sync(self, rulebook: Rulebook) -> SyncResult:
+        """One job per enabled scheduled rule: add new ones, replace changed ones, remove the rest.
+
+        An unchanged job is left as stored, keeping its persisted next run time.
+        """
+        wanted: dict[str, tuple[Rule, BaseTrigger]] = {}
+        unschedulable = []
+        for rule in rulebook.enabled():
+            if rule.trigger.schedule is None:
+                continue
+            try:
+                wanted[job_id(rule)] = (rule, cron_trigger(rule.trigger.schedule, self.tz))
+            except ValueError as exc:
+                unschedulable.append(rule.id)
+                log.error("rule %s: schedule %r cannot be scheduled: %s", rule.id, rule.trigger.schedule, exc)
+        added, replaced, kept, removed = [], [], [], []
+        with self._sync_lock:
+            existing = {job.id: job for job in self.aps.get_jobs() if job.id.startswith(JOB_PREFIX)}
+            for jid in sorted(set(existing) - set(wanted)):
+                try:
+                    self.aps.remove_job(jid)
+                except JobLookupError:  # another process removed it first
+                    pass
+                removed.append(jid)
+            for jid, (rule, trigger) in sorted(wanted.items()):
+                job = existing.get(jid)
+                if job is not None and _job_definition(job) == _definition(
+                        FIRE_RULE_REF, (rule.id,), trigger, True, 1, MISFIRE_GRACE_TIME):
+                    kept.append(jid)
+                    continue
+                self.aps.add_job(FIRE_RULE_REF, trigger=trigger, args=(rule.id,), id=jid,
+                                 name=f"{rule.id} [{rule.trigger.schedule}]", replace_existing=True,
+                                 coalesce=True, max_instances=1, misfire_grace_time=MISFIRE_GRACE_TIME)
+                (replaced if job is not None else added).append(jid)
+        result = SyncResult(tuple(added), tuple(replaced), tuple(kept), tuple(removed), tuple(unschedulable))
+        log.info("scheduler %s jobs: %s added, %s replaced, %s kept, %s removed, %s unschedulable",
+                 self.owner, len(added), len(replaced), len(kept), len(removed), len(unschedulable))
+        return result
+
+    def _on_reload(self, services: Services) -> None:
+        if self.aps.state == STATE_STOPPED:
+            return
+        try:
+            self.sync(services.rulebook)
+        except Exception:
+            log.exception("scheduler %s: rescheduling after the rule reload failed", self.owner)
+
+    def next_run_times(self) -> dict[str, dt.datetime | None]:
+        """Rule id -> its job's next run time (None: paused), for the API's rule list."""
+        return {job.id[len(JOB_PREFIX):]: job.next_run_time
+                for job in self.aps.get_jobs() if job.id.startswith(JOB_PREFIX)}
+
+
+def build_scheduler(runtime: Any, *, owner: str, clock: Clock | None = None,
+                    max_workers: int = DEFAULT_MAX_WORKERS) -> CampaignScheduler:
+    """A scheduler for this process, not started."""
+    return CampaignScheduler(runtime, owner=owner, clock=clock, max_workers=max_workers)
+
+
+def start_scheduler(runtime: Any, *, owner: str, clock: Clock | None = None) -> CampaignScheduler:
+    """Build and start the scheduler (background threads); reloads of `runtime` reschedule."""
+    scheduler = build_scheduler(runtime, owner=owner, clock=clock)
+    scheduler.start()
+    return scheduler
+
+
+def run_scheduler_forever(runtime: Any, *, owner: str, clock: Clock | None = None,
+                          stop: threading.Event | None = None) -> None:
+    """`campaign-engine scheduler`: run until SIGTERM or SIGINT (or `stop` is set), then stop cleanly.
+
+    SIGHUP reloads the rules, which reschedules. Signal handlers are installed
+    only when called from the main thread.
+    """
+    stop = stop or threading.Event()
+    reload_requested = threading.Event()
+    wake = threading.Event()
+
+    def on_stop(signum: int, _frame: Any) -> None:
+        log.info("scheduler %s: %s received, stopping", owner, signal.Signals(signum).name)
+        stop.set()
+        wake.set()
+
+    def on_reload(_signum: int, _frame: Any) -> None:
+        reload_requested.set()
+        wake.set()
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_stop)
+        if hasattr(signal, "SIGHUP"):
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_reload)
+    scheduler = start_scheduler(runtime, owner=owner, clock=clock)
+    try:
+        while not stop.is_set():
+            wake.wait(1.0)
+            wake.clear()
+            if reload_requested.is_set():
+                reload_requested.clear()
+                result = runtime.reload()
+                log.info("rules reloaded on SIGHUP: %s live, %s problem(s)", len(result.rules),
+                         len(result.problems))
+    finally:
+        scheduler.shutdown(wait=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
