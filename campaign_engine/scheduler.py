@@ -54,6 +54,7 @@ from .errors import ConfigError, Problem
 from .pipeline import Services, begin_scheduled, finish_run
 from .rulebook.loader import Rulebook
 from .rulebook.model import Rule
+from .runtime import Runtime
 from .store import fires
 from .store.models import apscheduler_jobs
 
@@ -90,9 +91,9 @@ _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab numberi
 
 
 def _weekday_number(token: str) -> int:
-    token = token.strip().lower()
-    if token[:3] in _WEEKDAYS and len(token) in (3, len(_WEEKDAYS[_WEEKDAYS.index(token[:3])]) + 3):
-        return _WEEKDAYS.index(token[:3])
+    token = token.lower()
+    if token in _WEEKDAYS:
+        return _WEEKDAYS.index(token)
     if token.isdigit() and 0 <= int(token) <= 7:
         return int(token)
     raise ValueError(f"unsupported day of week {token!r}")
@@ -156,11 +157,18 @@ class CampaignJobStore(SQLAlchemyJobStore):
     table is missing (checkfirst), bypassing the migrations, so start only checks
     that the table exists. The engine belongs to the Services, so shutdown does
     not dispose it.
+
+    A closed store has no due jobs and persists no job updates: APScheduler 3's
+    loop runs one more round after shutdown(), in which a due job cannot be
+    submitted (the executors are down) but would still be moved on to its next
+    run time, losing the run. Left as stored, it stays due and runs (once) on
+    the next start.
     """
 
     def __init__(self, engine: Engine):
         super().__init__(engine=engine)
         self.jobs_t = apscheduler_jobs
+        self._closed = True
 
     def start(self, scheduler: Any, alias: str) -> None:
         BaseJobStore.start(self, scheduler, alias)  # not SQLAlchemyJobStore.start: no CREATE TABLE
@@ -168,9 +176,18 @@ class CampaignJobStore(SQLAlchemyJobStore):
             raise ConfigError([Problem(f"the database has no {self.jobs_t.name} table: "
                                        "run `campaign-engine db upgrade`", field="database_url")],
                               what="database")
+        self._closed = False
+
+    def get_due_jobs(self, now: dt.datetime) -> list[Job]:
+        return [] if self._closed else super().get_due_jobs(now)
+
+    def update_job(self, job: Job) -> None:
+        if not self._closed:
+            super().update_job(job)
 
     def shutdown(self) -> None:
-        """The engine is the Services'; they dispose it."""
+        """Close; the engine is the Services', they dispose it."""
+        self._closed = True
 
 
 # --------------------------------------------------------------------------- firing
@@ -270,9 +287,9 @@ def _job_definition(job: Job) -> tuple[Any, ...]:
 class CampaignScheduler:
     """A BackgroundScheduler over the shared job store, bound to one Runtime and owner."""
 
-    def __init__(self, runtime: Any, *, owner: str, clock: Clock | None = None,
+    def __init__(self, runtime: Runtime, *, owner: str, clock: Clock | None = None,
                  max_workers: int = DEFAULT_MAX_WORKERS):
-        self.runtime = runtime  # campaign_engine.runtime.Runtime
+        self.runtime = runtime
         self.owner = owner
         self.clock: Clock = clock or utc_now
         services: Services = runtime.services
@@ -287,8 +304,11 @@ class CampaignScheduler:
 
     # lifecycle
 
-    def start(self) -> None:
-        """Start, bring the jobs in line with the live rules, then begin firing due jobs."""
+    def start(self, *, paused: bool = False) -> None:
+        """Start, bring the jobs in line with the live rules, then begin firing due jobs.
+
+        With paused, nothing fires until `self.aps.resume()`.
+        """
         with _registry_lock:
             if self.owner in _registry:
                 raise RuntimeError(f"a scheduler with owner {self.owner!r} is already running here")
@@ -299,7 +319,8 @@ class CampaignScheduler:
             if not self._listening:
                 self.runtime.on_reload(self._on_reload)
                 self._listening = True
-            self.aps.resume()
+            if not paused:
+                self.aps.resume()
         except BaseException:
             if self.aps.state != STATE_STOPPED:
                 self.aps.shutdown(wait=False)
@@ -377,20 +398,20 @@ class CampaignScheduler:
                 for job in self.aps.get_jobs() if job.id.startswith(JOB_PREFIX)}
 
 
-def build_scheduler(runtime: Any, *, owner: str, clock: Clock | None = None,
+def build_scheduler(runtime: Runtime, *, owner: str, clock: Clock | None = None,
                     max_workers: int = DEFAULT_MAX_WORKERS) -> CampaignScheduler:
     """A scheduler for this process, not started."""
     return CampaignScheduler(runtime, owner=owner, clock=clock, max_workers=max_workers)
 
 
-def start_scheduler(runtime: Any, *, owner: str, clock: Clock | None = None) -> CampaignScheduler:
+def start_scheduler(runtime: Runtime, *, owner: str, clock: Clock | None = None) -> CampaignScheduler:
     """Build and start the scheduler (background threads); reloads of `runtime` reschedule."""
     scheduler = build_scheduler(runtime, owner=owner, clock=clock)
     scheduler.start()
     return scheduler
 
 
-def run_scheduler_forever(runtime: Any, *, owner: str, clock: Clock | None = None,
+def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None = None,
                           stop: threading.Event | None = None) -> None:
     """`campaign-engine scheduler`: run until SIGTERM or SIGINT (or `stop` is set), then stop cleanly.
 

@@ -26,7 +26,6 @@ class AppState:
     runtime: Any  # campaign_engine.runtime.Runtime
     executor: ThreadPoolExecutor
     clock: Callable[[], dt.datetime] = utc_now
-    scheduler: Any = None  # campaign_engine.scheduler, when this process runs one
     pending: set[Future[Any]] = field(default_factory=set)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:

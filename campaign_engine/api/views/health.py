@@ -6,7 +6,8 @@ import marshmallow as ma
 from sqlalchemy import text
 
 from ..blueprint import ApiBlueprint
-from .common import services, state
+from ...store import schedule
+from .common import services
 
 blp = ApiBlueprint("health", __name__, url_prefix="", description="Probes")
 
@@ -21,6 +22,16 @@ class ReadySchema(ma.Schema):
     rules = ma.fields.Integer()
     rule_problems = ma.fields.Integer()
     scheduler = ma.fields.String()
+
+
+def _scheduler_state(svc) -> str:  # type: ignore[no-untyped-def]
+    """Jobs in the shared store and the last fire, whichever process runs the scheduler."""
+    with svc.db.connect() as conn:
+        jobs = schedule.next_run_times(conn)
+        last = schedule.last_fire(conn)
+    if not jobs:
+        return "no scheduled jobs (is a scheduler process running?)"
+    return f"{len(jobs)} job(s); last fire {last.isoformat() if last else 'never'}"
 
 
 @blp.route("/healthz", methods=["GET"])
@@ -42,9 +53,8 @@ def readyz():  # type: ignore[no-untyped-def]
         database = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         database = f"unreachable: {type(exc).__name__}"
-    scheduler = state().scheduler
     body = {"database": database, "rules": len(svc.rulebook.rules), "rule_problems": len(svc.rulebook.problems),
-            "scheduler": scheduler.state_name() if scheduler is not None else "not running in this process"}
+            "scheduler": _scheduler_state(svc) if database == "ok" else "unknown"}
     ready = database == "ok" and bool(svc.rulebook.rules)
     body["status"] = "ready" if ready else "not ready"
     return body, 200 if ready else 503

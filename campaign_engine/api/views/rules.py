@@ -12,6 +12,7 @@ from ...rulebook.loader import Rulebook, parse_rule_text
 from ...rulebook.model import All, AnyOf, FieldRef, Node, Not, Rule
 from ..auth import READ, RULES
 from ..blueprint import ApiBlueprint
+from ...store import schedule
 from .common import now, record, services, state, today
 
 blp = ApiBlueprint("rules", __name__, url_prefix="/api/v1/rules", description="Campaign rules")
@@ -105,8 +106,9 @@ def rule_data(rule: Rule, next_runs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _next_runs() -> dict[str, Any]:
-    scheduler = state().scheduler
-    return scheduler.next_run_times() if scheduler is not None else {}
+    """From the shared job store: the scheduler may run in another process."""
+    with services().db.connect() as conn:
+        return schedule.next_run_times(conn)
 
 
 @blp.route("", methods=["GET"])
