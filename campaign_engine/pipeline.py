@@ -89,8 +89,9 @@ class Match:
     """One candidate that satisfied a rule, and what became of it."""
 
     facts: FactSet
-    namespaces: dict[str, Any]
+    namespaces: dict[str, Any]  # what the template sees
     dedupe_key: str
+    consents: Mapping[Channel, ConsentRecord]
     decision: Decision | None = None
     message: RenderedMessage | None = None
     error: str | None = None
@@ -190,16 +191,15 @@ def _decide_and_render(services: Services, prep: RuleRun, match: Match) -> None:
     customer = match.facts.customer
     contact = Contact(mobile=customer["mobile"], email=customer["email"],
                       do_not_contact=bool(customer["do_not_contact"]), risk_rank=customer["risk_rank"],
-                      consents=match.namespaces["_consents"])
+                      consents=match.consents)
     match.decision = decide_contact(contact, category=prep.rule.category, channels=prep.rule.channels,
                                     template_channels=prep.templates.channels,
                                     product_risk_rank=prep.product_risk_rank)
     if not match.decision.send:
         return
-    context = {k: v for k, v in match.namespaces.items() if not k.startswith("_")}
     try:
         match.message = render_message(
-            prep.templates, match.decision.channel.value, context,
+            prep.templates, match.decision.channel.value, match.namespaces,
             signature=services.settings.sms_signature,
             opt_out=services.settings.sms_opt_out if prep.rule.is_marketing else None)
     except TemplateError as exc:
@@ -244,8 +244,7 @@ def _process_batch(services: Services, prep: RuleRun, rows: Sequence[Any], stats
     matches = []
     for row, fs, ns, hit in zip(rows, fact_sets, namespaces, verdicts):
         if hit:
-            ns["_consents"] = _consents(row)
-            matches.append(Match(fs, ns, _dedupe_key(prep, fs)))
+            matches.append(Match(fs, ns, _dedupe_key(prep, fs), _consents(row)))
     stats.matched += len(matches)
     with services.db.connect() as conn:
         done = outbox.existing_dedupe_keys(conn, [m.dedupe_key for m in matches])
@@ -269,9 +268,8 @@ def _process_batch(services: Services, prep: RuleRun, rows: Sequence[Any], stats
     if message_rows:
         with services.db.begin() as conn:
             inserted = outbox.insert_messages(conn, message_rows)
-        written = {k for k in inserted}
         for row in message_rows:
-            if row["dedupe_key"] not in written:
+            if row["dedupe_key"] not in inserted:
                 stats.duplicates += 1  # another run wrote it between our check and insert
             elif row["status"] == MessageStatus.QUEUED.value:
                 stats.queued += 1
@@ -487,8 +485,7 @@ def preview(services: Services, rule_id: str, *, today: dt.date, now: dt.datetim
                 "selected_by_sql": _in_plan(services, prep.plan, fs),
             }
             if outcome.result:
-                ns["_consents"] = _consents(row)
-                match = Match(fs, ns, _dedupe_key(prep, fs))
+                match = Match(fs, ns, _dedupe_key(prep, fs), _consents(row))
                 _decide_and_render(services, prep, match)
                 view.update(_match_view(match))
             subjects.append(view)
