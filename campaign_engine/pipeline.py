@@ -363,7 +363,7 @@ def select_rules(rulebook: Rulebook, rule_ids: Sequence[str] | None, *, schedule
         wrong = [r.id for r in rules if (r.trigger.schedule is None) == scheduled]
         if wrong:
             raise ValidationFailed([Problem("not a scheduled rule" if scheduled else "not an event rule",
-                                            rule=r) for r in wrong], what="run request")
+                                            rule=r, field="rules") for r in wrong], what="run request")
         return rules
     return [r for r in rulebook.enabled() if (r.trigger.schedule is not None) == scheduled]
 

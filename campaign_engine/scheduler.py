@@ -19,7 +19,9 @@ survives restarts and several service processes share one job list.
   the configured time zone at the moment the job fires.
 - Rule reload reschedules (`Runtime.on_reload`); a job whose rule and cron are
   unchanged is kept as stored, with its persisted next run time, so a run that
-  is due is not pushed into the future by a restart or a reload.
+  is due is not pushed into the future by a restart or a reload. The jobs are
+  shared, so a process may be asked to fire a rule it has not loaded yet (another
+  process reloaded first): it reloads the rule folder before deciding.
 
 Rule schedules are standard 5-field crontab: day of week 0 and 7 are Sunday, and
 when both day of month and day of week are restricted either one matching is
@@ -192,15 +194,26 @@ class CampaignJobStore(SQLAlchemyJobStore):
 
 # --------------------------------------------------------------------------- firing
 
+def not_live(rulebook: Rulebook, rule_id: str) -> str | None:
+    """Why a rule is not an enabled scheduled rule of this rulebook, or None when it is."""
+    rule = rulebook.get(rule_id)
+    if rule is None:
+        return "removed"
+    if not rule.enabled:
+        return "disabled"
+    if rule.trigger.schedule is None:
+        return "now an event rule"
+    return None
+
+
 def fire(services: Services, rule_id: str, *, owner: str, now: dt.datetime) -> int | None:
     """Run one scheduled rule for today (in the configured time zone) unless that date is claimed.
 
     Returns the run id, or None when the rule is no longer live or the date was
     already claimed (by another process, or an earlier fire of this one).
     """
-    rule = services.rulebook.get(rule_id)
-    if rule is None or not rule.enabled or rule.trigger.schedule is None:
-        why = ("removed" if rule is None else "disabled" if not rule.enabled else "now an event rule")
+    why = not_live(services.rulebook, rule_id)
+    if why is not None:
         log.info("scheduled rule %s not run: %s", rule_id, why)
         return None
     today = now.astimezone(services.settings.tz).date()
@@ -258,7 +271,12 @@ def fire_rule(rule_id: str) -> None:
         if scheduler is None:
             log.error("scheduled rule %s not run: no scheduler registered for this thread", rule_id)
             return
-        fire(scheduler.runtime.services, rule_id, owner=scheduler.owner, now=scheduler.clock())
+        runtime = scheduler.runtime
+        if not_live(runtime.services.rulebook, rule_id) is not None:
+            # The jobs are shared: another process may have loaded a rule this one has not
+            # seen yet. Catch up with the rule folder before deciding (this also resyncs).
+            runtime.reload()
+        fire(runtime.services, rule_id, owner=scheduler.owner, now=scheduler.clock())
     except Exception:
         log.exception("scheduled rule %s failed", rule_id)
 

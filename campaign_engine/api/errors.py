@@ -77,6 +77,9 @@ class CampaignApi(Api):
         if status == 400 and "fields" in details:
             message = "the request is invalid: see details.fields"
         response, code = error_response(status, str(message), details)
+        for name, value in error.get_headers():  # e.g. Allow on 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
         for name, value in (data.get("headers") or {}).items():
             response.headers[name] = value
         return response, code

@@ -8,6 +8,7 @@ from typing import Any
 import marshmallow as ma
 from flask import current_app, g
 
+from ...errors import NotFound
 from ...store import audit
 
 
@@ -111,6 +112,28 @@ class MessageSchema(ma.Schema):
 class MessagePageSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(MessageSchema))
     next = ma.fields.String(allow_none=True)
+
+
+MAX_ID = 2**63 - 1  # BIGINT: a larger id cannot exist (and would overflow the driver)
+
+
+def numeric_cursor(value: str | None) -> int | None:
+    """An `after` cursor for id-ordered lists: ASCII digits within BIGINT, else 400."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
+        from flask_smorest import abort
+
+        abort(400, message="invalid cursor: pass the `next` value of the previous page",
+              errors={"query": {"after": ["not a cursor this list produced"]}})
+    return int(value)
+
+
+def existing_id(kind: str, value: int) -> int:
+    """A path id, or 404 when it is beyond any id the database can hold."""
+    if value > MAX_ID:
+        raise NotFound(kind, value)
+    return value
 
 
 def page(items: list[dict[str, Any]], limit: int, key: str) -> dict[str, Any]:

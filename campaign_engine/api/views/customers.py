@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import marshmallow as ma
-from flask import request
+from flask import g, request
 
 from ...errors import NotFound, Problem, ValidationFailed
 from ...store import customers as store
@@ -92,8 +92,8 @@ class CustomerInSchema(ma.Schema):
     aum = ma.fields.Decimal(load_default=Decimal(0), places=2, allow_nan=False, as_string=False,
                            validate=_money_range, metadata={"minimum": 0, "maximum": 9999999999999999})
     rate_sensitive = ma.fields.Boolean(load_default=False)
-    sms_consent = ma.fields.Boolean(load_default=False)
-    email_consent = ma.fields.Boolean(load_default=False)
+    sms_consent = ma.fields.Boolean(metadata={"description": "omit to leave the recorded consent as it is"})
+    email_consent = ma.fields.Boolean(metadata={"description": "omit to leave the recorded consent as it is"})
     do_not_contact = ma.fields.Boolean(load_default=False)
     language = ma.fields.String(load_default="zh", validate=ma.validate.Length(min=1, max=8))
     manager_id = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=32))
@@ -207,10 +207,22 @@ def get_customer(customer_id: str):  # type: ignore[no-untyped-def]
 def put_customer(body, customer_id: str):  # type: ignore[no-untyped-def]
     """Create or update a customer (the same checks as a CSV row)."""
     row = _checked("customers", {**body, "customer_id": customer_id})
+    if row["customer_id"] != customer_id:
+        raise ValidationFailed([Problem("a customer id has no leading or trailing spaces", field="customer_id")],
+                               what="customer")
+    for key in ("sms_consent", "email_consent"):
+        if key not in body:  # not given: the stored consent and its proof stay as they are
+            row[key] = None
     with services().db.begin() as conn:
-        upsert_rows(conn, "customers", [row], now=now(), source=f"api:{customer_id}")
+        before = {c["channel"]: c["granted"] for c in store.get_consents(conn, customer_id)}
+        upsert_rows(conn, "customers", [row], now=now(), source=f"api:{g.actor}")
     record("customer.upsert", customer_id, {"mobile": mask_mobile(row.get("mobile")),
                                             "email": mask_email(row.get("email"))})
+    for channel in ("sms", "email"):
+        granted = row[f"{channel}_consent"]
+        if granted is not None and before.get(channel) != granted:
+            record("consent." + ("grant" if granted else "withdraw"), f"{customer_id}:{channel}",
+                   {"source": f"api:{g.actor}"})
     with services().db.connect() as conn:
         return _customer_with_consents(conn, customer_id)
 
@@ -246,6 +258,9 @@ def put_consent(body, customer_id: str, channel: str):  # type: ignore[no-untype
 @blp.response(200, MessagePageSchema)
 def customer_messages(args, customer_id: str):  # type: ignore[no-untyped-def]
     """A customer's contact history, newest first."""
+    with services().db.connect() as conn:
+        if store.get_customer(conn, customer_id) is None:
+            raise NotFound("customer", customer_id)
     return message_page(args, customer_id=customer_id)
 
 
@@ -266,8 +281,10 @@ def import_file(kind: str):  # type: ignore[no-untyped-def]
         path.write_bytes(request.get_data())
         report = import_csv(services().db, kind, path, now=now())
     record("import", kind, {"rows": report.rows, "upserted": report.upserted, "problems": len(report.problems)})
+    # Problems name the request body, not the server's temporary file.
+    problems = [{**p.as_dict(), "file": "request body"} for p in report.problems]
     return {"kind": kind, "rows": report.rows, "upserted": report.upserted, "ok": report.ok,
-            "problems": [p.as_dict() for p in report.problems]}
+            "problems": problems}
 
 
 @blp.route("/products", methods=["GET"])

@@ -144,6 +144,16 @@ def validate(body):  # type: ignore[no-untyped-def]
     """Check rule YAML (and render its templates against a sample) without loading it."""
     svc = services()
     rules, problems = parse_rule_text(body["source"], body["file"])
+    seen: dict[str, Rule] = {}
+    for rule in rules:
+        live = svc.rulebook.get(rule.id)
+        if rule.id in seen:
+            problems.append(Problem(f"duplicate rule id (first at line {seen[rule.id].line})", file=rule.file,
+                                    line=rule.line, rule=rule.id, field="id"))
+        elif live is not None and live.file != rule.file:
+            problems.append(Problem(f"rule id already used in {live.file}:{live.line}", file=rule.file,
+                                    line=rule.line, rule=rule.id, field="id"))
+        seen.setdefault(rule.id, rule)
     missing = [r for r in rules if not (svc.settings.templates_dir / r.template).is_dir()]
     problems += [Problem(f"no template folder {r.template}/", file=r.file, line=r.line, rule=r.id,
                          field="template") for r in missing]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import url_for
+from flask import jsonify, url_for
 
 from ...errors import NotFound
 from ...pipeline import begin_scheduled, finish_run
 from ...store import runs as run_store
 from ..auth import READ, RUN
 from ..blueprint import ApiBlueprint
-from .common import PageArgs, RunAcceptedSchema, RunSchema, now, record, services, state, today
+from .common import (PageArgs, RunAcceptedSchema, RunSchema, existing_id, now, numeric_cursor, record,
+                     services, state, today)
 
 blp = ApiBlueprint("runs", __name__, url_prefix="/api/v1/runs", description="Campaign runs and their counts")
 
@@ -49,7 +50,7 @@ class RunRequestSchema(ma.Schema):
 @blp.response(200, RunPageSchema)
 def list_runs(args):  # type: ignore[no-untyped-def]
     """Runs, newest first."""
-    after = int(args["after"]) if args.get("after", "") and args["after"].isdigit() else None
+    after = numeric_cursor(args.get("after"))
     with services().db.connect() as conn:
         items = run_store.list_runs(conn, kind=args.get("kind"), status=args.get("status"),
                                     limit=args["limit"], before_id=after)
@@ -62,7 +63,7 @@ def list_runs(args):  # type: ignore[no-untyped-def]
 def get_run(run_id: int):  # type: ignore[no-untyped-def]
     """One run with per-rule counts and suppression reasons."""
     with services().db.connect() as conn:
-        report = run_store.get_run(conn, run_id)
+        report = run_store.get_run(conn, existing_id("run", run_id))
     if report is None:
         raise NotFound("run", run_id)
     return report
@@ -78,8 +79,8 @@ def start_run(body):  # type: ignore[no-untyped-def]
     svc = services()
     pending = begin_scheduled(svc, today=today(body.get("date")), now=now(), rule_ids=body.get("rules"),
                               dry_run=body["dry_run"])
-    if pending.dry_run:
-        return finish_run(svc, pending), 200
+    if pending.dry_run:  # its own schema: the 202 schema would drop the counts
+        return jsonify(RunSchema().dump(finish_run(svc, pending)))
     assert pending.run_id is not None
     record("run", f"run:{pending.run_id}", {"date": pending.today.isoformat(),
                                              "rules": [r.id for r in pending.rules]})
