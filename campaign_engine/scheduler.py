@@ -1,4 +1,4 @@
-"""The scheduler: every enabled scheduled rule runs on its cron, once per date, in one process.
+"""The scheduler: every enabled scheduled rule runs on its cron, once per date, by one process.
 
 APScheduler (3.x, BackgroundScheduler) keeps one job per enabled scheduled rule
 in the `apscheduler_jobs` table of our own database, so a job's next run time
@@ -390,13 +390,22 @@ class CampaignScheduler:
             for jid, (rule, trigger) in sorted(wanted.items()):
                 job = existing.get(jid)
                 if job is not None and _job_definition(job) == _definition(
-                        FIRE_RULE_REF, (rule.id,), trigger, True, 1, MISFIRE_GRACE_TIME):
+                        FIRE_RULE_REF, (rule.id,), trigger, JOB_DEFAULTS["coalesce"],
+                        JOB_DEFAULTS["max_instances"], JOB_DEFAULTS["misfire_grace_time"]):
                     kept.append(jid)
                     continue
-                self.aps.add_job(FIRE_RULE_REF, trigger=trigger, args=(rule.id,), id=jid,
-                                 name=f"{rule.id} [{rule.trigger.schedule}]", replace_existing=True,
-                                 coalesce=True, max_instances=1, misfire_grace_time=MISFIRE_GRACE_TIME)
-                (replaced if job is not None else added).append(jid)
+                definition = dict(func=FIRE_RULE_REF, trigger=trigger, args=(rule.id,),
+                                  name=f"{rule.id} [{rule.trigger.schedule}]", **JOB_DEFAULTS)
+                if job is not None:
+                    try:  # an UPDATE in place: add_job(replace_existing) would try an INSERT first
+                        self.aps.modify_job(jid, kwargs={}, next_run_time=trigger.get_next_fire_time(
+                            None, dt.datetime.now(self.tz)), **definition)
+                        replaced.append(jid)
+                        continue
+                    except JobLookupError:  # another process removed it meanwhile
+                        pass
+                self.aps.add_job(id=jid, replace_existing=True, **definition)
+                added.append(jid)
         result = SyncResult(tuple(added), tuple(replaced), tuple(kept), tuple(removed), tuple(unschedulable))
         log.info("scheduler %s jobs: %s added, %s replaced, %s kept, %s removed, %s unschedulable",
                  self.owner, len(added), len(replaced), len(kept), len(removed), len(unschedulable))
