@@ -373,3 +373,45 @@ def apikey_revoke(ctx: click.Context, key_id: int) -> None:
             raise NotFound("live API key", key_id)
         audit.record(conn, actor="cli", action="apikey.revoke", target=f"key:#{key_id}", now=_now())
     click.echo(f"key #{key_id} revoked")
+
+
+@main.command()
+@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="gunicorn bind address.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--no-scheduler", is_flag=True, help="API only (run `campaign-engine scheduler` elsewhere).")
+@click.pass_context
+@_guard
+def serve(ctx: click.Context, bind: str, workers: int, no_scheduler: bool) -> None:
+    """The API under gunicorn, and the scheduler in this process."""
+    import subprocess
+
+    _services(ctx)  # fail here, clearly, if settings, rules or the schema are wrong
+    command = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
+               "--access-logfile", "-", "campaign_engine.api:create_app()"]
+    server = subprocess.Popen(command)
+    try:
+        if no_scheduler:
+            server.wait()
+        else:
+            _run_scheduler(ctx)
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _run_scheduler(ctx: click.Context) -> None:
+    from .runtime import Runtime
+    from .scheduler import default_owner, run_scheduler_forever
+
+    runtime = Runtime(_services(ctx))
+    click.echo(f"scheduler {default_owner()} running; SIGHUP reloads rules, SIGTERM stops", err=True)
+    run_scheduler_forever(runtime, owner=default_owner())
+
+
+@main.command()
+@click.pass_context
+@_guard
+def scheduler(ctx: click.Context) -> None:
+    """Run the scheduler alone: each enabled scheduled rule on its cron."""
+    _run_scheduler(ctx)

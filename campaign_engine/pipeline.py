@@ -331,6 +331,11 @@ def finish_run(services: Services, pending: PendingRun) -> dict[str, Any]:
     """Execute an accepted run: every rule, each one's failure recorded without stopping the others."""
     log.info("run %s started: %s rule(s) for %s", pending.run_id, len(pending.rules),
              pending.event_key or pending.today)
+    started = time.perf_counter()
+
+    def finished_at() -> dt.datetime:  # `now` plus the time measured here: no wall-clock read
+        return pending.now + dt.timedelta(seconds=time.perf_counter() - started)
+
     try:
         stats = [_run_rule(services, rule, pending.today, run_id=pending.run_id, now=pending.now,
                            event=pending.event, event_id_key=pending.event_key)
@@ -339,7 +344,7 @@ def finish_run(services: Services, pending: PendingRun) -> dict[str, Any]:
         if pending.run_id is not None:
             with services.db.begin() as conn:
                 runs.finish_run(conn, pending.run_id, status=RunStatus.FAILED, stats=[],
-                                error=f"{type(exc).__name__}: {exc}", now=pending.now)
+                                error=f"{type(exc).__name__}: {exc}", now=finished_at())
         raise
     failed = [s.rule for s in stats if s.error]
     status = RunStatus.COMPLETED_WITH_ERRORS if failed else RunStatus.COMPLETED
@@ -347,7 +352,7 @@ def finish_run(services: Services, pending: PendingRun) -> dict[str, Any]:
     if pending.run_id is not None:
         with services.db.begin() as conn:
             runs.finish_run(conn, pending.run_id, status=status, stats=[
-                {**s.as_dict(), "rule_id": s.rule} for s in stats], error=error, now=pending.now)
+                {**s.as_dict(), "rule_id": s.rule} for s in stats], error=error, now=finished_at())
     log.info("run %s finished: %s", pending.run_id, status.value)
     return _report(pending.run_id, pending.kind, pending.today, stats, pending.dry_run, status,
                    error=error, event_key=pending.event_key)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from campaign_engine.settings import PROJECT_ROOT, load_settings
 from campaign_engine.store.db import make_engine, upgrade_database
@@ -17,21 +17,30 @@ TEST_DATABASE_URL = os.environ.get("CAMPAIGN_ENGINE_TEST_DATABASE_URL")
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """SQLite in a temp folder by default; PostgreSQL when CAMPAIGN_ENGINE_TEST_DATABASE_URL is set.
+def database_url(tmp_path_factory: pytest.TempPathFactory):
+    """SQLite in a temp folder by default; on PostgreSQL (CAMPAIGN_ENGINE_TEST_DATABASE_URL) a
+    database of this session's own, created beside the named one and dropped afterwards, so
+    concurrent test sessions never empty each other's tables.
 
     The schema is built once per session by the Alembic migrations, as in production.
     """
-    if TEST_DATABASE_URL:
-        url = TEST_DATABASE_URL
-        engine = make_engine(url)
-        with engine.begin() as conn:  # start from an empty database
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        engine.dispose()
-    else:
+    if not TEST_DATABASE_URL:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        upgrade_database(url)
+        yield url
+        return
+    base = make_url(TEST_DATABASE_URL)
+    name = f"{base.database}_ce_{os.getpid()}"
+    admin = make_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
     upgrade_database(url)
-    return url
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture

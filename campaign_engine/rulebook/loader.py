@@ -20,12 +20,12 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ..errors import Problem
 from ..vocabulary import Category, Channel, EventType, SubjectType
 from .conditions import parse_conditions
+from .cron import check_crontab
 from .fields import fields_in_scope
 from .model import Rule, Trigger
 
 RULE_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
 TEMPLATE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
-_CRON_FIELD = r"^[0-9*/,\-A-Za-z?LW#]+$"
 
 
 class _Strict(Schema):
@@ -34,9 +34,10 @@ class _Strict(Schema):
 
 
 def _cron(value: str) -> None:
-    parts = value.split()
-    if len(parts) != 5 or not all(validate.Regexp(_CRON_FIELD).regex.match(p) for p in parts):
-        raise ValidationError("a schedule is a 5-field cron expression, e.g. '0 9 * * *'")
+    try:
+        check_crontab(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 class TriggerSchema(_Strict):
