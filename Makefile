@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CUSTOMERS ?= 10000
 
-.PHONY: run test bench clean
+.PHONY: run serve test bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(VENV)/.installed
 	$(BIN)/campaign-engine rules validate
 	$(BIN)/campaign-engine run --all
 	$(BIN)/campaign-engine messages --limit 10
+
+serve: $(VENV)/.installed
+	$(BIN)/campaign-engine db upgrade
+	$(BIN)/campaign-engine serve
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
