@@ -33,6 +33,7 @@ class Settings:
     sms_opt_out: str
     batch_size: int
     preview_sample: int
+    api_rate_limit: int
 
     @property
     def tz(self) -> ZoneInfo:
@@ -43,7 +44,8 @@ class Settings:
 
 
 _PATH_KEYS = {"rules_dir", "templates_dir", "holidays_file"}
-_INT_KEYS = {"batch_size", "preview_sample"}
+_INT_KEYS = {"batch_size", "preview_sample", "api_rate_limit"}
+_MAY_BE_ZERO = {"api_rate_limit"}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -96,10 +98,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     for key in _INT_KEYS:
         try:
             values[key] = int(values[key])
-            if values[key] < 1:
+            if values[key] < (0 if key in _MAY_BE_ZERO else 1):
                 raise ValueError
         except (TypeError, ValueError):
-            problems.append(Problem("must be a positive whole number", file=sources.get(key), field=key))
+            problems.append(Problem("must be a whole number" + ("" if key in _MAY_BE_ZERO else " above 0"),
+                                    file=sources.get(key), field=key))
     for key in _PATH_KEYS:
         path = Path(str(values[key]))
         values[key] = path if path.is_absolute() else PROJECT_ROOT / path

@@ -28,7 +28,7 @@ TODAY = dt.date(2026, 3, 10)
 ROLES = ("viewer", "marketer", "operator", "admin")
 ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-               415: "unsupported_media_type", 500: "internal_error"}
+               415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error"}
 
 STARTER_RULES = ["birthday-greeting", "holiday-greeting", "large-transaction-followup", "product-launch",
                  "rate-change-notice", "td-maturity-reminder"]
@@ -1360,3 +1360,22 @@ def test_api_openapi_describes_every_blueprint(api):
     assert {"202", "200", "401", "403"} <= set(start_run["responses"])
     assert start_run["security"] == [{"bearerAuth": []}]
     assert "security" not in paths["/healthz"]["get"]
+
+
+def test_api_rate_limit_answers_429_with_retry_after(settings, make_api):
+    limited = make_api(settings.replace(api_rate_limit=3))
+    answers = [limited.call("GET", "/api/v1/products", "viewer").status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]
+    resp = limited.call("GET", "/api/v1/products", "viewer")
+    assert_error(resp, 429)
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert limited.call("GET", "/api/v1/products", "admin").status_code == 200  # per key
+
+
+def test_rate_limiter_refills_over_time():
+    from campaign_engine.api.ratelimit import RateLimiter
+
+    limiter = RateLimiter(per_minute=60)
+    assert all(limiter.acquire(1, now=0.0) == 0 for _ in range(60))
+    assert limiter.acquire(1, now=0.0) == pytest.approx(1.0)
+    assert limiter.acquire(1, now=1.0) == 0

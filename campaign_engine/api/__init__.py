@@ -26,6 +26,7 @@ class AppState:
     runtime: Any  # campaign_engine.runtime.Runtime
     executor: ThreadPoolExecutor
     clock: Callable[[], dt.datetime] = utc_now
+    limiter: Any = None  # api.ratelimit.RateLimiter
     pending: set[Future[Any]] = field(default_factory=set)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     from ..bootstrap import open_services
     from ..runtime import Runtime
     from .errors import CampaignApi, register_error_handlers
+    from .ratelimit import RateLimiter
     from .views import BLUEPRINTS
 
     settings = settings or load_settings()
@@ -70,7 +72,8 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     runtime = runtime or Runtime(open_services(settings))
     app.extensions["campaign"] = AppState(runtime=runtime, executor=ThreadPoolExecutor(background_workers),
-                                          clock=clock or utc_now)
+                                          clock=clock or utc_now,
+                                          limiter=RateLimiter(runtime.services.settings.api_rate_limit))
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     register_error_handlers(app)

@@ -41,6 +41,10 @@ def requires(permission: str) -> Callable[[Callable[..., Any]], Callable[..., An
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             key = _authenticate()
+            wait = current_app.extensions["campaign"].limiter.acquire(key["id"])
+            if wait > 0:
+                abort(429, message="too many requests for this key: slow down",
+                      headers={"Retry-After": str(max(1, round(wait)))})
             if permission not in PERMISSIONS.get(key["role"], frozenset()):
                 abort(403, message=f"role {key['role']} may not do this (needs {permission})")
             g.actor = f"key:{key['name']}#{key['id']}"

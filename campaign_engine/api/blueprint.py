@@ -24,6 +24,7 @@ class ApiBlueprint(Blueprint):
         def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
             view = self.alt_response(401, schema=ErrorSchema, description="missing or unknown API key")(view)
             view = self.alt_response(403, schema=ErrorSchema, description="the key's role may not do this")(view)
+            view = self.alt_response(429, schema=ErrorSchema, description="too many requests for this key")(view)
             view = self.doc(security=[{"bearerAuth": []}])(view)
             return requires(permission)(view)
         return decorate
