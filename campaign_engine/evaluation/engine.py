@@ -9,10 +9,12 @@ lose matches); the batch is retracted afterwards so memory stays flat.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
-from durable.engine import Host
+import durable_rules_engine as engine
+from durable.engine import Host, MessageNotHandledException, MessageObservedException
 
 from ..errors import EngineError
 from ..rulebook.model import Node, Rule
@@ -26,6 +28,10 @@ class _QuietHost(Host):
         return None
 
 
+def _unreachable(_closure: Any) -> None:
+    raise AssertionError("actions are drained by _assert_and_drain, not by durable's dispatcher")
+
+
 class RuleEngine:
     """Decides rule conditions on batches of flattened facts."""
 
@@ -34,8 +40,6 @@ class RuleEngine:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._names: dict[str, str] = {}
-        self._matched: list[int] = []
-        self._seen: list[int] = []
         definitions = {}
         for rule in rules:
             name = f"r{len(self._names)}_{rule.id}"
@@ -44,9 +48,11 @@ class RuleEngine:
         if definitions:
             self._host.register_rulesets(definitions)
 
-    def _with_actions(self, ruleset: dict[str, Any]) -> dict[str, Any]:
-        ruleset[MATCH]["run"] = lambda c: self._matched.append(c.m[FACT_ID])
-        ruleset[SEEN]["run"] = lambda c: self._seen.append(c.m[FACT_ID])
+    @staticmethod
+    def _with_actions(ruleset: dict[str, Any]) -> dict[str, Any]:
+        # Never called: batches are drained by _assert_and_drain. durable needs a callable.
+        for part in ruleset.values():
+            part["run"] = _unreachable
         return ruleset
 
     def evaluate(self, rule_id: str, facts: Sequence[Mapping[str, Any]]) -> list[bool]:
@@ -59,24 +65,49 @@ class RuleEngine:
             batch = [dict(f, **{FACT_ID: first + i}) for i, f in enumerate(facts)]
             # Keep fact ids unique across batches: the engine refuses a fact it has seen.
             self._ids = itertools.count(first + len(batch))
-            self._matched.clear()
-            self._seen.clear()
-            ruleset = self._host.get_ruleset(name)
+            handle = self._host.get_ruleset(name)._handle
+            payload = json.dumps(batch, ensure_ascii=False)
             try:
-                self._host.assert_facts(name, batch)
-                while True:  # run every queued action here, not on a background thread
-                    before = len(self._matched) + len(self._seen)
-                    ruleset.dispatch()
-                    if len(self._matched) + len(self._seen) == before:
-                        break
-                self._host.retract_facts(name, batch)
+                matched, seen = _assert_and_drain(handle, payload)
+                _check(engine.retract_facts(handle, payload))
             except Exception as exc:  # the engine's own errors: a bug or a limit, not bad input
                 raise EngineError(f"rule {rule_id}: the rules engine failed on a batch: {exc}") from exc
-            if len(set(self._seen)) != len(batch):
-                raise EngineError(f"rule {rule_id}: the engine decided {len(set(self._seen))} "
-                                  f"of {len(batch)} facts")
-            matched = set(self._matched)  # an `any` fires once per true branch
+            if len(seen) != len(batch):
+                raise EngineError(f"rule {rule_id}: the engine decided {len(seen)} of {len(batch)} facts")
         return [first + i in matched for i in range(len(batch))]
+
+
+def _check(result: Any) -> Any:
+    """The engine's status codes (see durable.engine.Ruleset._handle_result) as exceptions."""
+    if result[0] == 1:
+        raise MessageNotHandledException("a fact matched no rule")
+    if result[0] == 2:
+        raise MessageObservedException("a fact was asserted twice")
+    return result[1]
+
+
+def _assert_and_drain(handle: int, payload: str) -> tuple[set[int], set[int]]:
+    """Assert a batch and run its queued actions here, without durable's per-action Python closure.
+
+    Actions only record which facts fired `match` and `seen` (an `any` fires once per
+    true branch; sets keep one entry per fact). Each action hands back the session state
+    unchanged and takes the next queued action, as durable's own dispatcher does.
+    """
+    matched: set[int] = set()
+    seen: set[int] = set()
+    state_handle = _check(engine.assert_facts(handle, payload))
+    result = engine.start_action_for_state(handle, state_handle)
+    while result:
+        state_json, messages = result[0], result[1]
+        state_handle = result[2] if len(result) > 2 else state_handle
+        while messages:
+            for action, message in json.loads(messages).items():
+                fact = message.get("m", message) if isinstance(message, dict) else message
+                (matched if action == MATCH else seen).add(fact[FACT_ID])
+            engine.update_state(handle, state_json)
+            messages = engine.complete_and_start_action(handle, state_handle)
+        result = engine.start_action(handle)  # anything queued on another path
+    return matched, seen
 
 
 def check_compiles(node: Node) -> None:
