@@ -70,4 +70,15 @@ def now() -> dt.datetime:
     return dt.datetime(2026, 3, 10, 1, 30, tzinfo=dt.timezone.utc)
 
 
+@pytest.fixture
+def world(settings, engine, tmp_path):
+    """A rule folder, a template folder and product data on the test database."""
+    from factories import World
+
+    world = World(settings, engine, tmp_path)
+    yield world
+    for services in world.opened:
+        services.close()
+
+
 __all__ = ["PROJECT_ROOT"]

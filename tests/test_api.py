@@ -22,9 +22,8 @@ from campaign_engine.store import apikeys, outbox
 from campaign_engine.store import runs as run_store
 from campaign_engine.store.importers import COLUMNS, upsert_rows
 from campaign_engine.store.models import AuditEntry, CampaignRun, Customer, Message, apscheduler_jobs
+from factories import EMAIL_PARTS, GREETING_SMS, NOW, PRODUCTS, TODAY, customer, deposit, rule_yaml
 
-NOW = dt.datetime(2026, 3, 10, 1, 0, tzinfo=dt.timezone.utc)  # 09:00 in Shanghai
-TODAY = dt.date(2026, 3, 10)
 ROLES = ("viewer", "marketer", "operator", "admin")
 ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
@@ -32,48 +31,6 @@ ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 40
 
 STARTER_RULES = ["birthday-greeting", "holiday-greeting", "large-transaction-followup", "product-launch",
                  "rate-change-notice", "td-maturity-reminder"]
-
-# --------------------------------------------------------------------------- data factories
-# (the shapes of tests/test_pipeline.py's factories, copied so this file stands alone)
-
-
-def customer(customer_id: str, **overrides: Any) -> dict[str, Any]:
-    row: dict[str, Any] = dict(
-        customer_id=customer_id, name="张伟", gender="M", birth_date=dt.date(1980, 5, 1),
-        mobile="13800000000", email=f"{customer_id.lower()}@example.com", city="北京", branch="北京分行",
-        tier="gold", risk_level="C3", aum=Decimal("300000"), rate_sensitive=False, sms_consent=True,
-        email_consent=True, do_not_contact=False, language="zh", manager_id="RM0001")
-    row.update(overrides)
-    return row
-
-
-def deposit(deposit_id: str, customer_id: str, **overrides: Any) -> dict[str, Any]:
-    row: dict[str, Any] = dict(
-        deposit_id=deposit_id, customer_id=customer_id, product_code="TD1Y", account_no="6222020012345678",
-        amount=Decimal("80000"), rate=Decimal("1.45"), open_date=dt.date(2025, 3, 17),
-        maturity_date=TODAY + dt.timedelta(days=5), auto_renew=False)
-    row.update(overrides)
-    return row
-
-
-PRODUCTS = [
-    dict(product_code="TD1Y", name="1年期定期存款", type="time_deposit", risk_level="R1", rate=Decimal("1.45"),
-         min_amount=Decimal("50"), launch_date=dt.date(2020, 1, 1)),
-    dict(product_code="FUND-EQ01", name="成长股票基金", type="fund", risk_level="R4", rate=None,
-         min_amount=Decimal("1000"), launch_date=dt.date(2024, 1, 1)),
-]
-
-GREETING_SMS = "{{ customer.name | salutation(customer.gender) }}，{{ rule.name }}"
-EMAIL_PARTS = {"email.subject.j2": "{{ rule.name }}",
-               "email.txt.j2": "{{ customer.name | salutation(customer.gender) }}：{{ rule.name }}"}
-
-
-def rule_yaml(rule_id: str, conditions: str, *, category: str = "marketing", trigger: str | None = None,
-              channels: str = "[sms, email]", template: str = "greet", extra: str = "") -> str:
-    trigger = trigger or '{schedule: "0 9 * * *", subject: customer}'
-    return (f"id: {rule_id}\nname: 测试{rule_id}\ncategory: {category}\npriority: 50\n"
-            f"trigger: {trigger}\nconditions:\n{conditions}\nchannels: {channels}\ntemplate: {template}\n{extra}")
-
 
 RATE_CHANGE = {"event_id": "rc-1", "product_type": "time_deposit", "old_rate": 1.65, "new_rate": 1.45,
                "effective_date": "2026-03-20"}

@@ -25,7 +25,7 @@ from campaign_engine.scheduler import (CampaignJobStore, CampaignScheduler, buil
 from campaign_engine.store import fires
 from campaign_engine.store.db import make_engine
 from campaign_engine.store.models import CampaignRun, ScheduleFire, apscheduler_jobs
-from test_pipeline import BIRTHDAY, NOW, TODAY, World, customer, rule_yaml
+from factories import BIRTHDAY, NOW, TODAY, World, customer, rule_yaml
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 WAIT = 30.0  # seconds: an upper bound for a job to run, never a sleep
@@ -77,14 +77,6 @@ class Processes:
     def close(self) -> None:
         for scheduler in self.schedulers:
             scheduler.shutdown(wait=True)
-
-
-@pytest.fixture
-def world(settings, engine, tmp_path):
-    world = World(settings, engine, tmp_path)
-    yield world
-    for services in world.opened:
-        services.close()
 
 
 @pytest.fixture

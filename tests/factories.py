@@ -1,0 +1,98 @@
+"""Test data: factories for customers, deposits and products, and a rule/template folder per test."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaign_engine.bootstrap import open_services
+from campaign_engine.store.importers import upsert_rows
+from campaign_engine.store.models import Message
+
+TODAY = dt.date(2026, 3, 10)
+NOW = dt.datetime(2026, 3, 10, 1, 0, tzinfo=dt.timezone.utc)
+
+GREETING_SMS = "{{ customer.name | salutation(customer.gender) }}，{{ rule.name }}"
+EMAIL_PARTS = {
+    "email.subject.j2": "{{ rule.name }}",
+    "email.txt.j2": "{{ customer.name | salutation(customer.gender) }}：{{ rule.name }}",
+}
+
+
+def customer(customer_id: str, **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict(
+        customer_id=customer_id, name="张伟", gender="M", birth_date=dt.date(1980, 5, 1),
+        mobile="13800000000", email=f"{customer_id.lower()}@example.com", city="北京", branch="北京分行",
+        tier="gold", risk_level="C3", aum=Decimal("300000"), rate_sensitive=False, sms_consent=True,
+        email_consent=True, do_not_contact=False, language="zh", manager_id="RM0001")
+    row.update(overrides)
+    return row
+
+
+def deposit(deposit_id: str, customer_id: str, **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict(
+        deposit_id=deposit_id, customer_id=customer_id, product_code="TD1Y", account_no="6222020012345678",
+        amount=Decimal("80000"), rate=Decimal("1.45"), open_date=dt.date(2025, 3, 17),
+        maturity_date=TODAY + dt.timedelta(days=5), auto_renew=False)
+    row.update(overrides)
+    return row
+
+
+PRODUCTS = [
+    dict(product_code="TD1Y", name="1年期定期存款", type="time_deposit", risk_level="R1", rate=Decimal("1.45"),
+         min_amount=Decimal("50"), launch_date=dt.date(2020, 1, 1)),
+    dict(product_code="FUND-EQ01", name="成长股票基金", type="fund", risk_level="R4", rate=None,
+         min_amount=Decimal("1000"), launch_date=dt.date(2024, 1, 1)),
+]
+
+
+class World:
+    """A rule folder, a template folder and a database, built per test."""
+
+    def __init__(self, settings, engine, root: Path):
+        self.engine = engine
+        self.opened: list[Any] = []
+        self.settings = settings.replace(rules_dir=root / "rules", templates_dir=root / "templates")
+        self.settings.rules_dir.mkdir()
+        self.settings.templates_dir.mkdir()
+        self.template("greet", {"sms.txt.j2": GREETING_SMS, **EMAIL_PARTS})
+        with engine.begin() as conn:
+            upsert_rows(conn, "products", [dict(p) for p in PRODUCTS], now=NOW, source="test")
+
+    def template(self, name: str, parts: dict[str, str]) -> None:
+        folder = self.settings.templates_dir / name
+        folder.mkdir(exist_ok=True)
+        for part, text in parts.items():
+            (folder / part).write_text(text, encoding="utf-8")
+
+    def rule(self, file: str, text: str) -> None:
+        (self.settings.rules_dir / file).write_text(text, encoding="utf-8")
+
+    def add(self, kind: str, *rows: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            upsert_rows(conn, kind, list(rows), now=NOW, source="test")
+
+    def services(self):
+        services = open_services(self.settings)
+        self.opened.append(services)
+        return services
+
+    def messages(self, **where: Any) -> list[Any]:
+        with Session(self.engine) as session:
+            return list(session.scalars(select(Message).filter_by(**where).order_by(Message.id)))
+
+
+def rule_yaml(rule_id: str, conditions: str, *, category: str = "marketing", trigger: str | None = None,
+              channels: str = "[sms, email]", template: str = "greet", priority: int = 50,
+              extra: str = "") -> str:
+    trigger = trigger or '{schedule: "0 9 * * *", subject: customer}'
+    return (f"id: {rule_id}\nname: 测试{rule_id}\ncategory: {category}\npriority: {priority}\n"
+            f"trigger: {trigger}\nconditions:\n{conditions}\nchannels: {channels}\ntemplate: {template}\n{extra}")
+
+
+BIRTHDAY = "  customer.days_to_birthday: 0\n"
