@@ -1336,3 +1336,33 @@ def test_rate_limiter_refills_over_time():
     assert all(limiter.acquire(1, now=0.0) == 0 for _ in range(60))
     assert limiter.acquire(1, now=0.0) == pytest.approx(1.0)
     assert limiter.acquire(1, now=1.0) == 0
+
+
+def test_api_rules_validate_takes_the_rule_file_itself_as_yaml(api):
+    source = (Path(__file__).parent.parent / "rules" / "td_maturity.yaml").read_text(encoding="utf-8")
+    resp = api.call("POST", "/api/v1/rules/validate?file=td_maturity.yaml", "marketer", data=source.encode(),
+                    content_type="application/yaml")
+    assert resp.status_code == 200 and resp.get_json()["valid"] is True
+    broken = source.replace("between: [0, 7]", "between: [7, 0]")
+    body = api.call("POST", "/api/v1/rules/validate?file=td_maturity.yaml", "marketer", data=broken.encode(),
+                    content_type="text/yaml").get_json()
+    assert body["valid"] is False
+    [problem] = body["problems"]
+    assert problem["file"] == "td_maturity.yaml" and problem["field"].endswith("deposit.days_to_maturity.between")
+    assert problem["line"] == source[:source.index("between: [0, 7]")].count("\n") + 1
+    details = assert_error(api.call("POST", "/api/v1/rules/validate", "marketer", json={"file": "x.yaml"}), 400)
+    assert "source" in details["fields"]
+
+
+def test_api_rules_list_marks_rules_kept_from_a_broken_file_as_stale(make_api, settings, tmp_path):
+    import shutil
+
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(settings.rules_dir, rules_dir)
+    app = make_api(settings.replace(rules_dir=rules_dir))
+    path = rules_dir / "birthday.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("category: marketing", "category: spam"),
+                    encoding="utf-8")
+    assert app.call("POST", "/api/v1/rules/reload", "marketer").get_json()["kept"] == ["birthday-greeting"]
+    status = {r["id"]: r["status"] for r in app.call("GET", "/api/v1/rules", "viewer").get_json()["items"]}
+    assert status["birthday-greeting"] == "stale" and status["td-maturity-reminder"] == "ok"

@@ -18,7 +18,7 @@ from durable.engine import Host, MessageNotHandledException, MessageObservedExce
 
 from ..errors import EngineError
 from ..rulebook.model import Node, Rule
-from .compiler import FACT_ID, MATCH, SEEN, compile_ruleset
+from .compiler import FACT_ID, MATCH, compile_ruleset
 
 
 class _QuietHost(Host):

@@ -136,6 +136,17 @@ def existing_id(kind: str, value: int) -> int:
     return value
 
 
+def load_body(schema: ma.Schema, data: Any) -> dict[str, Any]:
+    """Validate a body a view parses itself; errors answer 400 like any other body."""
+    try:
+        return schema.load(data)
+    except ma.ValidationError as exc:
+        from flask_smorest import abort
+
+        abort(400, errors={"json": exc.messages})
+        raise  # unreachable: abort raises
+
+
 def page(items: list[dict[str, Any]], limit: int, key: str) -> dict[str, Any]:
     """A keyset page: `next` is the cursor for the following page, null on the last."""
     return {"items": items, "next": str(items[-1][key]) if len(items) == limit else None}

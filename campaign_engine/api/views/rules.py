@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+from flask import request
 
 from ...errors import NotFound, Problem
 from ...pipeline import preview, validate_rules
@@ -13,7 +14,7 @@ from ...rulebook.model import All, AnyOf, FieldRef, Node, Not, Rule
 from ..auth import READ, RULES
 from ..blueprint import ApiBlueprint
 from ...store import schedule
-from .common import now, record, services, state, today
+from .common import load_body, now, record, services, state, today
 
 blp = ApiBlueprint("rules", __name__, url_prefix="/api/v1/rules", description="Campaign rules")
 
@@ -45,6 +46,8 @@ class RuleSchema(ma.Schema):
     file = ma.fields.String()
     line = ma.fields.Integer()
     next_run = ma.fields.DateTime(allow_none=True)
+    status = ma.fields.String(metadata={"description": "ok, or stale: live at its last good version while "
+                                                      "its file has problems"})
 
 
 class RuleDetailSchema(RuleSchema):
@@ -95,8 +98,8 @@ def node_data(node: Node) -> Any:
     return {node.field: {node.op: list(operand) if isinstance(operand, tuple) else operand}}
 
 
-def rule_data(rule: Rule, next_runs: dict[str, Any]) -> dict[str, Any]:
-    return {"id": rule.id, "name": rule.name, "enabled": rule.enabled, "category": rule.category.value,
+def rule_data(rule: Rule, next_runs: dict[str, Any], broken_files: set[str]) -> dict[str, Any]:
+    return {"status": "stale" if rule.file in broken_files else "ok","id": rule.id, "name": rule.name, "enabled": rule.enabled, "category": rule.category.value,
             "priority": rule.priority,
             "trigger": {"schedule": rule.trigger.schedule,
                         "event": rule.trigger.event.value if rule.trigger.event else None,
@@ -118,7 +121,8 @@ def list_rules():  # type: ignore[no-untyped-def]
     """Live rules with their next scheduled run, and the problems of the rule folder."""
     rulebook = services().rulebook
     next_runs = _next_runs()
-    return {"items": [rule_data(r, next_runs) for r in sorted(rulebook.rules.values(), key=lambda r: r.id)],
+    broken = {p.file for p in rulebook.problems if p.file}
+    return {"items": [rule_data(r, next_runs, broken) for r in sorted(rulebook.rules.values(), key=lambda r: r.id)],
             "problems": [p.as_dict() for p in rulebook.problems], "fingerprint": rulebook.fingerprint}
 
 
@@ -133,15 +137,31 @@ def get_rule(rule_id: str):  # type: ignore[no-untyped-def]
         raise NotFound("rule", rule_id)
     path = svc.settings.rules_dir / rule.file
     source = path.read_text(encoding="utf-8-sig") if path.is_file() else ""
-    return {**rule_data(rule, _next_runs()), "conditions": node_data(rule.conditions), "source": source}
+    broken = {p.file for p in svc.rulebook.problems if p.file}
+    return {**rule_data(rule, _next_runs(), broken), "conditions": node_data(rule.conditions), "source": source}
+
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
 @blp.route("/validate", methods=["POST"])
 @blp.secured(RULES)
-@blp.arguments(ValidateRequestSchema)
+@blp.doc(requestBody={"required": True, "content": {
+    "application/json": {"schema": ValidateRequestSchema},
+    **{t: {"schema": {"type": "string"}} for t in YAML_TYPES[::2]}}})
 @blp.response(200, ValidateResultSchema)
-def validate(body):  # type: ignore[no-untyped-def]
-    """Check rule YAML (and render its templates against a sample) without loading it."""
+def validate():  # type: ignore[no-untyped-def]
+    """Check rule YAML (and render its templates against a sample) without loading it.
+
+    The body is the rule file itself (Content-Type application/yaml or text/yaml), or JSON
+    `{"source": "<yaml>", "file": "name.yaml"}`.
+    """
+    if request.mimetype in YAML_TYPES:
+        text = request.get_data(as_text=True)
+        body = load_body(ValidateRequestSchema(), {"source": text,
+                                                   "file": request.args.get("file", "request.yaml")})
+    else:
+        body = load_body(ValidateRequestSchema(), request.get_json(silent=True))
     svc = services()
     rules, problems = parse_rule_text(body["source"], body["file"])
     seen: dict[str, Rule] = {}
