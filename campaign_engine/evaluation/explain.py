@@ -24,10 +24,10 @@ class Outcome:
     children: tuple["Outcome", ...] = ()
 
     def describe(self) -> str:
+        """A condition as the rule file writes it: `deposit.days_to_maturity between [0, 7] (value: 3)`."""
         if isinstance(self.node, Predicate):
             p = self.node
-            operand = f"{{ref: {p.operand.field}}}" if isinstance(p.operand, FieldRef) else p.operand
-            return f"{p.field} {p.op} {operand!s} (value: {self.value!r})"
+            return f"{p.field} {p.op} {_yamlish(p.operand)} (value: {_yamlish(self.value)})"
         return {All: "all", AnyOf: "any", Not: "not"}[type(self.node)]
 
     def lines(self, depth: int = 0) -> list[str]:
@@ -42,6 +42,18 @@ class Outcome:
         if self.children:
             data["children"] = [c.as_dict() for c in self.children]
         return data
+
+
+def _yamlish(value: Any) -> str:
+    if isinstance(value, FieldRef):
+        return f"{{ref: {value.field}}}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yamlish(v) for v in value) + "]"
+    return str(value)
 
 
 def _norm(value: Any) -> Any:
