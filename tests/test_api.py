@@ -1366,3 +1366,12 @@ def test_api_rules_list_marks_rules_kept_from_a_broken_file_as_stale(make_api, s
     assert app.call("POST", "/api/v1/rules/reload", "marketer").get_json()["kept"] == ["birthday-greeting"]
     status = {r["id"]: r["status"] for r in app.call("GET", "/api/v1/rules", "viewer").get_json()["items"]}
     assert status["birthday-greeting"] == "stale" and status["td-maturity-reminder"] == "ok"
+
+
+def test_api_keys_record_their_last_use(api):
+    from campaign_engine.store.models import ApiKey
+
+    api.call("GET", "/api/v1/products", "viewer")
+    with api.engine.connect() as conn:
+        used = dict(conn.execute(select(ApiKey.name, ApiKey.last_used_at)).all())
+    assert used["viewer-key"] == NOW and used["admin-key"] is None

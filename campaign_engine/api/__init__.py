@@ -27,6 +27,7 @@ class AppState:
     executor: ThreadPoolExecutor
     clock: Callable[[], dt.datetime] = utc_now
     limiter: Any = None  # api.ratelimit.RateLimiter
+    key_last_touched: dict[int, dt.datetime] = field(default_factory=dict)
     pending: set[Future[Any]] = field(default_factory=set)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:

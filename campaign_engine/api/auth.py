@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from typing import Any, Callable
 
@@ -31,7 +32,22 @@ def _authenticate() -> dict[str, Any]:
         found = apikeys.find_key(conn, key.strip())
     if found is None:
         abort(401, message="unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    _note_use(state, found["id"])
     return found
+
+
+TOUCH_EVERY = dt.timedelta(minutes=1)
+
+
+def _note_use(state: Any, key_id: int) -> None:
+    """Record a key's last use, at most once a minute per key and process (not a write per request)."""
+    now = state.clock()
+    last = state.key_last_touched.get(key_id)
+    if last is not None and now - last < TOUCH_EVERY:
+        return
+    state.key_last_touched[key_id] = now
+    with state.runtime.services.db.begin() as conn:
+        apikeys.touch_key(conn, key_id, now)
 
 
 def requires(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
