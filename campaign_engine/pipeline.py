@@ -224,7 +224,7 @@ def _message_row(prep: RuleRun, match: Match, run_id: int, now: dt.datetime) -> 
         "html": message.html if message else None,
         "sms_segments": message.sms.segments if message and message.sms else None,
         "error": match.error, "consent_source": consent.source if consent else None,
-        "consent_at": consent.recorded_at if consent else None, "created_at": now,
+        "consent_at": consent.recorded_at if consent else None, "created_at": now, "due_at": now,
     }
 
 

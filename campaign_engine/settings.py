@@ -7,6 +7,7 @@ runs at import time.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ class Settings:
     batch_size: int
     preview_sample: int
     api_rate_limit: int
+    channels: Mapping[str, Mapping[str, Any]]
 
     @property
     def tz(self) -> ZoneInfo:
@@ -106,6 +108,16 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     for key in _PATH_KEYS:
         path = Path(str(values[key]))
         values[key] = path if path.is_absolute() else PROJECT_ROOT / path
+    if isinstance(values["channels"], str):  # from the environment: JSON
+        try:
+            values["channels"] = json.loads(values["channels"])
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(f"not JSON: {exc.msg}", file=sources.get("channels"), field="channels"))
+    channels = values["channels"]
+    if not isinstance(channels, Mapping) or not all(
+            isinstance(v, Mapping) and isinstance(v.get("type"), str) for v in channels.values()):
+        problems.append(Problem("channels maps sms/email to {type: ..., options}", file=sources.get("channels"),
+                                field="channels"))
     try:
         ZoneInfo(str(values["timezone"]))
     except (ZoneInfoNotFoundError, ValueError):

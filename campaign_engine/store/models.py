@@ -162,6 +162,8 @@ class Message(Base):
         Index("ix_messages_customer_created", "customer_id", "created_at"),
         Index("ix_messages_rule_created", "rule_id", "created_at"),
         Index("ix_messages_status_created", "status", "created_at"),
+        # The delivery worker claims due messages through this index.
+        Index("ix_messages_status_due", "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -186,6 +188,17 @@ class Message(Base):
     consent_source: Mapped[str | None] = mapped_column(String(128))
     consent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    # Delivery: when the message may next be attempted (creation, a quiet-hours window start,
+    # or a retry's backoff), who holds it while sending, and what the provider answered.
+    due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claim_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    suppressed_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class AuditEntry(Base):
@@ -235,3 +248,17 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+class SuppressedAddress(Base):
+    """Numbers and addresses never to contact, whatever consent says."""
+
+    __tablename__ = "suppression_list"
+    __table_args__ = (UniqueConstraint("channel", "address", name="uq_suppression_channel_address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(254))
+    reason: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,1 @@
+"""Delivery: channels that reach customers, and the outbox worker that feeds them."""
