@@ -27,6 +27,7 @@ from .events import event_key, load_event
 from .facts.calendar import HolidayCalendar, calendar_facts
 from .facts.namespaces import FactSet, customer_facts, deposit_facts, flatten_facts, product_facts
 from .policy.contact import ConsentRecord, Contact, Decision, decide_contact
+from .policy.schedule import cap_window_start, is_capped, next_send_time
 from .rendering.environment import RenderedMessage, TemplateSet, load_template_set, render_message
 from .rulebook.fields import sample_namespaces
 from .rulebook.loader import Rulebook
@@ -34,7 +35,7 @@ from .rulebook.model import Rule, referenced_fields
 from .selection.plan import CandidatePlan, plan_candidates
 from .settings import Settings
 from .store import candidates as candidate_store
-from .store import outbox, runs
+from .store import outbox, runs, suppression
 from .vocabulary import Channel, EventType, MessageStatus, RunKind, RunStatus, SubjectType
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class RuleStats:
     candidates: int = 0
     matched: int = 0
     queued: int = 0
+    scheduled: int = 0  # queued for the next sending window (quiet hours)
     duplicates: int = 0
     failed: int = 0
     suppressed: Counter[str] = field(default_factory=Counter)
@@ -79,7 +81,8 @@ class RuleStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "candidates": self.candidates, "matched": self.matched,
-                "queued": self.queued, "duplicates": self.duplicates, "failed": self.failed,
+                "queued": self.queued, "scheduled": self.scheduled, "duplicates": self.duplicates,
+                "failed": self.failed,
                 "suppressed": dict(sorted(self.suppressed.items())), "error": self.error,
                 "seconds": round(self.seconds, 3)}
 
@@ -93,6 +96,7 @@ class Match:
     dedupe_key: str
     consents: Mapping[Channel, ConsentRecord]
     decision: Decision | None = None
+    due_at: dt.datetime | None = None  # when it may be sent (quiet hours push it to the window)
     message: RenderedMessage | None = None
     error: str | None = None
 
@@ -187,16 +191,61 @@ def _prepare(services: Services, rule: Rule, today: dt.date, event: Mapping[str,
     )
 
 
-def _decide_and_render(services: Services, prep: RuleRun, match: Match) -> None:
+@dataclass
+class ContactState:
+    """Per batch: what the caps and the suppression list already hold for its customers."""
+
+    planned: dict[tuple[str, str], list[dt.datetime]]  # (customer, channel) -> due times
+    blocked: set[tuple[str, str]]  # (channel, address) on the suppression list
+
+    def due_at(self, settings: Settings, channel: Channel, now: dt.datetime) -> dt.datetime:
+        return next_send_time(now, settings.quiet_hours.get(channel.value), settings.tz)
+
+    def capped(self, settings: Settings, customer_id: str, channel: Channel, now: dt.datetime) -> bool:
+        tz = settings.tz
+        day = self.due_at(settings, channel, now).astimezone(tz).date()
+        earlier = [t.astimezone(tz).date() for t in self.planned.get((customer_id, channel.value), ())]
+        return is_capped(day, earlier, settings.frequency_caps)
+
+
+def _contact_state(services: Services, prep: RuleRun, matches: Sequence[Match], now: dt.datetime) -> ContactState:
+    """One query each for the batch: planned marketing messages (caps) and suppressed addresses."""
+    settings = services.settings
+    addresses = [(c.value, m.facts.customer["mobile"] if c is Channel.SMS else m.facts.customer["email"])
+                 for m in matches for c in prep.rule.channels]
+    planned: dict[tuple[str, str], list[dt.datetime]] = {}
+    with services.db.connect() as conn:
+        blocked = suppression.blocked(conn, addresses)
+        if prep.rule.is_marketing and settings.frequency_caps and matches:
+            local_today = now.astimezone(settings.tz).date()
+            since_day = cap_window_start(local_today, settings.frequency_caps)
+            since = dt.datetime.combine(since_day, dt.time(), tzinfo=settings.tz)
+            planned = outbox.planned_marketing(conn, sorted({m.facts.customer["customer_id"] for m in matches}),
+                                               since)
+    return ContactState(planned, blocked)
+
+
+def _decide_and_render(services: Services, prep: RuleRun, match: Match, state: ContactState,
+                       now: dt.datetime) -> None:
     customer = match.facts.customer
-    contact = Contact(mobile=customer["mobile"], email=customer["email"],
-                      do_not_contact=bool(customer["do_not_contact"]), risk_rank=customer["risk_rank"],
-                      consents=match.consents)
+    settings = services.settings
+    cid = customer["customer_id"]
+    contact = Contact(
+        mobile=customer["mobile"], email=customer["email"], do_not_contact=bool(customer["do_not_contact"]),
+        risk_rank=customer["risk_rank"], consents=match.consents,
+        capped=frozenset(c for c in prep.rule.channels
+                         if prep.rule.is_marketing and state.capped(settings, cid, c, now)),
+        blocked=frozenset(c for c in prep.rule.channels
+                          if (c.value, customer["mobile"] if c is Channel.SMS else customer["email"]) in state.blocked))
     match.decision = decide_contact(contact, category=prep.rule.category, channels=prep.rule.channels,
                                     template_channels=prep.templates.channels,
                                     product_risk_rank=prep.product_risk_rank)
     if not match.decision.send:
         return
+    assert match.decision.channel is not None
+    match.due_at = state.due_at(settings, match.decision.channel, now)
+    if prep.rule.is_marketing:  # later matches of this batch see this one under the caps
+        state.planned.setdefault((cid, match.decision.channel.value), []).append(match.due_at)
     try:
         match.message = render_message(
             prep.templates, match.decision.channel.value, match.namespaces,
@@ -219,12 +268,14 @@ def _message_row(prep: RuleRun, match: Match, run_id: int, now: dt.datetime) -> 
         "customer_id": facts.customer["customer_id"], "subject_type": subject_type.value,
         "subject_id": facts.deposit["deposit_id"] if facts.deposit else facts.customer["customer_id"],
         "channel": decision.channel.value, "recipient": decision.recipient,
-        "status": (MessageStatus.QUEUED if message else MessageStatus.FAILED).value,
+        "status": (MessageStatus.FAILED if message is None else
+                   MessageStatus.SCHEDULED if match.due_at and match.due_at > now else MessageStatus.QUEUED).value,
         "subject": message.subject if message else None, "body": message.body if message else None,
         "html": message.html if message else None,
         "sms_segments": message.sms.segments if message and message.sms else None,
         "error": match.error, "consent_source": consent.source if consent else None,
-        "consent_at": consent.recorded_at if consent else None, "created_at": now, "due_at": now,
+        "consent_at": consent.recorded_at if consent else None, "created_at": now,
+        "due_at": match.due_at or now,
     }
 
 
@@ -249,11 +300,11 @@ def _process_batch(services: Services, prep: RuleRun, rows: Sequence[Any], stats
     with services.db.connect() as conn:
         done = outbox.existing_dedupe_keys(conn, [m.dedupe_key for m in matches])
     stats.duplicates += sum(1 for m in matches if m.dedupe_key in done)
+    fresh = [m for m in matches if m.dedupe_key not in done]
+    contact_state = _contact_state(services, prep, fresh, now)
     message_rows = []
-    for match in matches:
-        if match.dedupe_key in done:
-            continue
-        _decide_and_render(services, prep, match)
+    for match in fresh:
+        _decide_and_render(services, prep, match, contact_state, now)
         assert match.decision is not None
         if on_match is not None:
             on_match(match)
@@ -261,10 +312,12 @@ def _process_batch(services: Services, prep: RuleRun, rows: Sequence[Any], stats
             stats.suppressed[match.decision.suppressed.value] += 1
         elif run_id is not None:
             message_rows.append(_message_row(prep, match, run_id, now))
-        elif match.message is not None:
-            stats.queued += 1  # dry run: would be queued
-        else:
+        elif match.message is None:
             stats.failed += 1
+        elif match.due_at and match.due_at > now:  # dry run: would be scheduled
+            stats.scheduled += 1
+        else:
+            stats.queued += 1  # dry run: would be queued
     if message_rows:
         with services.db.begin() as conn:
             inserted = outbox.insert_messages(conn, message_rows)
@@ -273,6 +326,8 @@ def _process_batch(services: Services, prep: RuleRun, rows: Sequence[Any], stats
                 stats.duplicates += 1  # another run wrote it between our check and insert
             elif row["status"] == MessageStatus.QUEUED.value:
                 stats.queued += 1
+            elif row["status"] == MessageStatus.SCHEDULED.value:
+                stats.scheduled += 1
             else:
                 stats.failed += 1
 
@@ -337,9 +392,11 @@ def finish_run(services: Services, pending: PendingRun) -> dict[str, Any]:
         return pending.now + dt.timedelta(seconds=time.perf_counter() - started)
 
     try:
+        # Highest priority first: when the caps force a choice, it has taken its slot already.
+        ordered = sorted(pending.rules, key=lambda r: (-r.priority, r.id))
         stats = [_run_rule(services, rule, pending.today, run_id=pending.run_id, now=pending.now,
                            event=pending.event, event_id_key=pending.event_key)
-                 for rule in pending.rules]
+                 for rule in ordered]
     except Exception as exc:  # a bug, not a rule failure: close the run as failed, then raise
         if pending.run_id is not None:
             with services.db.begin() as conn:
@@ -491,7 +548,7 @@ def preview(services: Services, rule_id: str, *, today: dt.date, now: dt.datetim
             }
             if outcome.result:
                 match = Match(fs, ns, _dedupe_key(prep, fs), _consents(row))
-                _decide_and_render(services, prep, match)
+                _decide_and_render(services, prep, match, _contact_state(services, prep, [match], now), now)
                 view.update(_match_view(match))
             subjects.append(view)
     if not subjects:

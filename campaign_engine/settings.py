@@ -7,6 +7,7 @@ runs at import time.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ruamel.yaml import YAML, YAMLError
 
 from .errors import ConfigError, Problem
+from .policy.schedule import Cap, Window
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = PROJECT_ROOT / "config" / "campaign_engine.yaml"
@@ -36,6 +38,8 @@ class Settings:
     preview_sample: int
     api_rate_limit: int
     channels: Mapping[str, Mapping[str, Any]]
+    frequency_caps: tuple[Cap, ...]
+    quiet_hours: Mapping[str, Window]
 
     @property
     def tz(self) -> ZoneInfo:
@@ -60,6 +64,40 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError([Problem("expected a mapping of settings", file=str(path))], what="settings")
     return data
+
+
+def _caps(raw: Any, source: str | None, problems: list[Problem]) -> tuple[Cap, ...]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raw = None
+    try:
+        caps = tuple(Cap(days=int(c["days"]), max=int(c["max"])) for c in raw or [])
+        if all(c.days >= 1 and c.max >= 0 for c in caps):
+            return caps
+    except (TypeError, KeyError, ValueError):
+        pass
+    problems.append(Problem("a list of {days: N >= 1, max: M >= 0}", file=source, field="frequency_caps"))
+    return ()
+
+
+def _windows(raw: Any, source: str | None, problems: list[Problem]) -> dict[str, Window]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raw = None
+    try:
+        windows = {str(ch): Window(dt.time.fromisoformat(str(w["start"])), dt.time.fromisoformat(str(w["end"])))
+                   for ch, w in (raw or {}).items()}
+        if all(w.start != w.end for w in windows.values()):
+            return windows
+    except (TypeError, KeyError, ValueError, AttributeError):
+        pass
+    problems.append(Problem("channel: {start: 'HH:MM', end: 'HH:MM'} with start != end", file=source,
+                            field="quiet_hours"))
+    return {}
 
 
 def _resolve_sqlite_path(url: str, root: Path) -> str:
@@ -118,6 +156,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             isinstance(v, Mapping) and isinstance(v.get("type"), str) for v in channels.values()):
         problems.append(Problem("channels maps sms/email to {type: ..., options}", file=sources.get("channels"),
                                 field="channels"))
+    values["frequency_caps"] = _caps(values["frequency_caps"], sources.get("frequency_caps"), problems)
+    values["quiet_hours"] = _windows(values["quiet_hours"], sources.get("quiet_hours"), problems)
     try:
         ZoneInfo(str(values["timezone"]))
     except (ZoneInfoNotFoundError, ValueError):

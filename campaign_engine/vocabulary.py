@@ -68,7 +68,9 @@ class SuppressionReason(StrEnum):
     NO_CONSENT = "no_consent"
     SUITABILITY = "suitability"
     NO_TEMPLATE_FOR_CHANNEL = "no_template_for_channel"
-    DUPLICATE = "duplicate"
+    FREQUENCY_CAP = "frequency_cap"
+    SUPPRESSION_LIST = "suppression_list"
+    OPTED_OUT = "opted_out"
 
 
 class RunKind(StrEnum):

@@ -296,3 +296,83 @@ def test_event_with_longest_event_id_writes_bounded_idempotent_keys(world):
     [msg] = world.messages()
     assert len(msg.dedupe_key) <= 255
     assert handle_event(services, EventType.PRODUCT_LAUNCH, payload, now=NOW)["replayed"] is True
+
+
+def test_caps_highest_priority_wins_and_the_other_is_suppressed(world):
+    world.rule("low.yaml", rule_yaml("low", "  customer.tier: gold\n", channels="[sms]", priority=10))
+    world.rule("high.yaml", rule_yaml("high", "  customer.tier: gold\n", channels="[sms]", priority=90))
+    world.add("customers", customer("C1"))
+    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    assert [m.rule_id for m in world.messages()] == ["high"]
+    assert rule_counts(report, "low")["suppressed"] == {"frequency_cap": 1}
+
+
+def test_caps_a_capped_channel_falls_back_to_the_next(world):
+    world.rule("a.yaml", rule_yaml("first", "  customer.tier: gold\n", channels="[sms, email]", priority=90))
+    world.rule("b.yaml", rule_yaml("second", "  customer.tier: gold\n", channels="[sms, email]", priority=10))
+    world.add("customers", customer("C1"))
+    run_scheduled(world.services(), today=TODAY, now=NOW)
+    assert [(m.rule_id, m.channel) for m in world.messages()] == [("first", "sms"), ("second", "email")]
+
+
+def test_caps_three_marketing_messages_in_seven_days(world):
+    world.rule("m.yaml", rule_yaml("daily", "  customer.tier: gold\n", channels="[sms]"))
+    world.add("customers", customer("C1"))
+    services = world.services()
+    reports = [run_scheduled(services, today=TODAY + dt.timedelta(days=d), now=NOW + dt.timedelta(days=d))
+               for d in range(5)]
+    assert [rule_counts(r, "daily")["queued"] for r in reports] == [1, 1, 1, 0, 0]
+    assert rule_counts(reports[3], "daily")["suppressed"] == {"frequency_cap": 1}
+    later = run_scheduled(services, today=TODAY + dt.timedelta(days=7), now=NOW + dt.timedelta(days=7))
+    assert rule_counts(later, "daily")["queued"] == 1  # the first one left the 7-day window
+
+
+def test_caps_do_not_apply_to_service_messages(world):
+    world.rule("a.yaml", rule_yaml("svc-a", "  customer.tier: gold\n", category="service", channels="[sms]"))
+    world.rule("b.yaml", rule_yaml("svc-b", "  customer.tier: gold\n", category="service", channels="[sms]"))
+    world.add("customers", customer("C1"))
+    run_scheduled(world.services(), today=TODAY, now=NOW)
+    assert len(world.messages()) == 2
+
+
+def test_quiet_hours_at_night_schedule_sms_for_the_morning(world):
+    world.rule("s.yaml", rule_yaml("svc", "  customer.tier: gold\n", category="service", channels="[sms]"))
+    world.add("customers", customer("C1"))
+    late = dt.datetime(2026, 3, 10, 15, 30, tzinfo=dt.timezone.utc)  # 23:30 in Shanghai
+    report = run_scheduled(world.services(), today=TODAY, now=late)
+    assert (rule_counts(report, "svc")["queued"], rule_counts(report, "svc")["scheduled"]) == (0, 1)
+    [msg] = world.messages()
+    assert msg.status == "scheduled"
+    assert msg.due_at == dt.datetime(2026, 3, 11, 0, 0, tzinfo=dt.timezone.utc)  # 08:00 next morning
+
+
+def test_quiet_hours_do_not_hold_email(world):
+    world.rule("e.yaml", rule_yaml("svc", "  customer.tier: gold\n", category="service", channels="[email]"))
+    world.add("customers", customer("C1"))
+    late = dt.datetime(2026, 3, 10, 15, 30, tzinfo=dt.timezone.utc)
+    run_scheduled(world.services(), today=TODAY, now=late)
+    [msg] = world.messages()
+    assert (msg.status, msg.due_at) == ("queued", late)
+
+
+def test_caps_count_scheduled_messages_on_their_sending_day(world):
+    world.rule("m.yaml", rule_yaml("mkt", "  customer.tier: gold\n", channels="[sms]"))
+    world.add("customers", customer("C1"))
+    services = world.services()
+    late = dt.datetime(2026, 3, 10, 15, 30, tzinfo=dt.timezone.utc)  # 23:30: due 08:00 on the 11th
+    run_scheduled(services, today=TODAY, now=late)
+    next_morning = dt.datetime(2026, 3, 11, 1, 0, tzinfo=dt.timezone.utc)
+    report = run_scheduled(services, today=TODAY + dt.timedelta(days=1), now=next_morning)
+    assert rule_counts(report, "mkt")["suppressed"] == {"frequency_cap": 1}
+
+
+def test_suppression_list_blocks_an_address_whatever_the_consent(world):
+    from campaign_engine.store import suppression
+
+    world.rule("s.yaml", rule_yaml("svc", "  customer.tier: gold\n", category="service", channels="[sms, email]"))
+    world.add("customers", customer("C1", mobile="13900000001"), customer("C2", mobile="13900000002"))
+    with world.engine.begin() as conn:
+        suppression.add(conn, channel="sms", address="+86 139-0000-0001", reason="complaint", source="test",
+                        now=NOW)
+    run_scheduled(world.services(), today=TODAY, now=NOW)
+    assert [(m.customer_id, m.channel) for m in world.messages()] == [("C1", "email"), ("C2", "sms")]

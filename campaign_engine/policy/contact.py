@@ -2,7 +2,8 @@
 
 Order of checks: do_not_contact, then suitability (a product above the customer's
 risk tolerance is never promoted), then each channel in the rule's preference
-order: a template for it, an address, and (for marketing) that channel's consent.
+order: a template for it, an address not on the suppression list, and (for
+marketing) that channel's consent and room under its frequency cap.
 The first channel that passes carries the one message of the match. When none
 passes, the reason reported is the one from the most preferred channel.
 """
@@ -32,6 +33,10 @@ class Contact:
     do_not_contact: bool
     risk_rank: int | None
     consents: Mapping[Channel, ConsentRecord]
+    #: channels whose marketing frequency cap this message would exceed
+    capped: frozenset[Channel] = frozenset()
+    #: channels whose address is on the suppression list
+    blocked: frozenset[Channel] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,12 @@ def decide_contact(contact: Contact, *, category: Category, channels: Sequence[C
             reason = SuppressionReason.NO_TEMPLATE_FOR_CHANNEL
         elif address is None:
             reason = SuppressionReason.NO_CONTACT_ADDRESS
+        elif channel in contact.blocked:
+            reason = SuppressionReason.SUPPRESSION_LIST
         elif category is Category.MARKETING and not (consent and consent.granted):
             reason = SuppressionReason.NO_CONSENT
+        elif category is Category.MARKETING and channel in contact.capped:
+            reason = SuppressionReason.FREQUENCY_CAP
         else:
             return Decision(channel=channel, recipient=address,
                             consent=consent if category is Category.MARKETING else None)

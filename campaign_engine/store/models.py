@@ -147,6 +147,7 @@ class RunRuleStats(Base):
     candidates: Mapped[int] = mapped_column(Integer, default=0)
     matched: Mapped[int] = mapped_column(Integer, default=0)
     queued: Mapped[int] = mapped_column(Integer, default=0)
+    scheduled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     suppressed: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)

@@ -59,3 +59,26 @@ def query_messages(conn: Connection, *, rule_id: str | None = None, customer_id:
     ]
     rows = conn.execute(query.where(*filters).order_by(Message.id.desc()).limit(limit)).mappings()
     return [dict(r) for r in rows]
+
+
+PLANNED = ("queued", "scheduled", "sending", "sent", "delivered")
+
+
+def planned_marketing(conn: Connection, customer_ids: Sequence[str],
+                      since: dt.datetime) -> dict[tuple[str, str], list[dt.datetime]]:
+    """(customer, channel) -> due times of marketing messages planned or sent since `since`.
+
+    What the frequency caps count. Narrowed by customer through ix_messages_customer_created
+    (a message is due at or after its creation, so created_at >= since - 1 day bounds it).
+    """
+    if not customer_ids:
+        return {}
+    rows = conn.execute(
+        select(Message.customer_id, Message.channel, Message.due_at)
+        .where(Message.customer_id.in_(customer_ids), Message.category == "marketing",
+               Message.status.in_(PLANNED), Message.created_at >= since - dt.timedelta(days=1),
+               Message.due_at >= since))
+    planned: dict[tuple[str, str], list[dt.datetime]] = {}
+    for customer_id, channel, due_at in rows:
+        planned.setdefault((customer_id, channel), []).append(due_at)
+    return planned

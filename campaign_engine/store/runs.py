@@ -51,6 +51,7 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "rules": [{
             "rule": s.rule_id, "candidates": s.candidates, "matched": s.matched, "queued": s.queued,
+            "scheduled": s.scheduled,
             "duplicates": s.duplicates, "failed": s.failed, "suppressed": dict(s.suppressed or {}),
             "error": s.error, "seconds": float(s.seconds),
         } for s in stats],

@@ -38,12 +38,17 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_messages_provider_message_id'), ['provider_message_id'], unique=False)
         batch_op.create_index('ix_messages_status_due', ['status', 'due_at'], unique=False)
 
+    with op.batch_alter_table('run_rule_stats', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('scheduled', sa.Integer(), server_default='0', nullable=False))
+
     # Messages written before delivery existed are due from their creation.
     op.execute("UPDATE messages SET due_at = created_at WHERE due_at IS NULL")
 
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('run_rule_stats', schema=None) as batch_op:
+        batch_op.drop_column('scheduled')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('ix_messages_status_due')
         batch_op.drop_index(batch_op.f('ix_messages_provider_message_id'))

@@ -57,6 +57,7 @@ class RuleCountsSchema(ma.Schema):
     candidates = ma.fields.Integer()
     matched = ma.fields.Integer()
     queued = ma.fields.Integer()
+    scheduled = ma.fields.Integer()
     duplicates = ma.fields.Integer()
     failed = ma.fields.Integer()
     suppressed = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
