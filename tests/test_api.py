@@ -1250,7 +1250,7 @@ def test_api_audit_every_change_records_the_key_actor(bank, make_api):
     assert entries[1]["details"] == {"run_id": event["run_id"], "rules": ["large-transaction-followup"]}
     assert entries[2]["details"] == {"date": "2026-03-10", "rules": [
         "birthday-greeting", "holiday-greeting", "td-maturity-reminder"]}
-    assert entries[3]["details"] == {"source": "branch form"}
+    assert entries[3]["details"] == {"source": "branch form", "suppressed_messages": 0}
     assert entries[8]["details"] == {"rows": 0, "upserted": 0, "problems": 0}
     assert bank.actor("admin").startswith("key:admin-key#")
 
@@ -1375,3 +1375,24 @@ def test_api_keys_record_their_last_use(api):
     with api.engine.connect() as conn:
         used = dict(conn.execute(select(ApiKey.name, ApiKey.last_used_at)).all())
     assert used["viewer-key"] == NOW and used["admin-key"] is None
+
+
+def test_api_consent_withdrawal_suppresses_queued_marketing_on_that_channel(bank):
+    with bank.engine.begin() as conn:
+        run_id = run_store.start_run(conn, kind="scheduled", run_date=TODAY, dry_run=False, now=NOW)
+        for n, (channel, category, status) in enumerate([("sms", "marketing", "queued"),
+                                                          ("sms", "marketing", "scheduled"),
+                                                          ("sms", "service", "queued"),
+                                                          ("email", "marketing", "queued"),
+                                                          ("sms", "marketing", "sent")]):
+            outbox.insert_messages(conn, [{
+                "dedupe_key": f"k{n}", "run_id": run_id, "rule_id": "r", "category": category, "priority": 50,
+                "customer_id": "C1", "subject_type": "customer", "subject_id": "C1", "channel": channel,
+                "recipient": "x", "status": status, "subject": None, "body": "b", "html": None,
+                "sms_segments": 1, "error": None, "consent_source": None, "consent_at": None,
+                "created_at": NOW, "due_at": NOW}])
+    resp = bank.call("PUT", "/api/v1/customers/C1/consents/sms", "admin", json={"granted": False, "source": "call"})
+    assert resp.status_code == 200 and resp.get_json()["granted"] is False
+    with bank.engine.connect() as conn:
+        states = dict(conn.execute(select(Message.dedupe_key, Message.status)).all())
+    assert states == {"k0": "suppressed", "k1": "suppressed", "k2": "queued", "k3": "queued", "k4": "sent"}

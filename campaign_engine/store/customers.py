@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .models import Consent, Customer, Deposit, Product
+from .models import Consent, Customer, Deposit, Message, Product
 
 _CUSTOMER_COLS = [c for c in Customer.__table__.c if c.name != "birth_mmdd"]
 
@@ -46,6 +46,30 @@ def set_consent(conn: Connection, customer_id: str, channel: str, *, granted: bo
         index_elements=["customer_id", "channel"],
         set_={"granted": granted, "source": source, "recorded_at": now}))
     return {"channel": channel, "granted": granted, "source": source, "recorded_at": now}
+
+
+def withdraw_marketing(conn: Connection, customer_id: str, channel: str, *, source: str,
+                       now: dt.datetime) -> int:
+    """Withdraw a channel's marketing consent at once and suppress that channel's marketing
+    messages not yet sent (queued or scheduled); returns how many were suppressed."""
+    set_consent(conn, customer_id, channel, granted=False, source=source, now=now)
+    result = conn.execute(update(Message).where(
+        Message.customer_id == customer_id, Message.channel == channel, Message.category == "marketing",
+        Message.status.in_(("queued", "scheduled"))).values(status="suppressed", suppressed_reason="opted_out"))
+    return result.rowcount
+
+
+def customers_by_address(conn: Connection, channel: str, address: str) -> list[str]:
+    """Customers with this mobile (ix_customers_mobile) or email (ix_customers_email)."""
+    column = Customer.mobile if channel == "sms" else Customer.email
+    candidates = {address}
+    if channel == "sms":
+        digits = "".join(c for c in address if c.isdigit())
+        digits = digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
+        candidates |= {digits, "+86" + digits}
+    else:
+        candidates |= {address.lower()}
+    return list(conn.execute(select(Customer.customer_id).where(column.in_(sorted(candidates)))).scalars())
 
 
 def list_products(conn: Connection) -> list[dict[str, Any]]:

@@ -53,8 +53,9 @@ class Customer(Base):
     birth_date: Mapped[dt.date | None] = mapped_column(Date)
     # month * 100 + day of birth_date: birthday windows select through this index.
     birth_mmdd: Mapped[int | None] = mapped_column(SmallInteger, index=True)
-    mobile: Mapped[str | None] = mapped_column(String(20))
-    email: Mapped[str | None] = mapped_column(String(254))
+    # Indexed: an SMS reply or an unsubscribe finds its customers by address.
+    mobile: Mapped[str | None] = mapped_column(String(20), index=True)
+    email: Mapped[str | None] = mapped_column(String(254), index=True)
     city: Mapped[str | None] = mapped_column(String(32))
     branch: Mapped[str | None] = mapped_column(String(64))
     tier: Mapped[str] = mapped_column(String(16), index=True)

@@ -38,6 +38,10 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_messages_provider_message_id'), ['provider_message_id'], unique=False)
         batch_op.create_index('ix_messages_status_due', ['status', 'due_at'], unique=False)
 
+    with op.batch_alter_table('customers', schema=None) as batch_op:
+        batch_op.create_index('ix_customers_mobile', ['mobile'], unique=False)
+        batch_op.create_index('ix_customers_email', ['email'], unique=False)
+
     with op.batch_alter_table('run_rule_stats', schema=None) as batch_op:
         batch_op.add_column(sa.Column('scheduled', sa.Integer(), server_default='0', nullable=False))
 
@@ -47,6 +51,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('customers', schema=None) as batch_op:
+        batch_op.drop_index('ix_customers_email')
+        batch_op.drop_index('ix_customers_mobile')
     with op.batch_alter_table('run_rule_stats', schema=None) as batch_op:
         batch_op.drop_column('scheduled')
     with op.batch_alter_table('messages', schema=None) as batch_op:

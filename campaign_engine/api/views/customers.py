@@ -242,13 +242,19 @@ def get_consents(customer_id: str):  # type: ignore[no-untyped-def]
 @blp.response(200, ConsentSchema)
 def put_consent(body, customer_id: str, channel: str):  # type: ignore[no-untyped-def]
     """Grant or withdraw a channel's marketing consent (recorded with time and source)."""
+    suppressed = 0
     with services().db.begin() as conn:
         if store.get_customer(conn, customer_id) is None:
             raise NotFound("customer", customer_id)
-        consent = store.set_consent(conn, customer_id, channel, granted=body["granted"], source=body["source"],
-                                    now=now())
-    record("consent." + ("grant" if body["granted"] else "withdraw"), f"{customer_id}:{channel}",
-           {"source": body["source"]})
+        if body["granted"]:
+            store.set_consent(conn, customer_id, channel, granted=True, source=body["source"], now=now())
+        else:  # at once: queued marketing messages on this channel are suppressed too
+            suppressed = store.withdraw_marketing(conn, customer_id, channel, source=body["source"], now=now())
+        consent = next(c for c in store.get_consents(conn, customer_id) if c["channel"] == channel)
+    details: dict[str, Any] = {"source": body["source"]}
+    if not body["granted"]:
+        details["suppressed_messages"] = suppressed
+    record("consent." + ("grant" if body["granted"] else "withdraw"), f"{customer_id}:{channel}", details)
     return consent
 
 
