@@ -40,6 +40,10 @@ class Settings:
     channels: Mapping[str, Mapping[str, Any]]
     frequency_caps: tuple[Cap, ...]
     quiet_hours: Mapping[str, Window]
+    webhooks: Mapping[str, Mapping[str, Any]]
+    opt_out_keywords: tuple[str, ...]
+    secret_key: str
+    public_base_url: str
 
     @property
     def tz(self) -> ZoneInfo:
@@ -156,6 +160,23 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             isinstance(v, Mapping) and isinstance(v.get("type"), str) for v in channels.values()):
         problems.append(Problem("channels maps sms/email to {type: ..., options}", file=sources.get("channels"),
                                 field="channels"))
+    for key in ("webhooks",):
+        if isinstance(values[key], str):
+            try:
+                values[key] = json.loads(values[key])
+            except json.JSONDecodeError as exc:
+                problems.append(Problem(f"not JSON: {exc.msg}", file=sources.get(key), field=key))
+    if not isinstance(values["webhooks"], Mapping) or not all(
+            isinstance(w, Mapping) and isinstance(w.get("secret"), str) and w["secret"]
+            for w in values["webhooks"].values()):
+        problems.append(Problem("webhooks maps a provider to {secret, signature_header, receipt, reply}",
+                                file=sources.get("webhooks"), field="webhooks"))
+    keywords = values["opt_out_keywords"]
+    if isinstance(keywords, str):
+        keywords = [k for k in keywords.split(",")]
+    values["opt_out_keywords"] = tuple(str(k).strip().upper() for k in keywords if str(k).strip())
+    values["public_base_url"] = str(values["public_base_url"]).rstrip("/")
+    values["secret_key"] = str(values["secret_key"])
     values["frequency_caps"] = _caps(values["frequency_caps"], sources.get("frequency_caps"), problems)
     values["quiet_hours"] = _windows(values["quiet_hours"], sources.get("quiet_hours"), problems)
     try:

@@ -1309,9 +1309,11 @@ def test_api_openapi_describes_every_blueprint(api):
                  "/api/v1/customers", "/api/v1/customers/{customer_id}", "/api/v1/customers/{customer_id}/consents",
                  "/api/v1/customers/{customer_id}/consents/{channel}", "/api/v1/customers/{customer_id}/messages",
                  "/api/v1/imports/{kind}", "/api/v1/products", "/api/v1/products/{code}", "/api/v1/deposits",
-                 "/api/v1/deposits/{deposit_id}"):
+                 "/api/v1/deposits/{deposit_id}", "/api/v1/receipts/{provider}", "/api/v1/inbound/sms/{provider}",
+                 "/u/{token}"):
         assert path in paths, path
-    assert {t["name"] for t in spec["tags"]} == {"health", "rules", "events", "runs", "messages", "customers"}
+    assert {t["name"] for t in spec["tags"]} == {"health", "rules", "events", "runs", "messages", "customers",
+                                                  "webhooks"}
     assert spec["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
     start_run = paths["/api/v1/runs"]["post"]
     assert {"202", "200", "401", "403"} <= set(start_run["responses"])

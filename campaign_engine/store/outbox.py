@@ -82,3 +82,23 @@ def planned_marketing(conn: Connection, customer_ids: Sequence[str],
     for customer_id, channel, due_at in rows:
         planned.setdefault((customer_id, channel), []).append(due_at)
     return planned
+
+
+def record_receipt(conn: Connection, *, provider: str, provider_message_id: str, delivered: bool,
+                   error: str | None, now: dt.datetime) -> bool:
+    """Apply a provider's delivery receipt (ix_messages_provider_message_id); False if unknown.
+
+    A receipt can arrive before the worker has recorded `sent` (the provider is fast): it
+    applies to a message in `sending` too. A late `failed` never undoes `delivered`.
+    """
+    from sqlalchemy import update
+
+    query = update(Message).where(Message.provider == provider,
+                                  Message.provider_message_id == provider_message_id)
+    if delivered:
+        values = {"status": "delivered", "delivered_at": now}
+        query = query.where(Message.status.in_(("sending", "sent", "delivered")))
+    else:
+        values = {"status": "failed", "error": f"receipt: {error or 'not delivered'}"[:500]}
+        query = query.where(Message.status.in_(("sending", "sent")))
+    return conn.execute(query.values(**values)).rowcount > 0

@@ -1,5 +1,5 @@
 """The API's blueprints, in registration order."""
 
-from . import customers, events, health, messages, rules, runs
+from . import customers, events, health, messages, rules, runs, webhooks
 
-BLUEPRINTS = [health.blp, rules.blp, events.blp, runs.blp, messages.blp, customers.blp]
+BLUEPRINTS = [health.blp, rules.blp, events.blp, runs.blp, messages.blp, customers.blp, webhooks.blp]

@@ -28,11 +28,15 @@ def today(value: dt.date | None = None) -> dt.date:
     return value or now().astimezone(services().settings.tz).date()
 
 
-def record(action: str, target: str | None, details: dict[str, Any] | None = None) -> None:
-    """Append to the audit log as the calling key."""
-    with services().db.begin() as conn:
+def record(action: str, target: str | None, details: dict[str, Any] | None = None, *,
+           conn: Any = None) -> None:
+    """Append to the audit log as the calling key; pass `conn` to commit with the change itself."""
+    if conn is not None:
         audit.record(conn, actor=getattr(g, "actor", "anonymous"), action=action, target=target,
                      now=now(), details=details)
+        return
+    with services().db.begin() as own:
+        record(action, target, details, conn=own)
 
 
 def mask_mobile(value: str | None) -> str | None:
