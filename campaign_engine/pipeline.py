@@ -36,6 +36,7 @@ from .selection.plan import CandidatePlan, plan_candidates
 from .settings import Settings
 from .store import candidates as candidate_store
 from .store import outbox, runs, suppression
+from .unsubscribe import unsubscribe_url
 from .vocabulary import Channel, EventType, MessageStatus, RunKind, RunStatus, SubjectType
 
 log = logging.getLogger(__name__)
@@ -246,9 +247,13 @@ def _decide_and_render(services: Services, prep: RuleRun, match: Match, state: C
     match.due_at = state.due_at(settings, match.decision.channel, now)
     if prep.rule.is_marketing:  # later matches of this batch see this one under the caps
         state.planned.setdefault((cid, match.decision.channel.value), []).append(match.due_at)
+    context = match.namespaces
+    if prep.rule.is_marketing and match.decision.channel is Channel.EMAIL:
+        context = {**context, "unsubscribe_url": unsubscribe_url(settings.public_base_url, settings.secret_key,
+                                                                 cid, Channel.EMAIL.value)}
     try:
         match.message = render_message(
-            prep.templates, match.decision.channel.value, match.namespaces,
+            prep.templates, match.decision.channel.value, context,
             signature=services.settings.sms_signature,
             opt_out=services.settings.sms_opt_out if prep.rule.is_marketing else None)
     except TemplateError as exc:
@@ -604,6 +609,9 @@ def validate_rules(rulebook: Rulebook, templates: SandboxedEnvironment, settings
             continue
         context = sample_namespaces(rule.trigger.subject, rule.trigger.event)
         context["rule"] = {"id": rule.id, "name": rule.name, "category": rule.category.value}
+        if rule.is_marketing:
+            context["unsubscribe_url"] = unsubscribe_url(settings.public_base_url, settings.secret_key,
+                                                         "C00000001", Channel.EMAIL.value)
         if rule.product:
             context["product"] = product_facts(
                 {"product_code": rule.product, "name": "示例产品", "type": "wealth", "risk_level": "R2",

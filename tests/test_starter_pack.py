@@ -66,6 +66,8 @@ def _set(ns: dict[str, Any], dotted: str, value: Any) -> None:
 def _context(rule, variant: str = "sample", **changes: Any) -> dict[str, Any]:
     ns = copy.deepcopy(sample_namespaces(rule.trigger.subject, rule.trigger.event))
     ns["rule"] = {"id": rule.id, "name": rule.name, "category": rule.category.value}
+    if rule.category.value == "marketing":  # the pipeline gives marketing emails their unsubscribe link
+        ns["unsubscribe_url"] = "https://bank.example/u/token"
     if variant == "unknown_gender":
         _set(ns, "customer.gender", None)
     elif variant == "nulls":
@@ -121,7 +123,8 @@ def test_starter_templates_render_every_listed_channel(rulebook, env, config, ru
     assert "{{" not in text and "{%" not in text
     if channel == "email":
         assert message.subject and message.html
-        assert "http" not in message.html and "<img" not in message.html
+        # no external resources; the unsubscribe link is the only link
+        assert "http" not in message.html.replace("https://bank.example/u/token", "") and "<img" not in message.html
     else:
         assert message.sms.segments <= 2, (message.sms, message.body)
 
@@ -181,12 +184,12 @@ def test_starter_templates_do_not_write_signature_or_opt_out(rulebook):
         assert "【" not in sms and "退订" not in sms, rule.id
 
 
-def test_starter_marketing_emails_end_with_unsubscribe_sentence(rulebook, env, config):
+def test_starter_marketing_emails_end_with_the_unsubscribe_link(rulebook, env, config):
     for rule in rulebook.rules.values():
         if rule.is_marketing and "email" in rule.channels:
             message = _render(env, config, rule, "email", _context(rule))
-            assert message.body.rstrip().endswith("如不希望再收到此类邮件，请回复退订。"), rule.id
-            assert "如不希望再收到此类邮件，请回复退订。" in message.html, rule.id
+            assert message.body.rstrip().endswith("请点击退订（Unsubscribe）：https://bank.example/u/token"), rule.id
+            assert 'href="https://bank.example/u/token"' in message.html, rule.id
 
 
 def test_birthday_sms_uses_full_name_when_gender_unknown(rulebook, env, config):
@@ -253,3 +256,4 @@ def test_large_transaction_sms_shows_masked_account_and_amount(rulebook, env, co
     assert "2026年3月10日" in message.body
     big = _render(env, config, rule, "sms", _context(rule, event__amount=Decimal("12345678.90")))
     assert big.sms.segments <= 2
+
