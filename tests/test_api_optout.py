@@ -116,10 +116,10 @@ def test_receipts_mark_messages_delivered_or_failed(client, engine):
     queue(engine, ("C1", "sms", "service", "sent", "gw-1"), ("C2", "sms", "service", "sent", "gw-2"),
           ("C2", "sms", "service", "sending", "gw-3"))
     resp = signed(client, "/api/v1/receipts/http_sms", [
-        {"message_id": "gw-1", "status": "DELIVRD"},
-        {"message_id": "gw-2", "status": "UNDELIV", "error": "absent subscriber"},
-        {"message_id": "gw-3", "status": "delivered"},
-        {"message_id": "gw-9", "status": "delivered"}])
+        {"provider_message_id": "gw-1", "status": "DELIVRD"},
+        {"provider_message_id": "gw-2", "status": "UNDELIV", "error_code": "absent subscriber"},
+        {"provider_message_id": "gw-3", "status": "delivered"},
+        {"provider_message_id": "gw-9", "status": "delivered"}])
     assert resp.get_json() == {"updated": 3, "unknown": ["gw-9"]}
     assert statuses(engine) == {"k0": "delivered", "k1": "failed", "k2": "delivered"}
     with engine.connect() as conn:
@@ -129,13 +129,13 @@ def test_receipts_mark_messages_delivered_or_failed(client, engine):
 
 def test_receipts_a_late_failure_does_not_undo_delivered(client, engine):
     queue(engine, ("C1", "sms", "service", "delivered", "gw-1"))
-    resp = signed(client, "/api/v1/receipts/http_sms", {"message_id": "gw-1", "status": "failed"})
+    resp = signed(client, "/api/v1/receipts/http_sms", {"provider_message_id": "gw-1", "status": "failed"})
     assert resp.get_json() == {"updated": 0, "unknown": ["gw-1"]}
     assert statuses(engine) == {"k0": "delivered"}
 
 
 def test_receipts_unsigned_are_refused(client, engine):
     queue(engine, ("C1", "sms", "service", "sent", "gw-1"))
-    resp = client.post("/api/v1/receipts/http_sms", json={"message_id": "gw-1", "status": "delivered"})
+    resp = client.post("/api/v1/receipts/http_sms", json={"provider_message_id": "gw-1", "status": "delivered"})
     assert resp.status_code == 401
     assert statuses(engine) == {"k0": "sent"}
