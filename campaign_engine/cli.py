@@ -189,6 +189,13 @@ def _print_run(report: dict[str, Any]) -> None:
                    f"{r['duplicates']:>6} {r['failed']:>6}  {suppressed}")
         if r.get("error"):
             click.echo(f"  error: {r['error']}")
+        if r.get("delivery"):
+            states = dict(r["delivery"])
+            later = states.pop("suppressed", {})
+            line = ", ".join(f"{k}={v}" for k, v in sorted(states.items()))
+            if later:
+                line += "; suppressed later: " + ", ".join(f"{k}={v}" for k, v in sorted(later.items()))
+            click.echo(f"  now: {line}")
 
 
 @main.command()

@@ -376,3 +376,18 @@ def test_suppression_list_blocks_an_address_whatever_the_consent(world):
                         now=NOW)
     run_scheduled(world.services(), today=TODAY, now=NOW)
     assert [(m.customer_id, m.channel) for m in world.messages()] == [("C1", "email"), ("C2", "sms")]
+
+
+def test_report_shows_where_each_rules_messages_stand_now(world):
+    from campaign_engine.store.customers import withdraw_marketing
+    from campaign_engine.store.runs import get_run
+
+    world.rule("m.yaml", rule_yaml("mkt", "  customer.tier: gold\n", channels="[sms]"))
+    world.add("customers", customer("C1"), customer("C2"), customer("C3"))
+    run_id = run_scheduled(world.services(), today=TODAY, now=NOW)["run_id"]
+    with world.engine.begin() as conn:
+        withdraw_marketing(conn, "C2", "sms", source="reply TD", now=NOW)
+        report = get_run(conn, run_id)
+    [rule] = report["rules"]
+    assert rule["queued"] == 3  # when the run wrote them
+    assert rule["delivery"] == {"queued": 2, "suppressed": {"opted_out": 1}}  # now

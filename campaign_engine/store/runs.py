@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from ..vocabulary import RunStatus
-from .models import CampaignRun, RunRuleStats
+from .models import CampaignRun, Message, RunRuleStats
 
 
 def start_run(conn: Connection, *, kind: str, run_date: dt.date, dry_run: bool, now: dt.datetime,
@@ -44,6 +44,7 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
         return None
     stats = conn.execute(select(*RunRuleStats.__table__.c).where(RunRuleStats.run_id == run_id)
                          .order_by(RunRuleStats.rule_id)).all()
+    delivery = delivery_states(conn, run_id)
     return {
         "run_id": run.id, "kind": run.kind, "date": run.run_date.isoformat(), "dry_run": run.dry_run,
         "status": run.status, "error": run.error, "event_key": run.event_key,
@@ -54,6 +55,7 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
             "scheduled": s.scheduled,
             "duplicates": s.duplicates, "failed": s.failed, "suppressed": dict(s.suppressed or {}),
             "error": s.error, "seconds": float(s.seconds),
+            "delivery": delivery.get(s.rule_id, {}),
         } for s in stats],
     }
 
@@ -74,3 +76,19 @@ def list_runs(conn: Connection, *, kind: str | None = None, status: str | None =
              "event_key": r.event_key, "error": r.error, "started_at": r.started_at.isoformat(),
              "finished_at": r.finished_at.isoformat() if r.finished_at else None}
             for r in conn.execute(query)]
+
+
+def delivery_states(conn: Connection, run_id: int) -> dict[str, dict[str, Any]]:
+    """rule -> where its messages stand now: counts per status, suppressions by reason (ix_messages_run_id)."""
+    rows = conn.execute(select(Message.rule_id, Message.status, Message.suppressed_reason, func.count())
+                        .where(Message.run_id == run_id)
+                        .group_by(Message.rule_id, Message.status, Message.suppressed_reason))
+    out: dict[str, dict[str, Any]] = {}
+    for rule_id, status, reason, n in rows:
+        states = out.setdefault(rule_id, {})
+        if status == "suppressed":
+            by_reason = states.setdefault("suppressed", {})
+            by_reason[reason or "unknown"] = by_reason.get(reason or "unknown", 0) + n
+        else:
+            states[status] = states.get(status, 0) + n
+    return out

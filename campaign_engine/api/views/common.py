@@ -67,6 +67,8 @@ class RuleCountsSchema(ma.Schema):
     suppressed = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
     error = ma.fields.String(allow_none=True)
     seconds = ma.fields.Float()
+    delivery = ma.fields.Dict(metadata={"description": "its messages now: counts per status (queued, scheduled, "
+                                                      "sending, sent, delivered, failed) and suppressed by reason"})
 
 
 class RunSchema(ma.Schema):
