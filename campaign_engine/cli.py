@@ -182,11 +182,12 @@ def _print_run(report: dict[str, Any]) -> None:
     if report.get("replayed"):
         head += " (event already handled: this is its first run)"
     click.echo(head)
-    click.echo(f"{'rule':32} {'candidates':>10} {'matched':>8} {'queued':>7} {'dup':>6} {'failed':>6}  suppressed")
+    click.echo(f"{'rule':32} {'candidates':>10} {'matched':>8} {'queued':>7} {'sched':>6} {'dup':>6} "
+               f"{'failed':>6}  suppressed")
     for r in report["rules"]:
         suppressed = ", ".join(f"{k}={v}" for k, v in r["suppressed"].items()) or "-"
         click.echo(f"{r['rule']:32} {r['candidates']:>10} {r['matched']:>8} {r['queued']:>7} "
-                   f"{r['duplicates']:>6} {r['failed']:>6}  {suppressed}")
+                   f"{r.get('scheduled', 0):>6} {r['duplicates']:>6} {r['failed']:>6}  {suppressed}")
         if r.get("error"):
             click.echo(f"  error: {r['error']}")
         if r.get("delivery"):
@@ -422,3 +423,38 @@ def _run_scheduler(ctx: click.Context) -> None:
 def scheduler(ctx: click.Context) -> None:
     """Run the scheduler alone: each enabled scheduled rule on its cron."""
     _run_scheduler(ctx)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Send what is due now, then exit (default: keep running).")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@click.pass_context
+@_guard
+def send(ctx: click.Context, once: bool, batch_size: int) -> None:
+    """The delivery worker: claim due messages, re-check the contact policy, send, record outcomes."""
+    import signal
+    import threading
+
+    from .delivery.channels import build_channels
+    from .delivery.presend import presend_check
+    from .delivery.worker import DeliveryWorker, default_worker_id
+
+    settings = _settings(ctx)
+    db = _db(ctx)
+    channels = build_channels(settings.channels)
+    worker = DeliveryWorker(db, channels, worker_id=default_worker_id(), batch_size=batch_size,
+                            rates=settings.send_rates, before_send=presend_check(db, settings, _now))
+    try:
+        if once:
+            totals = worker.run_until_idle()
+        else:
+            stop = threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+            click.echo(f"delivery worker {worker.worker_id} running; SIGTERM stops it", err=True)
+            totals = worker.run_forever(stop)
+    finally:
+        worker.close()
+        for channel in channels.values():
+            channel.close()
+    click.echo(", ".join(f"{k} {v}" for k, v in totals.items() if v) or "nothing due")

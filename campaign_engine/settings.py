@@ -41,6 +41,7 @@ class Settings:
     frequency_caps: tuple[Cap, ...]
     quiet_hours: Mapping[str, Window]
     webhooks: Mapping[str, Mapping[str, Any]]
+    send_rates: Mapping[str, float]
     opt_out_keywords: tuple[str, ...]
     secret_key: str
     public_base_url: str
@@ -171,6 +172,19 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             for w in values["webhooks"].values()):
         problems.append(Problem("webhooks maps a provider to {secret, signature_header, receipt, reply}",
                                 file=sources.get("webhooks"), field="webhooks"))
+    rates = values["send_rates"]
+    if isinstance(rates, str):
+        try:
+            rates = json.loads(rates)
+        except json.JSONDecodeError:
+            rates = None
+    try:
+        values["send_rates"] = {str(k): float(v) for k, v in (rates or {}).items()}
+        if any(v < 0 for v in values["send_rates"].values()):
+            raise ValueError
+    except (TypeError, ValueError, AttributeError):
+        problems.append(Problem("channel: messages per second (0: unlimited)", file=sources.get("send_rates"),
+                                field="send_rates"))
     keywords = values["opt_out_keywords"]
     if isinstance(keywords, str):
         keywords = [k for k in keywords.split(",")]

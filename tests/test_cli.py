@@ -88,3 +88,28 @@ def test_cli_preview_for_one_customer_shows_each_condition(cli):
 def test_cli_unknown_rule_is_a_clear_error(cli):
     result = cli("run", "--rule", "no-such-rule", "--date", "2026-03-10")
     assert result.exit_code == 2 and "no-such-rule" in result.output
+
+
+def test_cli_send_once_delivers_the_queued_outbox_through_the_file_channel(settings, engine, tmp_path):
+    channels = {"sms": {"type": "file", "path": str(tmp_path / "sms.jsonl")},
+                "email": {"type": "file", "path": str(tmp_path / "email.jsonl")}}
+    env = {"CAMPAIGN_ENGINE_DATABASE_URL": settings.database_url, "CAMPAIGN_ENGINE_CHANNELS": json.dumps(channels),
+           "CAMPAIGN_ENGINE_QUIET_HOURS": "{}",  # the test runs at any hour
+           "CAMPAIGN_ENGINE_SEND_RATES": json.dumps({"sms": 0, "email": 0})}
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+
+    invoke("demo-data", "--customers", "600", "--date", "2026-03-10")
+    report = json.loads(invoke("run", "--all", "--date", "2026-03-10", "--json").output)
+    queued = sum(r["queued"] for r in report["rules"])
+    assert queued > 0
+    result = invoke("send", "--once")
+    assert result.exit_code == 0 and f"sent {queued}" in result.output
+    lines = [json.loads(line) for name in ("sms", "email") if (tmp_path / f"{name}.jsonl").exists()
+             for line in (tmp_path / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == queued and all(line["body"] for line in lines)
+    sent = json.loads(invoke("messages", "--status", "sent", "--limit", "10000", "--json").output)
+    assert len(sent) == queued
+    assert "nothing due" in invoke("send", "--once").output

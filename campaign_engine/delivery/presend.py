@@ -1,0 +1,54 @@
+"""The contact policy's second look, just before sending (the worker's `before_send` hook).
+
+Between queuing and sending, consent may have been withdrawn, an address put on the
+suppression list, a customer marked do-not-contact, or the sending window closed: such
+messages are suppressed with the reason, or rescheduled for the next window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Callable
+
+from sqlalchemy import Engine
+
+from ..policy.schedule import next_send_time
+from ..settings import Settings
+from ..store import presend, suppression
+from ..vocabulary import SuppressionReason
+
+Row = dict[str, Any]
+
+
+def presend_check(db: Engine, settings: Settings, clock: Callable[[], dt.datetime]) -> Callable[[list[Row]], list[Row]]:
+    """A `before_send` hook: returns the rows still to send, after recording the others."""
+
+    def check(rows: list[Row]) -> list[Row]:
+        if not rows:
+            return rows
+        now = clock()
+        with db.begin() as conn:
+            flags = presend.contact_flags(conn, sorted({r["customer_id"] for r in rows}))
+            blocked = suppression.blocked(conn, [(r["channel"], r["recipient"]) for r in rows])
+            keep: list[Row] = []
+            refused: list[tuple[int, str]] = []
+            later: list[tuple[int, dt.datetime]] = []
+            for row in rows:
+                customer = flags.get(row["customer_id"], {})
+                if customer.get("do_not_contact"):
+                    refused.append((row["id"], SuppressionReason.DO_NOT_CONTACT.value))
+                elif (row["channel"], row["recipient"]) in blocked:
+                    refused.append((row["id"], SuppressionReason.SUPPRESSION_LIST.value))
+                elif row["category"] == "marketing" and not customer.get(row["channel"]):
+                    refused.append((row["id"], SuppressionReason.OPTED_OUT.value))
+                else:
+                    due = next_send_time(now, settings.quiet_hours.get(row["channel"]), settings.tz)
+                    if due > now:
+                        later.append((row["id"], due))
+                    else:
+                        keep.append(row)
+            presend.suppress_claimed(conn, refused)
+            presend.reschedule_claimed(conn, later)
+        return keep
+
+    return check

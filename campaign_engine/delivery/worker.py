@@ -1,0 +1,324 @@
+"""The outbox delivery worker: claim due messages, send them through their channel, record the outcome.
+
+Pure orchestration over store.delivery (the SQL) and Channel (the sending); it
+reads the clock only through the `clock` it is given.
+
+Safety when several workers run, or one dies:
+- claims are row-level (SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite), so
+  two workers never hold the same message;
+- each sent message is committed as sent before the next send of that channel
+  starts, so a worker killed mid-batch leaves at most the message
+  in flight per channel unrecorded; its claim expires after `lease` and the next
+  worker sends it again with the same idempotency key (the dedupe key), which a
+  de-duplicating provider drops;
+- a worker stops sending its claimed messages well before its lease runs out
+  (lease minus a fifth, at most a minute) and hands the rest back, so a claim is
+  not taken over while its owner still works on it; channel timeouts must stay
+  well under that margin;
+- every outcome is written only if this worker still holds the claim: a worker
+  that overran and was taken over cannot overwrite the newer state (counted "stale").
+
+Isolation between channels: each channel's share of a batch is sent in its own
+thread, so a slow or rate-limited channel does not hold up the other; after
+`pause_after` consecutive transient failures a channel is paused (its remaining
+claims handed back, no new claims for it) for `pause`, doubling while it keeps
+failing up to `max_pause`.
+
+Rate limits: a token bucket per channel inside this worker, so N workers may send
+N times the configured rate; a limit shared across workers (in the database or
+the gateway) is a later issue.
+
+Pre-send policy: `before_send(rows) -> rows` is the hook where consent, the
+suppression list and quiet hours are checked again just before sending (the
+default sends everything claimed). It receives the claimed rows (see
+store.delivery.CLAIMED_COLUMNS) and returns those to send; for every row it
+leaves out it must itself record the outcome under this worker's claim (e.g.
+suppressed, or queued for the window start), otherwise the row stays claimed
+until the lease expires and is then claimed again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from ..store import delivery as store
+from .channel import Channel, Outgoing, PermanentSendError
+from .retry import MAX_ATTEMPTS, decide, describe, next_attempt
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+COUNT_KEYS = ("claimed", "sent", "retried", "failed", "released", "held_back", "stale")
+
+
+def default_worker_id() -> str:
+    """host:pid:random, unique per worker object (claims are recorded under it)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class TokenBucket:
+    """At most `rate` acquisitions per second, bursts of at most `burst` (1: evenly spaced sends)."""
+
+    def __init__(self, rate: float, burst: float = 1.0, *, monotonic: Callable[[], float] = time.monotonic):
+        if rate <= 0:
+            raise ValueError("rate must be above 0 (leave the channel out for no limit)")
+        self.rate = float(rate)
+        self.burst = max(float(burst), 1.0)
+        self._monotonic = monotonic
+        self._tokens = self.burst
+        self._updated = monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        """Take one token, waiting for it; False when `stop` was set while waiting."""
+        while True:
+            with self._lock:
+                now = self._monotonic()
+                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return True
+                delay = (1 - self._tokens) / self.rate
+            if stop is None:
+                time.sleep(delay)
+            elif stop.wait(delay):
+                return False
+
+
+def outgoing(row: Row, unsubscribe_url: str | None = None) -> Outgoing:
+    """A claimed row as its channel sends it; the dedupe key is the provider's idempotency key."""
+    return Outgoing(message_id=row["id"], channel=row["channel"], recipient=row["recipient"] or "",
+                    body=row["body"] or "", subject=row["subject"], html=row["html"],
+                    idempotency_key=row["dedupe_key"], category=row["category"],
+                    unsubscribe_url=unsubscribe_url)
+
+
+def identity(rows: list[Row]) -> list[Row]:
+    return rows
+
+
+class DeliveryWorker:
+    """Sends due outbox messages through `channels` (keyed by message channel: "sms", "email").
+
+    The worker does not own the channels: whoever built them closes them.
+    """
+
+    def __init__(self, db_engine: Engine, channels: Mapping[str, Channel], *, worker_id: str | None = None,
+                 batch_size: int = 200, lease: dt.timedelta = dt.timedelta(minutes=5),
+                 rates: Mapping[str, float] | None = None, clock: Callable[[], dt.datetime] = utc_now,
+                 max_attempts: int = MAX_ATTEMPTS, pause_after: int = 5,
+                 pause: dt.timedelta = dt.timedelta(seconds=30),
+                 max_pause: dt.timedelta = dt.timedelta(minutes=10),
+                 before_send: Callable[[list[Row]], list[Row]] = identity,
+                 unsubscribe_url: Callable[[Row], str | None] | None = None):
+        if batch_size < 1 or pause_after < 1 or max_attempts < 1:
+            raise ValueError("batch_size, pause_after and max_attempts must be at least 1")
+        if lease <= dt.timedelta(0):
+            raise ValueError("lease must be positive")
+        self.db = db_engine
+        self.channels = dict(channels)
+        self.worker_id = worker_id or default_worker_id()
+        self.batch_size = batch_size
+        self.lease = lease
+        #: Sending stops this long before the lease ends; the rest is handed back.
+        self.margin = min(lease / 5, dt.timedelta(minutes=1))
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.pause_after = pause_after
+        self.pause = pause
+        self.max_pause = max_pause
+        self.before_send = before_send
+        #: The one-click unsubscribe URL of a claimed row (List-Unsubscribe for marketing email), if any.
+        self.unsubscribe_url = unsubscribe_url
+        self._buckets = {name: TokenBucket(rate) for name, rate in (rates or {}).items()
+                         if rate and name in self.channels}
+        self._failing: Counter[str] = Counter()  # consecutive transient failures per channel
+        self._paused: dict[str, tuple[dt.datetime, dt.timedelta]] = {}  # until, last pause length
+        self._stop = threading.Event()
+        self._executor: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ passes
+
+    def run_once(self, now: dt.datetime | None = None) -> dict[str, int]:
+        """Claim one batch of due messages, send each, record every outcome; counts by outcome.
+
+        A failing message never stops the batch; a failing channel never stops the others.
+        """
+        now = now or self.clock()
+        counts: Counter[str] = Counter({key: 0 for key in COUNT_KEYS})
+        active = self.active_channels(now)
+        with self.db.connect() as conn, store.write_transaction(conn):
+            rows = store.claim_due(conn, worker=self.worker_id, now=now, limit=self.batch_size,
+                                   lease=self.lease, channels=active)
+        counts["claimed"] = len(rows)
+        if not rows:
+            return dict(counts)
+        try:
+            to_send = self.before_send(rows)
+        except BaseException:
+            self._release([row["id"] for row in rows], self.clock())
+            raise
+        counts["held_back"] = len(rows) - len(to_send)
+        lanes: dict[str, list[Row]] = defaultdict(list)
+        for row in to_send:
+            lanes[row["channel"]].append(row)
+        deadline = now + self.lease - self.margin
+        if len(lanes) == 1:
+            results = [self._send_lane(name, lane, deadline) for name, lane in lanes.items()]
+        else:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=max(len(self.channels), 1),
+                                                    thread_name_prefix="delivery")
+            futures = [self._executor.submit(self._send_lane, name, lane, deadline)
+                       for name, lane in lanes.items()]
+            wait(futures)  # every lane records its outcomes, even when another one raised
+            results = [f.result() for f in futures]
+        for result in results:
+            counts.update(result)
+        log.info("delivery pass by %s: %s", self.worker_id,
+                 ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+        return dict(counts)
+
+    def run_until_idle(self, max_passes: int | None = None) -> dict[str, int]:
+        """Passes until nothing is due (or `max_passes`): `campaign-engine send --once`."""
+        totals: Counter[str] = Counter({key: 0 for key in COUNT_KEYS})
+        passes = 0
+        while not self._stop.is_set() and (max_passes is None or passes < max_passes):
+            counts = self.run_once()
+            totals.update(counts)
+            passes += 1
+            if counts["claimed"] == 0:
+                break
+        return dict(totals)
+
+    def run_forever(self, stop_event: threading.Event, idle_sleep: float = 1.0) -> dict[str, int]:
+        """Passes until `stop_event` is set, sleeping `idle_sleep` s when nothing was due.
+
+        Setting the event mid-batch hands the unsent claims back at once. A pass
+        that raises (the database unreachable) is logged and tried again after idle_sleep.
+        """
+        self._stop = stop_event
+        totals: Counter[str] = Counter({key: 0 for key in COUNT_KEYS})
+        while not stop_event.is_set():
+            try:
+                counts = self.run_once()
+            except Exception:
+                log.exception("delivery pass by %s failed; trying again in %s s", self.worker_id, idle_sleep)
+                stop_event.wait(idle_sleep)
+                continue
+            totals.update(counts)
+            if counts["claimed"] == 0:
+                stop_event.wait(idle_sleep)
+        return dict(totals)
+
+    def active_channels(self, now: dt.datetime) -> list[str]:
+        """Channels this worker claims for now: configured and not paused."""
+        return [name for name in self.channels
+                if name not in self._paused or self._paused[name][0] <= now]
+
+    def close(self) -> None:
+        """Stop the sending threads (the channels are closed by whoever built them)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # ------------------------------------------------------------------ one channel's share
+
+    def _send_lane(self, name: str, rows: Sequence[Row], deadline: dt.datetime) -> Counter[str]:
+        """Send one channel's claimed rows in order; record each send at once, failures at the end."""
+        channel = self.channels[name]
+        bucket = self._buckets.get(name)
+        counts: Counter[str] = Counter()
+        retries: list[tuple[int, dt.datetime, str]] = []
+        failures: list[tuple[int, str]] = []
+        started = 0  # rows[:started] were attempted (or given up); the rest is handed back
+        release_until: dt.datetime | None = None
+        try:
+            with store.autocommit_connection(self.db) as conn:
+                for i, row in enumerate(rows):
+                    if self._stop.is_set() or self.clock() >= deadline:
+                        break
+                    if bucket is not None and (not bucket.acquire(self._stop) or self.clock() >= deadline):
+                        break
+                    started = i + 1
+                    if row["attempts"] > self.max_attempts:
+                        # Claimed again and again without an outcome: its worker died or overran mid-send.
+                        reason = (f"gave up after {row['attempts'] - 1} attempts without an outcome "
+                                  f"(worker stopped mid-send)")
+                        failures.append((row["id"], reason))
+                        continue
+                    try:
+                        if not row["recipient"]:
+                            raise PermanentSendError("no recipient")
+                        url = self.unsubscribe_url(row) if self.unsubscribe_url else None
+                        sent = channel.send(outgoing(row, url))
+                    except Exception as exc:
+                        self._failed(row, exc, retries, failures)
+                        if self._failing[name] >= self.pause_after:
+                            release_until = self._pause_channel(name, describe(exc))
+                            break
+                        continue
+                    self._failing[name] = 0
+                    self._paused.pop(name, None)
+                    # Committed before the next send: a crash leaves at most this one message unrecorded.
+                    applied = store.mark_sent(conn, row["id"], worker=self.worker_id, provider=sent.provider,
+                                              provider_message_id=sent.provider_message_id, now=self.clock())
+                    counts["sent" if applied else "stale"] += 1
+                    if not applied:
+                        log.warning("message %s was sent after its claim was taken over", row["id"])
+        finally:
+            unsent = [row["id"] for row in rows[started:]]
+            with self.db.connect() as conn, store.write_transaction(conn, immediate=False):
+                retried = store.mark_retry_many(conn, retries, worker=self.worker_id)
+                failed = store.mark_failed_many(conn, failures, worker=self.worker_id)
+                released = store.release_claims(conn, unsent, worker=self.worker_id,
+                                                due_at=release_until or self.clock())
+        counts["retried"] += retried
+        counts["failed"] += failed
+        counts["released"] += released
+        counts["stale"] += len(retries) - retried + len(failures) - failed + len(unsent) - released
+        return counts
+
+    def _release(self, message_ids: list[int], due_at: dt.datetime) -> int:
+        with self.db.connect() as conn, store.write_transaction(conn, immediate=False):
+            return store.release_claims(conn, message_ids, worker=self.worker_id, due_at=due_at)
+
+    def _failed(self, row: Row, exc: Exception, retries: list[tuple[int, dt.datetime, str]],
+                failures: list[tuple[int, str]]) -> None:
+        reason = describe(exc)
+        transient = not isinstance(exc, PermanentSendError)
+        name = row["channel"]
+        self._failing[name] = self._failing[name] + 1 if transient else 0
+        if decide(exc, row["attempts"], max_attempts=self.max_attempts) == "retry":
+            retries.append((row["id"], next_attempt(row["attempts"], self.clock()), reason))
+        elif transient:
+            failures.append((row["id"], f"gave up after {row['attempts']} attempts: {reason}"))
+        else:
+            failures.append((row["id"], reason))
+
+    def _pause_channel(self, name: str, reason: str) -> dt.datetime:
+        previous = self._paused.get(name)
+        length = min(self.max_pause, previous[1] * 2) if previous else self.pause
+        until = self.clock() + length
+        self._paused[name] = (until, length)
+        self._failing[name] = 0
+        log.warning("channel %s paused for %s after %s consecutive transient failures (last: %s)",
+                    name, length, self.pause_after, reason)
+        return until
