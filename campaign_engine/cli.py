@@ -436,14 +436,15 @@ def send(ctx: click.Context, once: bool, batch_size: int) -> None:
     import threading
 
     from .delivery.channels import build_channels
-    from .delivery.presend import presend_check
+    from .delivery.presend import presend_check, unsubscribe_link
     from .delivery.worker import DeliveryWorker, default_worker_id
 
     settings = _settings(ctx)
     db = _db(ctx)
     channels = build_channels(settings.channels)
     worker = DeliveryWorker(db, channels, worker_id=default_worker_id(), batch_size=batch_size,
-                            rates=settings.send_rates, before_send=presend_check(db, settings, _now))
+                            rates=settings.send_rates, before_send=presend_check(db, settings, _now),
+                            unsubscribe_url=unsubscribe_link(settings))
     try:
         if once:
             totals = worker.run_until_idle()

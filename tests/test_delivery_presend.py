@@ -67,3 +67,15 @@ def test_presend_holds_sms_at_night_until_the_window_opens(engine, settings):
         status, due, attempts = conn.execute(select(Message.status, Message.due_at, Message.attempts)
                                              .where(Message.dedupe_key == "k0")).one()
     assert (status, due, attempts) == ("scheduled", dt.datetime(2026, 3, 11, 0, 0, tzinfo=dt.timezone.utc), 0)
+
+
+def test_unsubscribe_link_only_for_marketing_email(settings):
+    from campaign_engine.delivery.presend import unsubscribe_link
+    from campaign_engine.unsubscribe import read_token
+
+    link = unsubscribe_link(settings)
+    url = link({"category": "marketing", "channel": "email", "customer_id": "C1"})
+    assert url.startswith(settings.public_base_url + "/u/")
+    assert read_token(settings.secret_key, url.rsplit("/", 1)[1]) == ("C1", "email")
+    assert link({"category": "service", "channel": "email", "customer_id": "C1"}) is None
+    assert link({"category": "marketing", "channel": "sms", "customer_id": "C1"}) is None

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from ..policy.schedule import next_send_time
 from ..settings import Settings
 from ..store import presend, suppression
+from ..unsubscribe import unsubscribe_url
 from ..vocabulary import SuppressionReason
 
 Row = dict[str, Any]
@@ -52,3 +53,14 @@ def presend_check(db: Engine, settings: Settings, clock: Callable[[], dt.datetim
         return keep
 
     return check
+
+
+def unsubscribe_link(settings: Settings) -> Callable[[Row], str | None]:
+    """The worker's `unsubscribe_url`: a signed one-click link for marketing email (List-Unsubscribe)."""
+
+    def link(row: Row) -> str | None:
+        if row["category"] != "marketing" or row["channel"] != "email":
+            return None
+        return unsubscribe_url(settings.public_base_url, settings.secret_key, row["customer_id"], "email")
+
+    return link
