@@ -57,6 +57,7 @@ class Settings:
 _PATH_KEYS = {"rules_dir", "templates_dir", "holidays_file"}
 _INT_KEYS = {"batch_size", "preview_sample", "api_rate_limit"}
 _MAY_BE_ZERO = {"api_rate_limit"}
+_JSON_KEYS = ("channels", "webhooks", "send_rates", "frequency_caps", "quiet_hours")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -72,11 +73,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _caps(raw: Any, source: str | None, problems: list[Problem]) -> tuple[Cap, ...]:
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            raw = None
     try:
         caps = tuple(Cap(days=int(c["days"]), max=int(c["max"])) for c in raw or [])
         if all(c.days >= 1 and c.max >= 0 for c in caps):
@@ -88,11 +84,6 @@ def _caps(raw: Any, source: str | None, problems: list[Problem]) -> tuple[Cap, .
 
 
 def _windows(raw: Any, source: str | None, problems: list[Problem]) -> dict[str, Window]:
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            raw = None
     try:
         windows = {str(ch): Window(dt.time.fromisoformat(str(w["start"])), dt.time.fromisoformat(str(w["end"])))
                    for ch, w in (raw or {}).items()}
@@ -151,35 +142,25 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     for key in _PATH_KEYS:
         path = Path(str(values[key]))
         values[key] = path if path.is_absolute() else PROJECT_ROOT / path
-    if isinstance(values["channels"], str):  # from the environment: JSON
-        try:
-            values["channels"] = json.loads(values["channels"])
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(f"not JSON: {exc.msg}", file=sources.get("channels"), field="channels"))
-    channels = values["channels"]
-    if not isinstance(channels, Mapping) or not all(
-            isinstance(v, Mapping) and isinstance(v.get("type"), str) for v in channels.values()):
-        problems.append(Problem("channels maps sms/email to {type: ..., options}", file=sources.get("channels"),
-                                field="channels"))
-    for key in ("webhooks",):
+    for key in _JSON_KEYS:  # structured settings given in the environment are JSON
         if isinstance(values[key], str):
             try:
                 values[key] = json.loads(values[key])
             except json.JSONDecodeError as exc:
                 problems.append(Problem(f"not JSON: {exc.msg}", file=sources.get(key), field=key))
+                values[key] = None
+    channels = values["channels"]
+    if not isinstance(channels, Mapping) or not all(
+            isinstance(v, Mapping) and isinstance(v.get("type"), str) for v in channels.values()):
+        problems.append(Problem("channels maps sms/email to {type: ..., options}", file=sources.get("channels"),
+                                field="channels"))
     if not isinstance(values["webhooks"], Mapping) or not all(
             isinstance(w, Mapping) and isinstance(w.get("secret"), str) and w["secret"]
             for w in values["webhooks"].values()):
         problems.append(Problem("webhooks maps a provider to {secret, signature_header, receipt, reply}",
                                 file=sources.get("webhooks"), field="webhooks"))
-    rates = values["send_rates"]
-    if isinstance(rates, str):
-        try:
-            rates = json.loads(rates)
-        except json.JSONDecodeError:
-            rates = None
     try:
-        values["send_rates"] = {str(k): float(v) for k, v in (rates or {}).items()}
+        values["send_rates"] = {str(k): float(v) for k, v in (values["send_rates"] or {}).items()}
         if any(v < 0 for v in values["send_rates"].values()):
             raise ValueError
     except (TypeError, ValueError, AttributeError):
