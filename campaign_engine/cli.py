@@ -459,3 +459,54 @@ def send(ctx: click.Context, once: bool, batch_size: int) -> None:
         for channel in channels.values():
             channel.close()
     click.echo(", ".join(f"{k} {v}" for k, v in totals.items() if v) or "nothing due")
+
+
+@main.group()
+def suppress() -> None:
+    """The suppression list: numbers and addresses never to contact."""
+
+
+@suppress.command("add")
+@click.argument("channel", type=click.Choice(["sms", "email"]))
+@click.argument("address")
+@click.option("--reason", required=True, help="e.g. complaint, wrong number, bounced.")
+@click.pass_context
+@_guard
+def suppress_add(ctx: click.Context, channel: str, address: str, reason: str) -> None:
+    """Never contact this number or address again (checked when queuing and before sending)."""
+    from .store import audit, suppression
+
+    with _db(ctx).begin() as conn:
+        suppression.add(conn, channel=channel, address=address, reason=reason, source="cli", now=_now())
+        audit.record(conn, actor="cli", action="suppression.add", target=channel, now=_now(),
+                     details={"reason": reason})
+    click.echo(f"{channel} {suppression.normalize(channel, address)} suppressed")
+
+
+@suppress.command("remove")
+@click.argument("channel", type=click.Choice(["sms", "email"]))
+@click.argument("address")
+@click.pass_context
+@_guard
+def suppress_remove(ctx: click.Context, channel: str, address: str) -> None:
+    """Take a number or address off the list."""
+    from .store import audit, suppression
+
+    with _db(ctx).begin() as conn:
+        if not suppression.remove(conn, channel=channel, address=address):
+            raise NotFound("suppressed address", address)
+        audit.record(conn, actor="cli", action="suppression.remove", target=channel, now=_now())
+    click.echo("removed")
+
+
+@suppress.command("list")
+@click.pass_context
+@_guard
+def suppress_list(ctx: click.Context) -> None:
+    """The list, oldest first."""
+    from .store import suppression
+
+    with _db(ctx).connect() as conn:
+        for row in suppression.list_all(conn):
+            click.echo(f"{row['channel']:5} {row['address']:30} {row['reason']} ({row['source']}, "
+                       f"{row['created_at']:%Y-%m-%d})")

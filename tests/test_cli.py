@@ -113,3 +113,12 @@ def test_cli_send_once_delivers_the_queued_outbox_through_the_file_channel(setti
     sent = json.loads(invoke("messages", "--status", "sent", "--limit", "10000", "--json").output)
     assert len(sent) == queued
     assert "nothing due" in invoke("send", "--once").output
+
+
+def test_cli_suppress_add_list_remove(cli):
+    added = cli("suppress", "add", "sms", "+86 139-0000-0001", "--reason", "complaint")
+    assert added.exit_code == 0 and "13900000001" in added.output
+    assert "13900000001" in cli("suppress", "list").output
+    assert cli("suppress", "remove", "sms", "13900000001").exit_code == 0
+    assert "13900000001" not in cli("suppress", "list").output
+    assert cli("suppress", "remove", "sms", "13900000001").exit_code == 2
