@@ -10,7 +10,7 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Connection, ColumnElement, Engine, func, and_, exists, false, not_, or_, select, union_all
+from sqlalchemy import Connection, ColumnElement, Engine, and_, exists, false, not_, or_, select, union_all
 from sqlalchemy.orm import aliased
 
 from ..facts.namespaces import CUSTOMER_COLUMNS, DEPOSIT_COLUMNS, PRODUCT_COLUMNS
@@ -154,12 +154,6 @@ def select_candidates(db: Engine, plan: CandidatePlan,
         if len(rows) < batch_size:
             return
         last = rows[-1].deposit__deposit_id if plan.subject is SubjectType.DEPOSIT else rows[-1].customer_id
-
-
-def count_candidates(conn: Connection, plan: CandidatePlan) -> int:
-    """How many subjects a plan reads (for previews)."""
-    query, _ = _base_query(plan)
-    return conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
 
 
 def load_holds(conn: Connection, customer_ids: Sequence[str]) -> dict[str, list[str]]:

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import Consent, Customer, Deposit, Message, Product
+from .suppression import normalize
 
 _CUSTOMER_COLS = [c for c in Customer.__table__.c if c.name != "birth_mmdd"]
 
@@ -62,13 +63,8 @@ def withdraw_marketing(conn: Connection, customer_id: str, channel: str, *, sour
 def customers_by_address(conn: Connection, channel: str, address: str) -> list[str]:
     """Customers with this mobile (ix_customers_mobile) or email (ix_customers_email)."""
     column = Customer.mobile if channel == "sms" else Customer.email
-    candidates = {address}
-    if channel == "sms":
-        digits = "".join(c for c in address if c.isdigit())
-        digits = digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
-        candidates |= {digits, "+86" + digits}
-    else:
-        candidates |= {address.lower()}
+    normal = normalize(channel, address)  # the suppression list's normal form
+    candidates = {address, normal} | ({"+86" + normal} if channel == "sms" else set())
     return list(conn.execute(select(Customer.customer_id).where(column.in_(sorted(candidates)))).scalars())
 
 

@@ -9,6 +9,7 @@ import marshmallow as ma
 from flask import current_app, g
 
 from ...errors import NotFound
+from ...rendering import filters
 from ...store import audit
 
 
@@ -40,7 +41,8 @@ def record(action: str, target: str | None, details: dict[str, Any] | None = Non
 
 
 def mask_mobile(value: str | None) -> str | None:
-    return None if not value else (value[:3] + "****" + value[-4:] if len(value) >= 8 else "****")
+    """The template filter's masking (138****5678), for audit details; None stays None."""
+    return filters.mask_mobile(value) if value else None
 
 
 def mask_email(value: str | None) -> str | None:
