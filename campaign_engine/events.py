@@ -114,8 +114,22 @@ def load_event(event_type: EventType, payload: Any) -> dict[str, Any]:
     return data
 
 
+def restore_event(event_type: EventType, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The event namespace again from what a run stored (JSON of load_event's result): the
+    derived and defaulted fields are taken off and the rest validated once more."""
+    payload = dict(stored)
+    if event_type is EventType.RATE_CHANGE:
+        payload.pop("rate_delta", None)
+        for key in ("product_type", "product_code"):
+            if payload.get(key) is None:
+                payload.pop(key, None)
+    elif event_type is EventType.PRODUCT_LAUNCH:
+        payload["product"] = {k: v for k, v in payload["product"].items() if k != "risk_rank"}
+    return load_event(event_type, payload)
+
+
 def event_key(event_type: EventType, event_id: str) -> str:
     return f"{event_type.value}:{event_id}"
 
 
-__all__ = ["SCHEMAS", "load_event", "parse_event_type", "event_key"]
+__all__ = ["SCHEMAS", "load_event", "restore_event", "parse_event_type", "event_key"]

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from .errors import CampaignEngineError, NotFound, Problem, TemplateError, ValidationFailed
 from .evaluation.engine import RuleEngine, check_compiles
 from .evaluation.explain import explain
-from .events import event_key, load_event
+from .events import event_key, load_event, restore_event
 from .facts.calendar import HolidayCalendar, calendar_facts
 from .facts.namespaces import FactSet, customer_facts, deposit_facts, flatten_facts, product_facts
 from .policy.contact import ConsentRecord, Contact, Decision, decide_contact
@@ -37,7 +38,7 @@ from .settings import Settings
 from .store import candidates as candidate_store
 from .store import outbox, runs, suppression
 from .unsubscribe import unsubscribe_url
-from .vocabulary import Channel, EventType, MessageStatus, RunKind, RunStatus, SubjectType
+from .vocabulary import Channel, EventType, MessageStatus, RunKind, RunStatus, ShardStatus, SubjectType
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +305,11 @@ def _process_batch(services: Services, prep: RuleRun, rows: Sequence[Any], stats
     stats.matched += len(matches)
     with services.db.connect() as conn:
         done = outbox.existing_dedupe_keys(conn, [m.dedupe_key for m in matches])
-    stats.duplicates += sum(1 for m in matches if m.dedupe_key in done)
+    for written in (done[m.dedupe_key] for m in matches if m.dedupe_key in done):
+        if run_id is not None and written.run_id == run_id:  # this run's shard, executed again
+            setattr(stats, written.outcome, getattr(stats, written.outcome) + 1)
+        else:
+            stats.duplicates += 1
     fresh = [m for m in matches if m.dedupe_key not in done]
     contact_state = _contact_state(services, prep, fresh, now)
     message_rows = []
@@ -337,15 +342,28 @@ def _process_batch(services: Services, prep: RuleRun, rows: Sequence[Any], stats
                 stats.failed += 1
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Customers whose id is in [lower, upper) (None: unbounded); a run is one or more shards."""
+
+    number: int
+    lower: str | None = None
+    upper: str | None = None
+
+
+WHOLE = Shard(0)
+
+
 def _run_rule(services: Services, rule: Rule, today: dt.date, *, run_id: int | None, now: dt.datetime,
-              event: Mapping[str, Any] | None = None, event_id_key: str | None = None) -> RuleStats:
-    """One rule over all its candidates; its failure is recorded, never raised."""
+              event: Mapping[str, Any] | None = None, event_id_key: str | None = None,
+              shard: Shard = WHOLE) -> RuleStats:
+    """One rule over its candidates in a shard; its failure is recorded, never raised."""
     stats = RuleStats(rule.id)
     started = time.perf_counter()
     try:
         prep = _prepare(services, rule, today, event, event_id_key)
-        for rows in candidate_store.select_candidates(services.db, prep.plan,
-                                                      services.settings.batch_size):
+        plan = replace(prep.plan, customer_from=shard.lower, customer_to=shard.upper)
+        for rows in candidate_store.select_candidates(services.db, plan, services.settings.batch_size):
             _process_batch(services, prep, rows, stats, run_id=run_id, now=now)
     except (CampaignEngineError, SQLAlchemyError) as exc:
         stats.error = str(exc)
@@ -374,6 +392,11 @@ class PendingRun:
     dry_run: bool
     event: Mapping[str, Any] | None = None
     event_key: str | None = None
+    missing: tuple[str, ...] = ()  # rule ids of the run that this process has not loaded
+
+
+def _in_priority_order(rules: Sequence[Rule]) -> list[Rule]:
+    return sorted(rules, key=lambda r: (-r.priority, r.id))
 
 
 def _begin(services: Services, rules: list[Rule], today: dt.date, *, kind: RunKind, dry_run: bool,
@@ -383,41 +406,136 @@ def _begin(services: Services, rules: list[Rule], today: dt.date, *, kind: RunKi
     if not dry_run:
         with services.db.begin() as conn:
             run_id = runs.start_run(conn, kind=kind.value, run_date=today, dry_run=False, now=now,
-                                    event_key=key, event_payload=payload)
+                                    rule_ids=[r.id for r in _in_priority_order(rules)], event_key=key,
+                                    event_payload=payload)
     return PendingRun(run_id, kind, today, rules, now, dry_run, event, key)
 
 
+def load_run(services: Services, run_id: int) -> PendingRun:
+    """A recorded run as this process executes it: its rules from this process's rulebook."""
+    with services.db.connect() as conn:
+        record = runs.run_record(conn, run_id)
+    if record is None:
+        raise NotFound("run", run_id)
+    rule_ids = record["rule_ids"] or []
+    rules = [services.rulebook.rules[r] for r in rule_ids if r in services.rulebook.rules]
+    event = None
+    if record["event_key"]:
+        event = restore_event(EventType(record["event_key"].split(":", 1)[0]), record["event_payload"])
+    return PendingRun(run_id, RunKind(record["kind"]), record["run_date"], rules, record["started_at"],
+                      False, event, record["event_key"],
+                      missing=tuple(r for r in rule_ids if r not in services.rulebook.rules))
+
+
+def execute_shard(services: Services, pending: PendingRun, shard: Shard = WHOLE) -> list[RuleStats]:
+    """Every rule of the run over one shard's customers, highest priority first (when the caps
+    force a choice, it has taken the slot already); a rule's failure is recorded in its stats
+    without stopping the others."""
+    stats = [_run_rule(services, rule, pending.today, run_id=pending.run_id, now=pending.now,
+                       event=pending.event, event_id_key=pending.event_key, shard=shard)
+             for rule in _in_priority_order(pending.rules)]
+    stats += [RuleStats(rule_id, error=f"rule {rule_id} is not in this worker's rule folder")
+              for rule_id in pending.missing]
+    return stats
+
+
+def plan_shards(services: Services, pending: PendingRun) -> list[Shard]:
+    """Record the run's shards: customer-id ranges of about `shard_size` customers each."""
+    assert pending.run_id is not None
+    with services.db.begin() as conn:
+        bounds = runs.shard_bounds(conn, services.settings.shard_size)
+        runs.add_shards(conn, pending.run_id, bounds)
+    log.info("run %s: %s shard(s) of up to %s customers", pending.run_id, len(bounds),
+             services.settings.shard_size)
+    return [Shard(n, lower, upper) for n, (lower, upper) in enumerate(bounds)]
+
+
+@dataclass
+class ShardOutcome:
+    stats: list[RuleStats]
+    closed: dict[str, Any] | None  # the run's totals when this shard was its last one
+
+
+def run_shard(services: Services, run_id: int, shard_no: int, *, worker: str,
+              clock: Callable[[], dt.datetime]) -> ShardOutcome | None:
+    """Execute one recorded shard, again if an earlier attempt was lost (its messages stand:
+    the idempotency keys keep them single, and they count as this run's). None when the
+    shard has already finished. Other errors propagate: the caller retries or fails it."""
+    with services.db.begin() as conn:
+        claimed = runs.claim_shard(conn, run_id, shard_no, worker=worker, now=clock())
+    if claimed is None:
+        log.info("run %s shard %s already finished", run_id, shard_no)
+        return None
+    if claimed["attempts"] > 1:
+        log.warning("run %s shard %s: attempt %s", run_id, shard_no, claimed["attempts"])
+    pending = load_run(services, run_id)
+    stats = execute_shard(services, pending, Shard(shard_no, claimed["lower"], claimed["upper"]))
+    with services.db.begin() as conn:
+        runs.finish_shard(conn, run_id, shard_no, status=ShardStatus.COMPLETED,
+                          stats=[s.as_dict() for s in stats], error=None, now=clock())
+    return ShardOutcome(stats, _close(services, run_id, clock()))
+
+
+def fail_shard(services: Services, run_id: int, shard_no: int, error: str, *,
+               now: dt.datetime) -> dict[str, Any] | None:
+    """Give a shard up (its retries are spent); the run closes when its other shards are done."""
+    log.error("run %s shard %s failed: %s", run_id, shard_no, error)
+    with services.db.begin() as conn:
+        runs.finish_shard(conn, run_id, shard_no, status=ShardStatus.FAILED, stats=[], error=error, now=now)
+    return _close(services, run_id, now)
+
+
+def _close(services: Services, run_id: int, now: dt.datetime) -> dict[str, Any] | None:
+    with services.db.begin() as conn:
+        closed = runs.close_if_done(conn, run_id, now=now)
+    if closed is not None:
+        log.info("run %s finished: %s", run_id, closed["status"])
+    return closed
+
+
+def _closed_report(pending: PendingRun, closed: dict[str, Any]) -> dict[str, Any]:
+    rules = [{"rule": t["rule_id"], **{k: v for k, v in t.items() if k != "rule_id"},
+              "seconds": round(t["seconds"], 3)} for t in closed["rules"]]
+    return {"run_id": pending.run_id, "kind": pending.kind.value, "date": pending.today.isoformat(),
+            "dry_run": False, "status": closed["status"], "rules": rules, "error": closed["error"],
+            "event_key": pending.event_key}
+
+
 def finish_run(services: Services, pending: PendingRun) -> dict[str, Any]:
-    """Execute an accepted run: every rule, each one's failure recorded without stopping the others."""
+    """Execute an accepted run here, shard after shard (workers execute the same shards in
+    parallel when a broker is configured: see campaign_engine.distributed)."""
     log.info("run %s started: %s rule(s) for %s", pending.run_id, len(pending.rules),
              pending.event_key or pending.today)
+    if pending.run_id is None:  # a dry run writes nothing, not even its shards
+        stats = execute_shard(services, pending)
+        failed = [s.rule for s in stats if s.error]
+        return _report(None, pending.kind, pending.today, stats, True,
+                       RunStatus.COMPLETED_WITH_ERRORS if failed else RunStatus.COMPLETED,
+                       error=f"{len(failed)} rule(s) failed: {', '.join(failed)}" if failed else None,
+                       event_key=pending.event_key)
     started = time.perf_counter()
 
-    def finished_at() -> dt.datetime:  # `now` plus the time measured here: no wall-clock read
+    def clock() -> dt.datetime:  # `now` plus the time measured here: no wall-clock read
         return pending.now + dt.timedelta(seconds=time.perf_counter() - started)
 
-    try:
-        # Highest priority first: when the caps force a choice, it has taken its slot already.
-        ordered = sorted(pending.rules, key=lambda r: (-r.priority, r.id))
-        stats = [_run_rule(services, rule, pending.today, run_id=pending.run_id, now=pending.now,
-                           event=pending.event, event_id_key=pending.event_key)
-                 for rule in ordered]
-    except Exception as exc:  # a bug, not a rule failure: close the run as failed, then raise
-        if pending.run_id is not None:
-            with services.db.begin() as conn:
-                runs.finish_run(conn, pending.run_id, status=RunStatus.FAILED, stats=[],
-                                error=f"{type(exc).__name__}: {exc}", now=finished_at())
-        raise
-    failed = [s.rule for s in stats if s.error]
-    status = RunStatus.COMPLETED_WITH_ERRORS if failed else RunStatus.COMPLETED
-    error = f"{len(failed)} rule(s) failed: {', '.join(failed)}" if failed else None
-    if pending.run_id is not None:
-        with services.db.begin() as conn:
-            runs.finish_run(conn, pending.run_id, status=status, stats=[
-                {**s.as_dict(), "rule_id": s.rule} for s in stats], error=error, now=finished_at())
-    log.info("run %s finished: %s", pending.run_id, status.value)
-    return _report(pending.run_id, pending.kind, pending.today, stats, pending.dry_run, status,
-                   error=error, event_key=pending.event_key)
+    shards = plan_shards(services, pending)
+    closed = None
+    for shard in shards:
+        try:
+            outcome = run_shard(services, pending.run_id, shard.number, worker=IN_PROCESS, clock=clock)
+        except Exception as exc:  # a bug, not a rule failure: close the run as failed, then raise
+            for rest in shards[shard.number:]:
+                fail_shard(services, pending.run_id, rest.number,
+                           f"{type(exc).__name__}: {exc}" if rest is shard else f"not run: shard {shard.number} failed",
+                           now=clock())
+            raise
+        if outcome is not None and outcome.closed is not None:
+            closed = outcome.closed
+    assert closed is not None, "the last shard closes the run"
+    return _closed_report(pending, closed)
+
+
+IN_PROCESS = f"in-process:{os.getpid()}"
 
 
 def select_rules(rulebook: Rulebook, rule_ids: Sequence[str] | None, *, scheduled: bool) -> list[Rule]:

@@ -45,6 +45,25 @@ class Settings:
     opt_out_keywords: tuple[str, ...]
     secret_key: str
     public_base_url: str
+    shard_size: int
+    celery_broker_url: str | None
+    celery_queue: str
+    celery_visibility_timeout: int
+    delivery_tasks: int
+    redis_url: str | None
+
+    @property
+    def distributed(self) -> bool:
+        """Runs and delivery go to Celery workers (else they execute in the calling process)."""
+        return bool(self.celery_broker_url)
+
+    @property
+    def rate_limit_url(self) -> str | None:
+        """Where send rates are shared between workers: redis_url, else a Redis broker."""
+        if self.redis_url:
+            return self.redis_url
+        broker = self.celery_broker_url or ""
+        return broker if broker.startswith(("redis://", "rediss://")) else None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -55,7 +74,8 @@ class Settings:
 
 
 _PATH_KEYS = {"rules_dir", "templates_dir", "holidays_file"}
-_INT_KEYS = {"batch_size", "preview_sample", "api_rate_limit"}
+_INT_KEYS = {"batch_size", "preview_sample", "api_rate_limit", "shard_size", "celery_visibility_timeout",
+             "delivery_tasks"}
 _MAY_BE_ZERO = {"api_rate_limit"}
 _JSON_KEYS = ("channels", "webhooks", "send_rates", "frequency_caps", "quiet_hours")
 
@@ -172,6 +192,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values["opt_out_keywords"] = tuple(str(k).strip().upper() for k in keywords if str(k).strip())
     values["public_base_url"] = str(values["public_base_url"]).rstrip("/")
     values["secret_key"] = str(values["secret_key"])
+    for key in ("celery_broker_url", "redis_url"):  # empty: not configured
+        values[key] = str(values[key]).strip() or None if values[key] is not None else None
+    values["celery_queue"] = str(values["celery_queue"])
     values["frequency_caps"] = _caps(values["frequency_caps"], sources.get("frequency_caps"), problems)
     values["quiet_hours"] = _windows(values["quiet_hours"], sources.get("quiet_hours"), problems)
     try:

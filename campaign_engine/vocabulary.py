@@ -83,3 +83,10 @@ class RunStatus(StrEnum):
     COMPLETED = "completed"
     COMPLETED_WITH_ERRORS = "completed_with_errors"
     FAILED = "failed"
+
+
+class ShardStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"  # every rule ran (a rule's own error is in the shard's stats)
+    FAILED = "failed"  # the shard itself could not finish after its retries

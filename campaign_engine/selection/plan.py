@@ -40,6 +40,8 @@ class CandidatePlan:
     subject: SubjectType
     never: bool = False  # a run-wide condition is false: read nothing
     customer_id: str | None = None  # one customer (large_transaction)
+    customer_from: str | None = None  # a shard: customer ids in [customer_from, customer_to)
+    customer_to: str | None = None
     birth_mmdd: frozenset[int] | None = None
     birth_date_from: dt.date | None = None
     birth_date_to: dt.date | None = None

@@ -10,7 +10,8 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Connection, ColumnElement, Engine, and_, exists, false, not_, or_, select, union_all
+from sqlalchemy import (Connection, ColumnElement, Engine, and_, exists, false, not_, or_, select, tuple_,
+                        union_all)
 from sqlalchemy.orm import aliased
 
 from ..facts.namespaces import CUSTOMER_COLUMNS, DEPOSIT_COLUMNS, PRODUCT_COLUMNS
@@ -91,8 +92,14 @@ def _filters(plan: CandidatePlan) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if plan.never:
         where.append(false())
+    # The subject's own customer_id column, so a deposit shard reads ix_deposits_customer_deposit.
+    owner = Deposit.customer_id if plan.subject is SubjectType.DEPOSIT else Customer.customer_id
     if plan.customer_id is not None:
-        where.append(Customer.customer_id == plan.customer_id)
+        where.append(owner == plan.customer_id)
+    if plan.customer_from is not None:
+        where.append(owner >= plan.customer_from)
+    if plan.customer_to is not None:
+        where.append(owner < plan.customer_to)
     if plan.birth_mmdd is not None:
         where.append(Customer.birth_mmdd.in_(sorted(plan.birth_mmdd)))
     if plan.birth_date_from is not None:
@@ -122,10 +129,10 @@ def _base_query(plan: CandidatePlan):  # type: ignore[no-untyped-def]
                  .select_from(Deposit)
                  .join(Customer, Customer.customer_id == Deposit.customer_id)
                  .outerjoin(Product, Product.product_code == Deposit.product_code))
-        key = Deposit.deposit_id
+        key = (Deposit.customer_id, Deposit.deposit_id)
     else:
         query = select(*customer_cols, *consent_cols).select_from(Customer)
-        key = Customer.customer_id
+        key = (Customer.customer_id,)
     query = (query
              .outerjoin(SmsConsent, and_(SmsConsent.customer_id == Customer.customer_id,
                                          SmsConsent.channel == Channel.SMS.value))
@@ -138,22 +145,31 @@ def select_candidates(db: Engine, plan: CandidatePlan,
                       batch_size: int) -> Iterator[Sequence[Any]]:
     """Candidate rows for a plan, in batches ordered by subject key.
 
+    Deposits come in (customer_id, deposit_id) order, so a customer's deposits are decided
+    in one order whether the run is one shard or many.
+
     Relies on: ix_customers_birth_mmdd (birthdays), ix_deposits_maturity_date (maturities),
-    the primary keys (keyset paging), ix_holdings_product_code / ix_deposits_product_code
-    (holders of a product). Writes nothing.
+    the primary keys and ix_deposits_customer_deposit (keyset paging and shard ranges),
+    ix_holdings_product_code / ix_deposits_product_code (holders of a product). Writes nothing.
     """
     query, key = _base_query(plan)
-    last: str | None = None
+    last: tuple[str, ...] | None = None
     while True:
-        page = query if last is None else query.where(key > last)
+        if last is None:
+            page = query
+        elif len(key) == 1:
+            page = query.where(key[0] > last[0])
+        else:
+            page = query.where(tuple_(*key) > tuple_(*last))
         with db.connect() as conn:  # one short read per page: no cursor held across writes
-            rows = conn.execute(page.order_by(key).limit(batch_size)).all()
+            rows = conn.execute(page.order_by(*key).limit(batch_size)).all()
         if not rows:
             return
         yield rows
         if len(rows) < batch_size:
             return
-        last = rows[-1].deposit__deposit_id if plan.subject is SubjectType.DEPOSIT else rows[-1].customer_id
+        last = ((rows[-1].customer_id, rows[-1].deposit__deposit_id) if plan.subject is SubjectType.DEPOSIT
+                else (rows[-1].customer_id,))
 
 
 def load_holds(conn: Connection, customer_ids: Sequence[str]) -> dict[str, list[str]]:

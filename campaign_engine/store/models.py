@@ -97,9 +97,12 @@ class Product(Base):
 class Deposit(Base):
     __tablename__ = "deposits"
 
+    # A shard of a run reads the deposits of a customer-id range in (customer_id, deposit_id)
+    # order through this index; it also finds a customer's deposits.
+    __table_args__ = (Index("ix_deposits_customer_deposit", "customer_id", "deposit_id"),)
+
     deposit_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(
-        ForeignKey("customers.customer_id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id", ondelete="CASCADE"))
     product_code: Mapped[str | None] = mapped_column(ForeignKey("products.product_code"), index=True)
     account_no: Mapped[str] = mapped_column(String(40))
     amount: Mapped[Decimal] = mapped_column(Money)
@@ -130,10 +133,35 @@ class CampaignRun(Base):
     # "<event type>:<event id>": a replayed event finds its first run through this key.
     event_key: Mapped[str | None] = mapped_column(String(160), unique=True)
     event_payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The rules the run executes, in order: a worker on another machine loads them by id.
+    rule_ids: Mapped[list[str] | None] = mapped_column(JSON)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+
+class RunShard(Base):
+    """One customer-id range of a run, executed by one worker (possibly more than once).
+
+    [lower, upper): None means unbounded. A shard's stats hold its per-rule counts; the
+    run's own counts are their sum, written when the last shard finishes.
+    """
+
+    __tablename__ = "run_shards"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign_runs.id", ondelete="CASCADE"), primary_key=True)
+    shard_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lower: Mapped[str | None] = mapped_column(String(32))
+    upper: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    worker: Mapped[str | None] = mapped_column(String(128))
+    stats: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, select
@@ -16,11 +17,22 @@ MESSAGE_COLUMNS = ("id", "rule_id", "customer_id", "subject_type", "subject_id",
                    "created_at")
 
 
-def existing_dedupe_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+@dataclass(frozen=True)
+class Written:
+    """An idempotency key already in the outbox: which run wrote it and what that run decided."""
+
+    run_id: int
+    outcome: str  # queued, scheduled (due after it was written) or failed (nothing rendered)
+
+
+def existing_dedupe_keys(conn: Connection, keys: Sequence[str]) -> dict[str, Written]:
     """Which of these idempotency keys already have a message (uses the unique index)."""
     if not keys:
-        return set()
-    return set(conn.execute(select(Message.dedupe_key).where(Message.dedupe_key.in_(keys))).scalars())
+        return {}
+    rows = conn.execute(select(Message.dedupe_key, Message.run_id, Message.body.is_(None),
+                               Message.due_at > Message.created_at).where(Message.dedupe_key.in_(keys)))
+    return {key: Written(run_id, "failed" if no_body else "scheduled" if later else "queued")
+            for key, run_id, no_body, later in rows}
 
 
 def insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:

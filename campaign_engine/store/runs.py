@@ -5,19 +5,135 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, exists, func, insert, select, update
 
-from ..vocabulary import RunStatus
-from .models import CampaignRun, Message, RunRuleStats
+from ..vocabulary import RunStatus, ShardStatus
+from .models import CampaignRun, Customer, Message, RunRuleStats, RunShard
+
+COUNTS = ("candidates", "matched", "queued", "scheduled", "duplicates", "failed")
 
 
 def start_run(conn: Connection, *, kind: str, run_date: dt.date, dry_run: bool, now: dt.datetime,
-              event_key: str | None = None, event_payload: dict[str, Any] | None = None) -> int:
+              rule_ids: list[str] | None = None, event_key: str | None = None,
+              event_payload: dict[str, Any] | None = None) -> int:
     """Record a run as running and return its id."""
     result = conn.execute(insert(CampaignRun).values(
         kind=kind, run_date=run_date, dry_run=dry_run, status=RunStatus.RUNNING.value,
-        started_at=now, event_key=event_key, event_payload=event_payload).returning(CampaignRun.id))
+        started_at=now, rule_ids=rule_ids, event_key=event_key,
+        event_payload=event_payload).returning(CampaignRun.id))
     return int(result.scalar_one())
+
+
+def run_record(conn: Connection, run_id: int) -> dict[str, Any] | None:
+    """The stored facts a worker needs to execute a run's shard."""
+    row = conn.execute(select(CampaignRun.id, CampaignRun.kind, CampaignRun.run_date, CampaignRun.status,
+                              CampaignRun.started_at, CampaignRun.rule_ids, CampaignRun.event_key,
+                              CampaignRun.event_payload).where(CampaignRun.id == run_id)).mappings().first()
+    return None if row is None else dict(row)
+
+
+# --------------------------------------------------------------------------- shards
+
+def shard_bounds(conn: Connection, shard_size: int) -> list[tuple[str | None, str | None]]:
+    """Customer-id ranges [lower, upper) of about `shard_size` customers each, covering every id.
+
+    One pass over the primary key; the first range starts unbounded and the last ends
+    unbounded, so customers added after planning still belong to exactly one shard.
+    """
+    numbered = select(Customer.customer_id,
+                      func.row_number().over(order_by=Customer.customer_id).label("n")).subquery()
+    starts = list(conn.execute(select(numbered.c.customer_id)
+                               .where((numbered.c.n - 1) % shard_size == 0, numbered.c.n > 1)
+                               .order_by(numbered.c.customer_id)).scalars())
+    lowers: list[str | None] = [None, *starts]
+    uppers: list[str | None] = [*starts, None]
+    return list(zip(lowers, uppers))
+
+
+def add_shards(conn: Connection, run_id: int, bounds: list[tuple[str | None, str | None]]) -> None:
+    conn.execute(insert(RunShard), [
+        {"run_id": run_id, "shard_no": n, "lower": lower, "upper": upper, "status": ShardStatus.PENDING.value,
+         "attempts": 0} for n, (lower, upper) in enumerate(bounds)])
+
+
+def claim_shard(conn: Connection, run_id: int, shard_no: int, *, worker: str,
+                now: dt.datetime) -> dict[str, Any] | None:
+    """Mark a shard running by this worker (again, after a lost worker); None once it is finished."""
+    row = conn.execute(select(RunShard.lower, RunShard.upper, RunShard.status, RunShard.attempts)
+                       .where(RunShard.run_id == run_id, RunShard.shard_no == shard_no)).mappings().first()
+    if row is None or row["status"] in (ShardStatus.COMPLETED.value, ShardStatus.FAILED.value):
+        return None
+    conn.execute(update(RunShard).where(RunShard.run_id == run_id, RunShard.shard_no == shard_no)
+                 .values(status=ShardStatus.RUNNING.value, attempts=RunShard.attempts + 1, worker=worker,
+                         started_at=now, error=None))
+    return {**row, "attempts": row["attempts"] + 1}
+
+
+def finish_shard(conn: Connection, run_id: int, shard_no: int, *, status: ShardStatus,
+                 stats: list[dict[str, Any]], error: str | None, now: dt.datetime) -> None:
+    conn.execute(update(RunShard).where(RunShard.run_id == run_id, RunShard.shard_no == shard_no)
+                 .values(status=status.value, stats=stats, error=error, finished_at=now))
+
+
+def _sum_stats(shards: list[list[dict[str, Any]] | None], rule_ids: list[str]) -> list[dict[str, Any]]:
+    totals: dict[str, dict[str, Any]] = {}
+    for stats in shards:
+        for s in stats or []:
+            t = totals.setdefault(s["rule"], {"rule_id": s["rule"], **{c: 0 for c in COUNTS},
+                                              "suppressed": {}, "error": None, "seconds": 0.0})
+            for c in COUNTS:
+                t[c] += s[c]
+            for reason, n in s["suppressed"].items():
+                t["suppressed"][reason] = t["suppressed"].get(reason, 0) + n
+            t["error"] = t["error"] or s["error"]
+            t["seconds"] += s["seconds"]
+    order = {r: i for i, r in enumerate(rule_ids)}
+    return sorted(totals.values(), key=lambda t: order.get(t["rule_id"], len(order)))
+
+
+def close_if_done(conn: Connection, run_id: int, *, now: dt.datetime) -> dict[str, Any] | None:
+    """Close the run when no shard is pending or running: sum the shards' counts into the run.
+
+    One conditional UPDATE decides, so of two shards finishing together exactly one closes
+    the run (call it after the shard's own status is committed). Returns the closed status.
+    """
+    open_shard = exists().where(RunShard.run_id == run_id, RunShard.status.in_(
+        [ShardStatus.PENDING.value, ShardStatus.RUNNING.value]))
+    closing = conn.execute(update(CampaignRun)
+                           .where(CampaignRun.id == run_id, CampaignRun.status == RunStatus.RUNNING.value,
+                                  ~open_shard)
+                           .values(finished_at=now))  # locks the run row until this commits
+    if closing.rowcount != 1:
+        return None
+    shards = conn.execute(select(RunShard.shard_no, RunShard.status, RunShard.stats, RunShard.error)
+                          .where(RunShard.run_id == run_id).order_by(RunShard.shard_no)).all()
+    rule_ids = conn.execute(select(CampaignRun.rule_ids).where(CampaignRun.id == run_id)).scalar_one() or []
+    totals = _sum_stats([s.stats for s in shards], rule_ids)
+    failed_shards = [s for s in shards if s.status == ShardStatus.FAILED.value]
+    failed_rules = [t["rule_id"] for t in totals if t["error"]]
+    if failed_shards and len(failed_shards) == len(shards):
+        status = RunStatus.FAILED
+    elif failed_shards or failed_rules:
+        status = RunStatus.COMPLETED_WITH_ERRORS
+    else:
+        status = RunStatus.COMPLETED
+    errors = []
+    if failed_rules:
+        errors.append(f"{len(failed_rules)} rule(s) failed: {', '.join(failed_rules)}")
+    if failed_shards:
+        errors.append(f"{len(failed_shards)} of {len(shards)} shard(s) failed: "
+                      + "; ".join(f"shard {s.shard_no}: {s.error}" for s in failed_shards[:3]))
+    finish_run(conn, run_id, status=status, stats=totals, error="; ".join(errors) or None, now=now)
+    return {"status": status.value, "error": "; ".join(errors) or None, "rules": totals}
+
+
+def shard_summary(conn: Connection, run_id: int) -> dict[str, int]:
+    rows = conn.execute(select(RunShard.status, func.count()).where(RunShard.run_id == run_id)
+                        .group_by(RunShard.status)).all()
+    summary = {s.value: 0 for s in ShardStatus}
+    summary.update({status: n for status, n in rows})
+    summary["total"] = sum(n for _, n in rows)
+    return summary
 
 
 def find_event_run(conn: Connection, event_key: str) -> dict[str, Any] | None:
@@ -50,6 +166,7 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
         "status": run.status, "error": run.error, "event_key": run.event_key,
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "shards": shard_summary(conn, run_id),
         "rules": [{
             "rule": s.rule_id, "candidates": s.candidates, "matched": s.matched, "queued": s.queued,
             "scheduled": s.scheduled,
