@@ -24,9 +24,12 @@ thread, so a slow or rate-limited channel does not hold up the other; after
 claims handed back, no new claims for it) for `pause`, doubling while it keeps
 failing up to `max_pause`.
 
-Rate limits: a token bucket per channel inside this worker, so N workers may send
-N times the configured rate; a limit shared across workers (in the database or
-the gateway) is a later issue.
+Rate limits: a token bucket per channel, made by `bucket_factory(channel, rate)`
+(see delivery.ratelimit). The default is a bucket inside this worker, so N workers
+may send N times the configured rate; `make_bucket(rate, redis_url, channel=...)`
+gives one in Redis shared by every worker. When a shared bucket cannot be consulted
+(RateLimitUnavailable) the channel is paused as after repeated transient failures:
+nothing is sent on it faster than configured, not even while Redis is down.
 
 Pre-send policy: `before_send(rows) -> rows` is the hook where consent, the
 suppression list and quiet hours are checked again just before sending (the
@@ -44,7 +47,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -52,6 +54,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..store import delivery as store
 from .channel import Channel, Outgoing, PermanentSendError
+from .ratelimit import RateLimit, RateLimitUnavailable, local_bucket
+from .ratelimit import TokenBucket  # noqa: F401  (re-exported: tests/test_delivery_worker.py imports it from here)
 from .retry import MAX_ATTEMPTS, decide, describe, next_attempt
 
 if TYPE_CHECKING:
@@ -70,36 +74,6 @@ def default_worker_id() -> str:
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-class TokenBucket:
-    """At most `rate` acquisitions per second, bursts of at most `burst` (1: evenly spaced sends)."""
-
-    def __init__(self, rate: float, burst: float = 1.0, *, monotonic: Callable[[], float] = time.monotonic):
-        if rate <= 0:
-            raise ValueError("rate must be above 0 (leave the channel out for no limit)")
-        self.rate = float(rate)
-        self.burst = max(float(burst), 1.0)
-        self._monotonic = monotonic
-        self._tokens = self.burst
-        self._updated = monotonic()
-        self._lock = threading.Lock()
-
-    def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Take one token, waiting for it; False when `stop` was set while waiting."""
-        while True:
-            with self._lock:
-                now = self._monotonic()
-                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return True
-                delay = (1 - self._tokens) / self.rate
-            if stop is None:
-                time.sleep(delay)
-            elif stop.wait(delay):
-                return False
 
 
 def outgoing(row: Row, unsubscribe_url: str | None = None) -> Outgoing:
@@ -127,7 +101,8 @@ class DeliveryWorker:
                  pause: dt.timedelta = dt.timedelta(seconds=30),
                  max_pause: dt.timedelta = dt.timedelta(minutes=10),
                  before_send: Callable[[list[Row]], list[Row]] = identity,
-                 unsubscribe_url: Callable[[Row], str | None] | None = None):
+                 unsubscribe_url: Callable[[Row], str | None] | None = None,
+                 bucket_factory: Callable[[str, float], RateLimit] = local_bucket):
         if batch_size < 1 or pause_after < 1 or max_attempts < 1:
             raise ValueError("batch_size, pause_after and max_attempts must be at least 1")
         if lease <= dt.timedelta(0):
@@ -147,7 +122,8 @@ class DeliveryWorker:
         self.before_send = before_send
         #: The one-click unsubscribe URL of a claimed row (List-Unsubscribe for marketing email), if any.
         self.unsubscribe_url = unsubscribe_url
-        self._buckets = {name: TokenBucket(rate) for name, rate in (rates or {}).items()
+        #: One rate limit per rate-limited channel: bucket_factory(channel, messages per second).
+        self._buckets = {name: bucket_factory(name, rate) for name, rate in (rates or {}).items()
                          if rate and name in self.channels}
         self._failing: Counter[str] = Counter()  # consecutive transient failures per channel
         self._paused: dict[str, tuple[dt.datetime, dt.timedelta]] = {}  # until, last pause length
@@ -255,8 +231,15 @@ class DeliveryWorker:
                 for i, row in enumerate(rows):
                     if self._stop.is_set() or self.clock() >= deadline:
                         break
-                    if bucket is not None and (not bucket.acquire(self._stop) or self.clock() >= deadline):
-                        break
+                    if bucket is not None:
+                        try:
+                            granted = bucket.acquire(self._stop)
+                        except RateLimitUnavailable as exc:  # never send without the limit
+                            release_until = self._pause_channel(name, str(exc),
+                                                                cause="its rate limit is unavailable")
+                            break
+                        if not granted or self.clock() >= deadline:
+                            break
                     started = i + 1
                     if row["attempts"] > self.max_attempts:
                         # Claimed again and again without an outcome: its worker died or overran mid-send.
@@ -313,12 +296,12 @@ class DeliveryWorker:
         else:
             failures.append((row["id"], reason))
 
-    def _pause_channel(self, name: str, reason: str) -> dt.datetime:
+    def _pause_channel(self, name: str, reason: str, cause: str | None = None) -> dt.datetime:
         previous = self._paused.get(name)
         length = min(self.max_pause, previous[1] * 2) if previous else self.pause
         until = self.clock() + length
         self._paused[name] = (until, length)
         self._failing[name] = 0
-        log.warning("channel %s paused for %s after %s consecutive transient failures (last: %s)",
-                    name, length, self.pause_after, reason)
+        log.warning("channel %s paused for %s after %s (last: %s)", name, length,
+                    cause or f"{self.pause_after} consecutive transient failures", reason)
         return until
