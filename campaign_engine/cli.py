@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import CampaignEngineError, NotFound, ValidationFailed
+from .errors import CampaignEngineError, ConfigError, NotFound, Problem, ValidationFailed
 from .settings import Settings, load_settings
 
 
@@ -199,27 +199,39 @@ def _print_run(report: dict[str, Any]) -> None:
             click.echo(f"  now: {line}")
 
 
+def _finish(report: dict[str, Any], as_json: bool) -> None:
+    click.echo(_json(report)) if as_json else _print_run(report)
+    if report["status"] == "running":
+        click.echo(f"run {report['run_id']} handed to the workers: {report['shards']} shard(s)", err=True)
+    elif report["status"] != "completed":
+        sys.exit(1)
+
+
+_NO_WAIT = click.option("--no-wait", is_flag=True,
+                        help="With a Celery broker: return once the shards are queued.")
+
+
 @main.command()
 @click.option("--rule", "rule_ids", multiple=True, help="Rule id (repeatable).")
 @click.option("--all", "all_rules", is_flag=True, help="Every enabled scheduled rule (the default).")
 @click.option("--date", "date_", help="Run date YYYY-MM-DD (default today in the configured time zone).")
 @click.option("--dry-run", is_flag=True, help="Count and render, write nothing.")
 @click.option("--json", "as_json", is_flag=True)
+@_NO_WAIT
 @click.pass_context
 @_guard
 def run(ctx: click.Context, rule_ids: tuple[str, ...], all_rules: bool, date_: str | None,
-        dry_run: bool, as_json: bool) -> None:
-    """Run scheduled rules for a date."""
-    from .pipeline import run_scheduled
+        dry_run: bool, as_json: bool, no_wait: bool) -> None:
+    """Run scheduled rules for a date (on the Celery workers when a broker is configured)."""
+    from .distributed.dispatch import execute
+    from .pipeline import begin_scheduled
 
     if all_rules and rule_ids:
         raise click.UsageError("give --rule or --all, not both")
     services = _services(ctx)
-    report = run_scheduled(services, today=_today(services.settings, date_), now=_now(),
-                           rule_ids=list(rule_ids) or None, dry_run=dry_run)
-    click.echo(_json(report)) if as_json else _print_run(report)
-    if report["status"] != "completed":
-        sys.exit(1)
+    pending = begin_scheduled(services, today=_today(services.settings, date_), now=_now(),
+                              rule_ids=list(rule_ids) or None, dry_run=dry_run)
+    _finish(execute(services, pending, wait=not no_wait), as_json)
 
 
 @main.command()
@@ -227,19 +239,24 @@ def run(ctx: click.Context, rule_ids: tuple[str, ...], all_rules: bool, date_: s
 @click.option("--data", required=True, help="The payload: JSON text or @file.json.")
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
+@_NO_WAIT
 @click.pass_context
 @_guard
-def event(ctx: click.Context, event_type: str, data: str, dry_run: bool, as_json: bool) -> None:
+def event(ctx: click.Context, event_type: str, data: str, dry_run: bool, as_json: bool, no_wait: bool) -> None:
     """Fire an event (rate_change, product_launch, large_transaction)."""
+    from .distributed.dispatch import execute
     from .events import parse_event_type
-    from .pipeline import handle_event
+    from .pipeline import begin_event
 
     kind = parse_event_type(event_type)
     services = _services(ctx)
-    report = handle_event(services, kind, _read_json(data), now=_now(), dry_run=dry_run)
-    click.echo(_json(report)) if as_json else _print_run(report)
-    if report["status"] != "completed":
-        sys.exit(1)
+    start = begin_event(services, kind, _read_json(data), now=_now(), dry_run=dry_run)
+    if start.replay is not None:
+        report = start.replay
+    else:
+        assert start.pending is not None
+        report = {**execute(services, start.pending, wait=not no_wait), "replayed": False}
+    _finish(report, as_json)
 
 
 @main.command()
@@ -426,6 +443,27 @@ def scheduler(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Worker processes (default: one per core).")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_context
+@_guard
+def worker(ctx: click.Context, concurrency: int | None, loglevel: str) -> None:
+    """A Celery worker: executes run shards and delivery tasks from the broker (celery_broker_url)."""
+    from .distributed.app import configure
+
+    settings = _settings(ctx)
+    if not settings.distributed:
+        raise ConfigError([Problem("a worker needs a broker: set CAMPAIGN_ENGINE_CELERY_BROKER_URL "
+                                   "(redis://... or amqp://...)", field="celery_broker_url")], what="settings")
+    _services(ctx).close()  # fail here, clearly, if settings, rules or the schema are wrong
+    argv = ["worker", f"--loglevel={loglevel}", "--queues", settings.celery_queue, "--without-gossip",
+            "--without-mingle", "--pool", "prefork"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    configure(settings).worker_main(argv)
+
+
+@main.command()
 @click.option("--once", is_flag=True, help="Send what is due now, then exit (default: keep running).")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=200, show_default=True)
 @click.pass_context
@@ -437,14 +475,20 @@ def send(ctx: click.Context, once: bool, batch_size: int) -> None:
 
     from .delivery.channels import build_channels
     from .delivery.presend import presend_check, unsubscribe_link
+    from .delivery.ratelimit import describe_client, make_bucket, redis_client
     from .delivery.worker import DeliveryWorker, default_worker_id
 
     settings = _settings(ctx)
     db = _db(ctx)
     channels = build_channels(settings.channels)
+    rate_url = settings.rate_limit_url
     worker = DeliveryWorker(db, channels, worker_id=default_worker_id(), batch_size=batch_size,
-                            rates=settings.send_rates, before_send=presend_check(db, settings, _now),
+                            rates=settings.send_rates,
+                            bucket_factory=lambda name, rate: make_bucket(rate, rate_url, channel=name),
+                            before_send=presend_check(db, settings, _now),
                             unsubscribe_url=unsubscribe_link(settings))
+    if rate_url:
+        click.echo(f"send rates shared through Redis at {describe_client(redis_client(rate_url))}", err=True)
     try:
         if once:
             totals = worker.run_until_idle()
@@ -510,3 +554,7 @@ def suppress_list(ctx: click.Context) -> None:
         for row in suppression.list_all(conn):
             click.echo(f"{row['channel']:5} {row['address']:30} {row['reason']} ({row['source']}, "
                        f"{row['created_at']:%Y-%m-%d})")
+
+
+if __name__ == "__main__":
+    main()

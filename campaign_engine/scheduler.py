@@ -37,6 +37,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo
@@ -53,7 +54,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, inspect
 
 from .errors import ConfigError, Problem
-from .pipeline import Services, begin_scheduled, finish_run
+from .pipeline import Services, begin_scheduled
 from .rulebook.loader import Rulebook
 from .rulebook.model import Rule
 from .runtime import Runtime
@@ -234,7 +235,9 @@ def fire(services: Services, rule_id: str, *, owner: str, now: dt.datetime) -> i
     assert pending.run_id is not None
     with services.db.begin() as conn:
         fires.record_fire_run(conn, fire_id, pending.run_id)
-    report = finish_run(services, pending)
+    from .distributed.dispatch import execute
+
+    report = execute(services, pending, wait=False)  # on the workers when a broker is configured
     log.info("scheduled rule %s for %s: run %s %s", rule_id, today, pending.run_id, report["status"])
     return pending.run_id
 
@@ -438,6 +441,18 @@ def start_scheduler(runtime: Runtime, *, owner: str, clock: Clock | None = None)
     return scheduler
 
 
+DELIVERY_SWEEP = 15.0  # seconds between delivery kicks when workers deliver (scheduled messages, retries)
+
+
+def _sweep_delivery(services: Services) -> None:
+    from .distributed.dispatch import kick_delivery
+
+    try:
+        kick_delivery(services.settings)
+    except Exception:  # the broker or Redis is down: the next sweep tries again
+        log.exception("delivery sweep failed")
+
+
 def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None = None,
                           stop: threading.Event | None = None) -> None:
     """`campaign-engine scheduler`: run until SIGTERM or SIGINT (or `stop` is set), then stop cleanly.
@@ -465,10 +480,14 @@ def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None =
         if hasattr(signal, "SIGHUP"):
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_reload)
     scheduler = start_scheduler(runtime, owner=owner, clock=clock)
+    last_sweep = 0.0
     try:
         while not stop.is_set():
             wake.wait(1.0)
             wake.clear()
+            if runtime.services.settings.distributed and time.monotonic() - last_sweep >= DELIVERY_SWEEP:
+                last_sweep = time.monotonic()
+                _sweep_delivery(runtime.services)
             if reload_requested.is_set():
                 reload_requested.clear()
                 result = runtime.reload()

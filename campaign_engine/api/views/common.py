@@ -25,6 +25,18 @@ def now() -> dt.datetime:
     return state().clock()
 
 
+def start_run(svc: Any, pending: Any) -> None:
+    """Hand an accepted run on: its shards to the Celery workers when a broker is configured
+    (queued before the 202 answers), else to this process's background threads."""
+    from ...distributed.dispatch import submit_run
+    from ...pipeline import finish_run
+
+    if svc.settings.distributed:
+        submit_run(svc, pending)
+    else:
+        state().submit(finish_run, svc, pending)
+
+
 def today(value: dt.date | None = None) -> dt.date:
     return value or now().astimezone(services().settings.tz).date()
 
@@ -73,6 +85,16 @@ class RuleCountsSchema(ma.Schema):
                                                       "sending, sent, delivered, failed) and suppressed by reason"})
 
 
+class ShardsSchema(ma.Schema):
+    """How far a run's shards are: each is a range of customers executed by one worker."""
+
+    total = ma.fields.Integer()
+    pending = ma.fields.Integer()
+    running = ma.fields.Integer()
+    completed = ma.fields.Integer()
+    failed = ma.fields.Integer()
+
+
 class RunSchema(ma.Schema):
     run_id = ma.fields.Integer(allow_none=True)
     kind = ma.fields.String()
@@ -84,6 +106,7 @@ class RunSchema(ma.Schema):
     started_at = ma.fields.String(allow_none=True)
     finished_at = ma.fields.String(allow_none=True)
     replayed = ma.fields.Boolean()
+    shards = ma.fields.Nested(ShardsSchema)
     rules = ma.fields.List(ma.fields.Nested(RuleCountsSchema))
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import request, url_for
 
 from ...events import SCHEMAS
-from ...pipeline import begin_event, finish_run
+from ...pipeline import begin_event
 from ...vocabulary import EventType
 from ..auth import RUN
 from ..blueprint import ApiBlueprint
 from ..errors import ErrorSchema
-from .common import RunAcceptedSchema, now, record, services, state
+from .common import RunAcceptedSchema, now, record, services, start_run
 
 blp = ApiBlueprint("events", __name__, url_prefix="/api/v1/events",
                    description="Events from other bank systems that trigger campaigns")
@@ -27,7 +27,7 @@ def _accept(event_type: EventType):  # type: ignore[no-untyped-def]
     pending = start.pending
     assert pending is not None and pending.run_id is not None
     record("event", pending.event_key, {"run_id": pending.run_id, "rules": [r.id for r in pending.rules]})
-    state().submit(finish_run, svc, pending)
+    start_run(svc, pending)
     return {"run_id": pending.run_id, "status": "running", "replayed": False, "event_key": pending.event_key,
             "url": url_for("runs.get_run", run_id=pending.run_id)}, 202
 

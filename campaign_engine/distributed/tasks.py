@@ -1,0 +1,93 @@
+"""Celery tasks: thin wrappers over pipeline.run_shard and the delivery worker.
+
+Each worker process opens its own Services (database pool, rulebook, rules engine) on
+first use, from its own settings (CAMPAIGN_ENGINE_* environment / config file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_process_init, worker_process_shutdown
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import pipeline
+from ..settings import load_settings
+from .app import celery_app
+
+log = logging.getLogger(__name__)
+
+SHARD_RETRIES = 5
+_process: dict[str, Any] = {}
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def services() -> pipeline.Services:
+    """This worker process's services, opened once (after the fork, never shared with a parent)."""
+    if "services" not in _process:
+        from ..bootstrap import open_services
+
+        _process["services"] = open_services(load_settings())
+    return _process["services"]
+
+
+@worker_process_init.connect
+def _forget_parent(**_: Any) -> None:
+    _process.clear()
+
+
+@worker_process_shutdown.connect
+def _close(**_: Any) -> None:
+    from .delivery import close_process_worker
+
+    close_process_worker()
+    svc = _process.pop("services", None)
+    if svc is not None:
+        svc.close()
+
+
+def worker_name(task: Task) -> str:
+    return f"{task.request.hostname or socket.gethostname()}:{os.getpid()}"
+
+
+@celery_app.task(bind=True, name="campaign_engine.run_shard", max_retries=SHARD_RETRIES)
+def run_shard(self: Task, run_id: int, shard_no: int) -> dict[str, Any] | None:
+    """Execute one shard of a run; the worker that finishes the last shard closes the run and
+    starts delivery. A database error is retried with backoff; other errors fail the shard."""
+    svc = services()
+    try:
+        outcome = pipeline.run_shard(svc, run_id, shard_no, worker=worker_name(self), clock=utc_now)
+    except SQLAlchemyError as exc:
+        if self.request.retries < SHARD_RETRIES:
+            log.warning("run %s shard %s: %s; retrying", run_id, shard_no, exc)
+            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries))
+        pipeline.fail_shard(svc, run_id, shard_no, f"{type(exc).__name__}: {exc}", now=utc_now())
+        return None
+    except Exception as exc:  # a bug or bad data: another attempt would fail the same way
+        log.exception("run %s shard %s failed", run_id, shard_no)
+        pipeline.fail_shard(svc, run_id, shard_no, f"{type(exc).__name__}: {exc}", now=utc_now())
+        return None
+    if outcome is None:
+        return None
+    if outcome.closed is not None:
+        from .dispatch import kick_delivery
+
+        kick_delivery(svc.settings)
+    return {"run_id": run_id, "shard": shard_no, "closed": outcome.closed is not None,
+            "rules": [s.as_dict() for s in outcome.stats]}
+
+
+@celery_app.task(bind=True, name="campaign_engine.deliver")
+def deliver(self: Task, slot: int) -> dict[str, int]:
+    """Drain due messages for a while (delivery_budget seconds), then hand the slot back."""
+    from .delivery import drain
+
+    return drain(services().settings, services().db, slot, worker=worker_name(self))
