@@ -181,7 +181,13 @@ def _print_run(report: dict[str, Any]) -> None:
     head = f"run {report['run_id'] or '(dry run)'} {report['date']} {report['status']}"
     if report.get("replayed"):
         head += " (event already handled: this is its first run)"
+    shards = report.get("shards")
+    if shards and shards.get("total", 0) > 1:
+        head += f" ({shards['completed']}/{shards['total']} shards completed"
+        head += f", {shards['failed']} failed)" if shards.get("failed") else ")"
     click.echo(head)
+    if report.get("error"):
+        click.echo(f"error: {report['error']}")
     click.echo(f"{'rule':32} {'candidates':>10} {'matched':>8} {'queued':>7} {'sched':>6} {'dup':>6} "
                f"{'failed':>6}  suppressed")
     for r in report["rules"]:
@@ -257,6 +263,19 @@ def event(ctx: click.Context, event_type: str, data: str, dry_run: bool, as_json
         assert start.pending is not None
         report = {**execute(services, start.pending, wait=not no_wait), "replayed": False}
     _finish(report, as_json)
+
+
+@main.command()
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@_NO_WAIT
+@click.pass_context
+@_guard
+def resume(ctx: click.Context, run_id: int, as_json: bool, no_wait: bool) -> None:
+    """Finish a run left `running` by a lost process: execute its unfinished shards again."""
+    from .distributed.dispatch import resume as resume_run
+
+    _finish(resume_run(_services(ctx), run_id, now=_now, wait=not no_wait), as_json)
 
 
 @main.command()

@@ -450,6 +450,9 @@ def plan_shards(services: Services, pending: PendingRun) -> list[Shard]:
     return [Shard(n, lower, upper) for n, (lower, upper) in enumerate(bounds)]
 
 
+SHARD_ATTEMPTS = 5
+
+
 @dataclass
 class ShardOutcome:
     stats: list[RuleStats]
@@ -466,6 +469,10 @@ def run_shard(services: Services, run_id: int, shard_no: int, *, worker: str,
     if claimed is None:
         log.info("run %s shard %s already finished", run_id, shard_no)
         return None
+    if claimed["attempts"] > SHARD_ATTEMPTS:  # its worker keeps dying on it (memory? a crash?)
+        return ShardOutcome([], fail_shard(
+            services, run_id, shard_no, f"given up after {SHARD_ATTEMPTS} attempts whose workers were lost",
+            now=clock()))
     if claimed["attempts"] > 1:
         log.warning("run %s shard %s: attempt %s", run_id, shard_no, claimed["attempts"])
     pending = load_run(services, run_id)
@@ -536,6 +543,23 @@ def finish_run(services: Services, pending: PendingRun) -> dict[str, Any]:
 
 
 IN_PROCESS = f"in-process:{os.getpid()}"
+
+
+def unfinished_shards(services: Services, run_id: int) -> list[int]:
+    """Shards of a run still pending or running (after a lost process: what `resume` executes)."""
+    with services.db.connect() as conn:
+        return runs.unfinished_shards(conn, run_id)
+
+
+def resume_run(services: Services, run_id: int, *, clock: Callable[[], dt.datetime]) -> dict[str, Any] | None:
+    """Execute here the shards of a run that were never finished (its process died mid-run);
+    what they had written stands. Returns the run's totals if this closed it."""
+    closed = None
+    for shard_no in unfinished_shards(services, run_id):
+        outcome = run_shard(services, run_id, shard_no, worker=IN_PROCESS, clock=clock)
+        if outcome is not None and outcome.closed is not None:
+            closed = outcome.closed
+    return closed
 
 
 def select_rules(rulebook: Rulebook, rule_ids: Sequence[str] | None, *, scheduled: bool) -> list[Rule]:

@@ -220,3 +220,28 @@ def test_workers_drain_the_outbox_after_the_run(cluster, engine):
         statuses = dict(conn.execute(select(Message.status, func.count()).group_by(Message.status)).all())
     assert statuses == {"sent": queued}
     assert len(sent) == queued and len({m["message_id"] for m in sent}) == queued
+
+
+def test_api_event_is_answered_at_once_and_executed_by_the_workers(cluster, engine):
+    from campaign_engine.api import create_app
+    from campaign_engine.store import apikeys
+
+    cluster_settings, start, _ = cluster
+    load_demo_data(engine, 1200, seed=5, today=TODAY, now=NOW)
+    with engine.begin() as conn:
+        _, key = apikeys.create_key(conn, name="core-banking", role="operator", now=NOW)
+    start(concurrency=2, shard_size="300")
+    app = create_app(cluster_settings.replace(shard_size=300), clock=lambda: NOW)
+    client = app.test_client()
+    resp = client.post("/api/v1/events/rate-change", json=RATE_CHANGE, headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 202, resp.get_json()
+    run_id = resp.get_json()["run_id"]
+    assert app.extensions["campaign"].pending == set()  # nothing runs in the API process
+    services = open_services(cluster_settings)
+    try:
+        report = wait_for_run(services, run_id, timeout=120)
+    finally:
+        services.close()
+    assert report["status"] == "completed" and report["shards"]["total"] == 4
+    body = client.get(f"/api/v1/runs/{run_id}", headers={"Authorization": f"Bearer {key}"}).get_json()
+    assert body["shards"] == report["shards"] and body["rules"][0]["queued"] > 0

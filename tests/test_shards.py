@@ -3,7 +3,7 @@ and a shard executed again (its worker lost) neither loses nor duplicates a mess
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -173,3 +173,45 @@ def test_worker_rebuilds_the_event_exactly_as_the_api_validated_it(event_type, p
     payload = {k: v for k, v in payload.items() if v is not None}
     event = load_event(event_type, payload)
     assert restore_event(event_type, _payload_json(event)) == event
+
+
+def test_resume_finishes_a_run_whose_process_died_mid_run(demo, engine, database_url, tmp_path):
+    from click.testing import CliRunner
+
+    from campaign_engine.cli import main
+
+    reference = handle_event(demo(10**7), EventType.RATE_CHANGE, RATE_CHANGE, now=NOW)
+    expected = snapshot(engine)
+    forget_runs(engine)
+    services = demo(1000)
+    pending = begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending
+    plan_shards(services, pending)
+    run_shard(services, pending.run_id, 0, worker="w", clock=lambda: NOW)
+    with engine.begin() as conn:  # the process died in shard 1; shard 2 never started
+        conn.execute(update(RunShard).where(RunShard.shard_no == 1).values(status="running"))
+
+    env = {"CAMPAIGN_ENGINE_DATABASE_URL": database_url}
+    result = CliRunner().invoke(main, ["resume", str(pending.run_id), "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["status"] == "completed" and report["shards"]["completed"] == 3
+    assert counts(report) == counts(reference)
+    assert snapshot(engine) == expected
+
+    again = CliRunner().invoke(main, ["resume", str(pending.run_id)], env=env)
+    assert again.exit_code == 2 and "has no unfinished shard" in again.output
+    missing = CliRunner().invoke(main, ["resume", "999999"], env=env)
+    assert missing.exit_code != 0 and "999999" in missing.output
+
+
+def test_shard_whose_workers_keep_dying_is_given_up_after_its_attempts(demo, engine):
+    from campaign_engine.pipeline import SHARD_ATTEMPTS
+
+    services = demo(10**7)
+    pending = begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending
+    plan_shards(services, pending)
+    with engine.begin() as conn:
+        conn.execute(update(RunShard).values(status="running", attempts=SHARD_ATTEMPTS))
+    outcome = run_shard(services, pending.run_id, 0, worker="w", clock=lambda: NOW)
+    assert outcome.closed["status"] == "failed"
+    assert f"given up after {SHARD_ATTEMPTS} attempts" in outcome.closed["error"]

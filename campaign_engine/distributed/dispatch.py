@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .. import pipeline
+from ..errors import NotFound, Problem, ValidationFailed
 from ..settings import Settings
 from ..store import runs
 from ..vocabulary import RunStatus
@@ -41,6 +43,31 @@ def execute(services: pipeline.Services, pending: pipeline.PendingRun, *, wait: 
         return accepted
     assert pending.run_id is not None
     return wait_for_run(services, pending.run_id, timeout=timeout)
+
+
+def resume(services: pipeline.Services, run_id: int, *, now: Callable[[], dt.datetime],
+           wait: bool = True, timeout: float | None = None) -> dict[str, Any]:
+    """Finish a run whose process or workers were lost: its unfinished shards are queued again
+    (with a broker) or executed here. Messages already written stand; none is written twice."""
+    with services.db.connect() as conn:
+        if runs.run_record(conn, run_id) is None:
+            raise NotFound("run", run_id)
+    shards = pipeline.unfinished_shards(services, run_id)
+    if not shards:
+        raise ValidationFailed([Problem(f"run {run_id} has no unfinished shard", field="run_id")],
+                               what="resume request")
+    if not services.settings.distributed:
+        pipeline.resume_run(services, run_id, clock=now)
+    else:
+        from .app import configure
+        from .tasks import run_shard
+
+        configure(services.settings)
+        for shard_no in shards:
+            run_shard.apply_async((run_id, shard_no), queue=services.settings.celery_queue)
+        if not wait:
+            return {"run_id": run_id, "status": RunStatus.RUNNING.value, "shards": len(shards)}
+    return wait_for_run(services, run_id, timeout=timeout)
 
 
 def wait_for_run(services: pipeline.Services, run_id: int, *, timeout: float | None = None,

@@ -127,6 +127,13 @@ def close_if_done(conn: Connection, run_id: int, *, now: dt.datetime) -> dict[st
     return {"status": status.value, "error": "; ".join(errors) or None, "rules": totals}
 
 
+def unfinished_shards(conn: Connection, run_id: int) -> list[int]:
+    return list(conn.execute(select(RunShard.shard_no).where(
+        RunShard.run_id == run_id,
+        RunShard.status.in_([ShardStatus.PENDING.value, ShardStatus.RUNNING.value]))
+        .order_by(RunShard.shard_no)).scalars())
+
+
 def shard_summary(conn: Connection, run_id: int) -> dict[str, int]:
     rows = conn.execute(select(RunShard.status, func.count()).where(RunShard.run_id == run_id)
                         .group_by(RunShard.status)).all()

@@ -25,7 +25,7 @@ def now() -> dt.datetime:
     return state().clock()
 
 
-def start_run(svc: Any, pending: Any) -> None:
+def hand_off_run(svc: Any, pending: Any) -> None:
     """Hand an accepted run on: its shards to the Celery workers when a broker is configured
     (queued before the 202 answers), else to this process's background threads."""
     from ...distributed.dispatch import submit_run

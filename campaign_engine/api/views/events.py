@@ -10,7 +10,7 @@ from ...vocabulary import EventType
 from ..auth import RUN
 from ..blueprint import ApiBlueprint
 from ..errors import ErrorSchema
-from .common import RunAcceptedSchema, now, record, services, start_run
+from .common import RunAcceptedSchema, now, record, services, hand_off_run
 
 blp = ApiBlueprint("events", __name__, url_prefix="/api/v1/events",
                    description="Events from other bank systems that trigger campaigns")
@@ -27,7 +27,7 @@ def _accept(event_type: EventType):  # type: ignore[no-untyped-def]
     pending = start.pending
     assert pending is not None and pending.run_id is not None
     record("event", pending.event_key, {"run_id": pending.run_id, "rules": [r.id for r in pending.rules]})
-    start_run(svc, pending)
+    hand_off_run(svc, pending)
     return {"run_id": pending.run_id, "status": "running", "replayed": False, "event_key": pending.event_key,
             "url": url_for("runs.get_run", run_id=pending.run_id)}, 202
 

@@ -11,7 +11,7 @@ from ...store import runs as run_store
 from ..auth import READ, RUN
 from ..blueprint import ApiBlueprint
 from .common import (PageArgs, RunAcceptedSchema, RunSchema, existing_id, now, numeric_cursor, record,
-                     services, start_run, today)
+                     services, hand_off_run, today)
 
 blp = ApiBlueprint("runs", __name__, url_prefix="/api/v1/runs", description="Campaign runs and their counts")
 
@@ -84,6 +84,6 @@ def start_run(body):  # type: ignore[no-untyped-def]
     assert pending.run_id is not None
     record("run", f"run:{pending.run_id}", {"date": pending.today.isoformat(),
                                              "rules": [r.id for r in pending.rules]})
-    start_run(svc, pending)
+    hand_off_run(svc, pending)
     return {"run_id": pending.run_id, "status": "running", "replayed": False, "event_key": None,
             "url": url_for("runs.get_run", run_id=pending.run_id)}, 202
