@@ -233,15 +233,17 @@ def test_api_event_is_answered_at_once_and_executed_by_the_workers(cluster, engi
     start(concurrency=2, shard_size="300")
     app = create_app(cluster_settings.replace(shard_size=300), clock=lambda: NOW)
     client = app.test_client()
-    resp = client.post("/api/v1/events/rate-change", json=RATE_CHANGE, headers={"Authorization": f"Bearer {key}"})
-    assert resp.status_code == 202, resp.get_json()
-    run_id = resp.get_json()["run_id"]
-    assert app.extensions["campaign"].pending == set()  # nothing runs in the API process
     services = open_services(cluster_settings)
     try:
+        resp = client.post("/api/v1/events/rate-change", json=RATE_CHANGE,
+                           headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == 202, resp.get_json()
+        run_id = resp.get_json()["run_id"]
+        assert app.extensions["campaign"].pending == set()  # nothing runs in the API process
         report = wait_for_run(services, run_id, timeout=120)
+        body = client.get(f"/api/v1/runs/{run_id}", headers={"Authorization": f"Bearer {key}"}).get_json()
     finally:
         services.close()
+        app.extensions["campaign"].runtime.close()
     assert report["status"] == "completed" and report["shards"]["total"] == 4
-    body = client.get(f"/api/v1/runs/{run_id}", headers={"Authorization": f"Bearer {key}"}).get_json()
     assert body["shards"] == report["shards"] and body["rules"][0]["queued"] > 0
