@@ -1,8 +1,4 @@
-"""Candidate queries: a CandidatePlan -> SQL, read in keyset batches.
-
-Each batch is one query `WHERE <plan> AND key > :last ORDER BY key LIMIT :n`, so
-memory stays flat and a batch never holds a long-lived cursor open.
-"""
+"""Candidate queries: a CandidatePlan -> one SQL query per shard, streamed in batches."""
 
 from __future__ import annotations
 
@@ -10,8 +6,7 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import (Connection, ColumnElement, Engine, and_, exists, false, not_, or_, select, tuple_,
-                        union_all)
+from sqlalchemy import Connection, ColumnElement, Engine, and_, exists, false, not_, or_, select, union_all
 from sqlalchemy.orm import aliased
 
 from ..facts.namespaces import CUSTOMER_COLUMNS, DEPOSIT_COLUMNS, PRODUCT_COLUMNS
@@ -114,6 +109,20 @@ def _filters(plan: CandidatePlan) -> list[ColumnElement[bool]]:
     return where
 
 
+def _consent_join(consent: Any, channel: Channel, plan: CandidatePlan) -> ColumnElement[bool]:
+    """The join to one channel's consent, bounded like the shard: PostgreSQL does not carry a
+    range on customers.customer_id over to the joined table, and without the bound each shard
+    would read the consents index from its start."""
+    on = [consent.customer_id == Customer.customer_id, consent.channel == channel.value]
+    if plan.customer_from is not None:
+        on.append(consent.customer_id >= plan.customer_from)
+    if plan.customer_to is not None:
+        on.append(consent.customer_id < plan.customer_to)
+    if plan.customer_id is not None:
+        on.append(consent.customer_id == plan.customer_id)
+    return and_(*on)
+
+
 def _base_query(plan: CandidatePlan):  # type: ignore[no-untyped-def]
     consent_cols = [
         SmsConsent.granted.label("sms_consent"), SmsConsent.source.label("sms_consent_source"),
@@ -134,10 +143,8 @@ def _base_query(plan: CandidatePlan):  # type: ignore[no-untyped-def]
         query = select(*customer_cols, *consent_cols).select_from(Customer)
         key = (Customer.customer_id,)
     query = (query
-             .outerjoin(SmsConsent, and_(SmsConsent.customer_id == Customer.customer_id,
-                                         SmsConsent.channel == Channel.SMS.value))
-             .outerjoin(EmailConsent, and_(EmailConsent.customer_id == Customer.customer_id,
-                                           EmailConsent.channel == Channel.EMAIL.value)))
+             .outerjoin(SmsConsent, _consent_join(SmsConsent, Channel.SMS, plan))
+             .outerjoin(EmailConsent, _consent_join(EmailConsent, Channel.EMAIL, plan)))
     return query.where(*_filters(plan)), key
 
 
@@ -145,31 +152,27 @@ def select_candidates(db: Engine, plan: CandidatePlan,
                       batch_size: int) -> Iterator[Sequence[Any]]:
     """Candidate rows for a plan, in batches ordered by subject key.
 
-    Deposits come in (customer_id, deposit_id) order, so a customer's deposits are decided
-    in one order whether the run is one shard or many.
+    One query streamed through a server-side cursor (PostgreSQL) or SQLite's lazy cursor, so
+    memory holds one batch and the database scans once: LIMIT pages re-ran the scan (and the
+    sort) for every page, which grew with the square of a full-scan rule's candidates. The
+    reading connection is its own; the batch's writes go through others (PostgreSQL's MVCC
+    and SQLite's WAL keep the reader's snapshot and let them commit).
+
+    Deposits come in (customer_id, deposit_id) order, so a customer's deposits are decided in
+    one order whether the run is one shard or many.
 
     Relies on: ix_customers_birth_mmdd (birthdays), ix_deposits_maturity_date (maturities),
-    the primary keys and ix_deposits_customer_deposit (keyset paging and shard ranges),
+    the primary keys and ix_deposits_customer_deposit (order and shard ranges),
     ix_holdings_product_code / ix_deposits_product_code (holders of a product). Writes nothing.
     """
     query, key = _base_query(plan)
-    last: tuple[str, ...] | None = None
-    while True:
-        if last is None:
-            page = query
-        elif len(key) == 1:
-            page = query.where(key[0] > last[0])
-        else:
-            page = query.where(tuple_(*key) > tuple_(*last))
-        with db.connect() as conn:  # one short read per page: no cursor held across writes
-            rows = conn.execute(page.order_by(*key).limit(batch_size)).all()
-        if not rows:
-            return
-        yield rows
-        if len(rows) < batch_size:
-            return
-        last = ((rows[-1].customer_id, rows[-1].deposit__deposit_id) if plan.subject is SubjectType.DEPOSIT
-                else (rows[-1].customer_id,))
+    with db.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
+            query.order_by(*key))
+        try:
+            yield from result.partitions()
+        finally:
+            result.close()
 
 
 def load_holds(conn: Connection, customer_ids: Sequence[str]) -> dict[str, list[str]]:

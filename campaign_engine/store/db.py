@@ -28,6 +28,12 @@ def make_engine(url: str, **options: Any) -> Engine:
     """Create the SQLAlchemy engine for a database URL (SQLite or PostgreSQL)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("postgresql"):
+        # The queries here are short pages and batches: JIT compilation cost about 19 ms per
+        # candidate page and never paid back (1M-customer event: pages 5.0 s -> 3.6 s without it).
+        connect_args = dict(options.pop("connect_args", {}))
+        connect_args["options"] = f"{connect_args.get('options', '')} -c jit=off".strip()
+        options["connect_args"] = connect_args
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
