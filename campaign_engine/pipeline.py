@@ -26,7 +26,7 @@ from .evaluation.engine import RuleEngine, check_compiles
 from .evaluation.explain import explain
 from .events import event_key, load_event, restore_event
 from .facts.calendar import HolidayCalendar, calendar_facts
-from .facts.namespaces import FactSet, customer_facts, deposit_facts, flatten_facts, product_facts
+from .facts.namespaces import FactSet, customer_facts, deposit_facts, flattener, product_facts
 from .policy.contact import ConsentRecord, Contact, Decision, decide_contact
 from .policy.schedule import cap_window_start, is_capped, next_send_time
 from .rendering.environment import RenderedMessage, TemplateSet, load_template_set, render_message
@@ -114,6 +114,8 @@ class RuleRun:
     templates: TemplateSet
     product_risk_rank: int | None
     occurrence: str  # the part of the idempotency key naming this run's occurrence
+    needs_holds: bool = True  # conditions or template read customer.holds (one more query per batch)
+    flatten: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=dict)  # namespaces -> engine fact
 
 
 # --------------------------------------------------------------------------- facts
@@ -185,11 +187,13 @@ def _prepare(services: Services, rule: Rule, today: dt.date, event: Mapping[str,
                                             line=rule.line, rule=rule.id, field="product")], what="rule")
         shared["product"] = product_facts(product)
         product_risk_rank = shared["product"]["risk_rank"]
+    templates = load_template_set(services.templates, rule.template)
     return RuleRun(
         rule=rule, today=today, shared=shared, plan=plan_candidates(rule, today, shared),
-        templates=load_template_set(services.templates, rule.template),
-        product_risk_rank=product_risk_rank,
+        templates=templates, product_risk_rank=product_risk_rank,
         occurrence=f"event:{event_id_key}" if event_id_key else f"date:{today.isoformat()}",
+        needs_holds="customer.holds" in referenced_fields(rule.conditions) or templates.may_use("holds"),
+        flatten=flattener(referenced_fields(rule.conditions)),
     )
 
 
@@ -285,18 +289,24 @@ def _message_row(prep: RuleRun, match: Match, run_id: int, now: dt.datetime) -> 
     }
 
 
+def evaluate_batch(services: Services, prep: RuleRun,
+                   rows: Sequence[Any]) -> tuple[list[FactSet], list[dict[str, Any]], list[bool]]:
+    """One batch of candidate rows -> their facts, namespaces and the engine's verdicts."""
+    holds: Mapping[str, list[str]] = {}
+    if prep.needs_holds:
+        with services.db.connect() as conn:
+            holds = candidate_store.load_holds(conn, sorted({row.customer_id for row in rows}))
+    fact_sets = _fact_sets(rows, prep.rule.trigger.subject, holds, prep.today)
+    namespaces = [fs.namespaces(prep.shared) for fs in fact_sets]
+    verdicts = services.engine.evaluate(prep.rule.id, [prep.flatten(ns) for ns in namespaces])
+    return fact_sets, namespaces, verdicts
+
+
 def _process_batch(services: Services, prep: RuleRun, rows: Sequence[Any], stats: RuleStats,
                    *, run_id: int | None, now: dt.datetime,
                    on_match: Callable[[Match], None] | None = None) -> None:
     """Evaluate, decide, render and write one batch of candidates."""
-    rule = prep.rule
-    customer_ids = sorted({row.customer_id for row in rows})
-    with services.db.connect() as conn:
-        holds = candidate_store.load_holds(conn, customer_ids)
-    fact_sets = _fact_sets(rows, rule.trigger.subject, holds, prep.today)
-    fields = referenced_fields(rule.conditions)
-    namespaces = [fs.namespaces(prep.shared) for fs in fact_sets]
-    verdicts = services.engine.evaluate(rule.id, [flatten_facts(ns, fields) for ns in namespaces])
+    fact_sets, namespaces, verdicts = evaluate_batch(services, prep, rows)
     stats.candidates += len(rows)
     matches = []
     for row, fs, ns, hit in zip(rows, fact_sets, namespaces, verdicts):

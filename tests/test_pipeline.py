@@ -247,6 +247,16 @@ def test_event_rate_change_reaches_holders_of_the_product_type(world):
     assert rule_counts(report, "rates")["candidates"] == 1  # SQL read only rate-sensitive holders
 
 
+def test_template_reading_holds_gets_them_though_no_condition_does(world):
+    world.template("held", {"sms.txt.j2": "{{ customer.name }}：您持有{{ customer.holds | join('、') }}"})
+    world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY, channels="[sms]", template="held"))
+    world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)))
+    world.add("deposits", deposit("D1", "C1"))
+    run_scheduled(world.services(), today=TODAY, now=NOW)
+    [msg] = world.messages()
+    assert "TD1Y、time_deposit" in msg.body
+
+
 def test_preview_explains_each_condition_and_writes_nothing(world):
     world.rule("b.yaml", rule_yaml("birthday", "  all:\n    - customer.days_to_birthday: 0\n"
                                                "    - not: {customer.city: 上海}\n"))

@@ -53,6 +53,11 @@ class TemplateSet:
 
     name: str
     templates: Mapping[str, jinja2.Template]
+    source: str = ""  # every part's text, to tell whether the template might use a field
+
+    def may_use(self, word: str) -> bool:
+        """Whether any part mentions `word` (textually: a false yes is harmless, a false no is not)."""
+        return word in self.source
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -80,16 +85,19 @@ class RenderedMessage:
 def load_template_set(env: jinja2.Environment, name: str) -> TemplateSet:
     """Compile every part present in `templates/<name>/`; raises TemplateError if none is usable."""
     templates: dict[str, jinja2.Template] = {}
+    sources: list[str] = []
     for part in (p for parts in PARTS.values() for p in parts):
         try:
             templates[part] = env.get_template(f"{name}/{part}")
+            if env.loader is not None:
+                sources.append(env.loader.get_source(env, f"{name}/{part}")[0])
         except jinja2.TemplateNotFound:
             continue
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(name, part, exc.message or str(exc), line=exc.lineno) from exc
         except (jinja2.TemplateError, UnicodeDecodeError) as exc:
             raise TemplateError(name, part, str(exc)) from exc
-    template_set = TemplateSet(name=name, templates=templates)
+    template_set = TemplateSet(name=name, templates=templates, source="\n".join(sources))
     if not templates:
         raise TemplateError(name, None, "no template folder or no template in it")
     if not template_set.channels:
