@@ -25,15 +25,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import OUT, database, fresh_sqlite_url, machine  # noqa: E402
+
 from campaign_engine.delivery.channels import build_channel  # noqa: E402
 from campaign_engine.delivery.worker import DeliveryWorker  # noqa: E402
 from campaign_engine.store import delivery, runs  # noqa: E402
 from campaign_engine.store.db import make_engine, upgrade_database  # noqa: E402
 from campaign_engine.store.outbox import insert_messages  # noqa: E402
-from run_batch import machine  # noqa: E402
 
 GATEWAY = ROOT / "tests" / "gateway_server.py"
-OUT = ROOT / "bench" / "out"
 
 
 def queue_messages(url: str, n: int, *, prefix: str, now: dt.datetime) -> float:
@@ -146,15 +146,12 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     url = args.database_url
     if url is None:
-        path = OUT / f"deliver_{n}.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
+        url = fresh_sqlite_url(f"deliver_{n}")
     upgrade_database(url)
     with make_engine(url).connect() as conn:
         if delivery.count_by_status(conn):
             raise SystemExit("the database already has messages: name an empty one")
-    print(f"machine: {machine()}; database: {make_engine(url).dialect.name}; workers: {args.workers} "
+    print(f"machine: {machine()}; database: {database(url)}; workers: {args.workers} "
           f"(processes), batch {args.batch_size}")
 
     print(f"queue {n} messages: {queue_messages(url, n, prefix='file', now=now):.2f} s")

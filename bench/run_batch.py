@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import resource
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import describe, fresh_sqlite_url  # noqa: E402
 
 from campaign_engine.bootstrap import open_services  # noqa: E402
 from campaign_engine.pipeline import handle_event, run_scheduled  # noqa: E402
@@ -26,12 +25,6 @@ from campaign_engine.settings import load_settings  # noqa: E402
 from campaign_engine.store.db import make_engine, upgrade_database  # noqa: E402
 from campaign_engine.store.importers import load_demo_data  # noqa: E402
 from campaign_engine.vocabulary import EventType  # noqa: E402
-
-
-def machine() -> str:
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {platform.processor() or platform.machine()}, " \
-           f"Python {platform.python_version()}"
 
 
 def main() -> None:
@@ -44,14 +37,9 @@ def main() -> None:
     now = dt.datetime.now(dt.timezone.utc)
     url = args.database_url
     if url is None:
-        out = ROOT / "bench" / "out"
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"run_batch_{args.customers}.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
+        url = fresh_sqlite_url(f"run_batch_{args.customers}")
     upgrade_database(url)
-    print(f"machine: {machine()}; database: {make_engine(url).dialect.name}")
+    print(describe(url))
 
     started = time.perf_counter()
     counts = load_demo_data(make_engine(url), args.customers, seed=1, today=today, now=now)

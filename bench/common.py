@@ -1,0 +1,196 @@
+"""What the benchmarks share: the machine line, database preparation, demo data, peak RSS.
+
+A benchmark names its database with --database-url, or gets a fresh SQLite file under bench/out/.
+A PostgreSQL database is created when missing and emptied (every table dropped, then the schema
+rebuilt by the Alembic migrations); only databases named bench* are touched, so a mistyped URL
+cannot empty a real one. With `reuse`, a database already holding exactly N customers keeps its
+data and skips the demo-data load.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sqlite3
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import inspect, make_url, text  # noqa: E402
+
+from campaign_engine.store.db import make_engine, upgrade_database  # noqa: E402
+from campaign_engine.store.importers import load_demo_data  # noqa: E402
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """Cores, RAM, CPU and Python of this machine."""
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {_cpu_model()} ({platform.machine()}), "
+            f"Python {platform.python_version()}")
+
+
+def database(url: str) -> str:
+    """The database's kind and version (and PostgreSQL's memory settings)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                version = conn.exec_driver_sql("SHOW server_version").scalar()
+                buffers = conn.exec_driver_sql("SHOW shared_buffers").scalar()
+                work_mem = conn.exec_driver_sql("SHOW work_mem").scalar()
+                return (f"PostgreSQL {version} (shared_buffers {buffers}, work_mem {work_mem}) "
+                        f"at {engine.url.host}:{engine.url.port or 5432}/{engine.url.database}")
+            if engine.dialect.name == "sqlite":
+                version = conn.exec_driver_sql("SELECT sqlite_version()").scalar()
+                return f"SQLite {version} (Python sqlite3 module {sqlite3.version}) in {engine.url.database}"
+            return engine.dialect.name
+    finally:
+        engine.dispose()
+
+
+def describe(url: str) -> str:
+    """The machine and the database, and the load average: other processes sharing the cores skew timings."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"machine: {machine()}; load average {load}\ndatabase: {database(url)}"
+
+
+def _remove_sqlite(path: Path | str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def fresh_sqlite_url(name: str) -> str:
+    """A new, empty SQLite file bench/out/<name>.db (any earlier one and its WAL removed)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.db"
+    _remove_sqlite(path)
+    return f"sqlite:///{path}"
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _customer_count(url: str) -> int | None:
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table("customers"):
+            return None
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT count(*) FROM customers").scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def _empty_postgres(url: str) -> None:
+    """Create the database if it is missing, then drop every table in it (schema rebuilt after)."""
+    parsed = make_url(url)
+    name = parsed.database or ""
+    if not name.startswith("bench"):
+        raise SystemExit(f"refusing to empty PostgreSQL database {name!r}: benchmarks only use databases "
+                         "named bench*")
+    admin = make_engine(parsed.set(database="postgres").render_as_string(hide_password=False),
+                        isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.dispose()
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in inspect(conn).get_table_names():
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}" CASCADE')
+    finally:
+        engine.dispose()
+
+
+def _load(url: str, customers: int, seed: int, today: dt.date, now: dt.datetime) -> tuple[dict[str, int], float]:
+    started = time.perf_counter()
+    counts = load_demo_data(make_engine(url), customers, seed=seed, today=today, now=now)
+    return counts, time.perf_counter() - started
+
+
+def analyze(url: str) -> None:
+    """PostgreSQL statistics, as autovacuum would gather them within a minute of a bulk load:
+    without them the planner guesses row counts and can pick a poor plan for the candidate queries."""
+    engine = make_engine(url)
+    try:
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+    finally:
+        engine.dispose()
+
+
+def prepare_database(url: str | None, *, name: str, customers: int, reuse: bool, today: dt.date,
+                     now: dt.datetime, seed: int = 1) -> str:
+    """A migrated database holding `customers` demo customers; its URL. Prints what it did.
+
+    The load runs in a child process, so the caller's peak RSS is its own work's, not the load's.
+    """
+    if url is None:
+        OUT.mkdir(parents=True, exist_ok=True)
+        path = OUT / f"{name}.db"
+        url = f"sqlite:///{path}"
+        if not (reuse and path.exists()):
+            url = fresh_sqlite_url(name)
+    if reuse:
+        upgrade_database(url)  # a no-op at head; applies migrations added since the load
+        found = _customer_count(url)
+        if found == customers:
+            print(f"demo data: reused, {found} customers already loaded")
+            return url
+        print(f"demo data: cannot reuse ({found} customers found, {customers} wanted): reloading")
+    if make_url(url).get_backend_name() == "postgresql":
+        _empty_postgres(url)
+    elif make_url(url).get_backend_name() == "sqlite" and make_url(url).database not in (None, "", ":memory:"):
+        _remove_sqlite(make_url(url).database)  # a fresh file
+    upgrade_database(url)
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        counts, seconds = pool.submit(_load, url, customers, seed, today, now).result()
+    started = time.perf_counter()
+    analyze(url)
+    extra = f" (+ VACUUM ANALYZE {time.perf_counter() - started:.1f} s)" if url.startswith("postgres") else ""
+    print(f"demo data: {counts} in {seconds:.1f} s{extra}")
+    return url
+
+
+def profile_call(fn, *args, top: int = 25, **kwargs):  # type: ignore[no-untyped-def]
+    """Run fn under cProfile; print the top functions by own time and by cumulative time."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    result = profiler.runcall(fn, *args, **kwargs)
+    for order in ("tottime", "cumulative"):
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order)
+        stats.print_stats(top)
+        text_ = out.getvalue()
+        start = text_.find("   ncalls")
+        print(f"--- cProfile, top {top} by {order} (profiling slows Python code ~1.5-2x) ---")
+        print(text_[start:].rstrip())
+    return result
