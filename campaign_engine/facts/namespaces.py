@@ -104,7 +104,7 @@ def flattener(fields: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[str, 
         for key, path in paths:
             value: Any = namespaces
             for part in path:
-                if not isinstance(value, Mapping):
+                if not isinstance(value, dict) and not isinstance(value, Mapping):  # dict: the fast test
                     value = None
                     break
                 value = value.get(part)
