@@ -21,6 +21,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import inspect
+import os
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -30,11 +33,12 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import describe, peak_rss_mib, prepare_database, profile_call  # noqa: E402
+from common import ROOT, describe, peak_rss_mib, prepare_database, profile_call  # noqa: E402
 
 from campaign_engine import pipeline  # noqa: E402
 from campaign_engine.bootstrap import open_services  # noqa: E402
-from campaign_engine.pipeline import handle_event  # noqa: E402
+from campaign_engine.distributed.dispatch import execute  # noqa: E402
+from campaign_engine.pipeline import begin_event, handle_event  # noqa: E402
 from campaign_engine.settings import load_settings  # noqa: E402
 from campaign_engine.store import candidates as candidate_store  # noqa: E402
 from campaign_engine.store import outbox  # noqa: E402
@@ -124,6 +128,59 @@ def outbox_of_run(services, run_id: int) -> dict[str, int]:  # type: ignore[no-u
     return {status: n for status, n in rows}
 
 
+class Workers:
+    """`campaign-engine worker` processes on a queue of their own (see README, Scaling)."""
+
+    def __init__(self, processes: list[subprocess.Popen[bytes]], queue: str, logs: list[Path]):
+        self.processes, self.queue, self.logs = processes, queue, logs
+
+    def peak_rss_mib(self) -> list[float]:
+        """VmHWM of every process in each worker's process group (the pool children do the work)."""
+        peaks = []
+        groups = {p.pid for p in self.processes}
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                if os.getpgid(int(status.parent.name)) not in groups:
+                    continue
+                line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
+            except (OSError, StopIteration, ProcessLookupError):
+                continue
+            peaks.append(int(line.split()[1]) / 1024)
+        return sorted(peaks, reverse=True)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            process.wait(timeout=60)
+
+
+def start_workers(n: int, url: str, broker: str, shard_size: int | None) -> Workers:
+    queue = f"bench-{os.getpid()}"
+    env = {**os.environ, "CAMPAIGN_ENGINE_DATABASE_URL": url, "CAMPAIGN_ENGINE_CELERY_BROKER_URL": broker,
+           "CAMPAIGN_ENGINE_CELERY_QUEUE": queue, "CAMPAIGN_ENGINE_DELIVERY_TASKS": "0"}
+    if shard_size:
+        env["CAMPAIGN_ENGINE_SHARD_SIZE"] = str(shard_size)
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    processes, logs = [], []
+    for i in range(n):
+        log = out / f"event_worker{i}.log"
+        logs.append(log)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "campaign_engine.cli", "worker", "--concurrency=1", "--loglevel=INFO"],
+            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True))
+    deadline = time.monotonic() + 60
+    workers = Workers(processes, queue, logs)
+    while not all("ready" in log.read_text(errors="replace") for log in logs):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+            workers.stop()
+            raise SystemExit("workers did not start: see " + ", ".join(map(str, logs)))
+        time.sleep(0.2)
+    return workers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -135,6 +192,11 @@ def main() -> None:
     parser.add_argument("--keep-outbox", action="store_true", help="leave earlier runs' messages in place")
     parser.add_argument("--profile", action="store_true",
                         help="run the event under cProfile (slower) and print where the time goes")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="execute the run's shards on N `campaign-engine worker` processes (Celery) instead "
+                             "of in this process")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/13", help="Celery broker for --workers")
+    parser.add_argument("--shard-size", type=int, help="customers per shard (default: the setting)")
     parser.add_argument("--breakdown", action="store_true",
                         help="time the pipeline's steps (SQL, facts, engine, rendering, insert) with light timers")
     args = parser.parse_args()
@@ -144,12 +206,17 @@ def main() -> None:
     url = prepare_database(args.database_url, name=f"event_{args.customers}", customers=args.customers,
                            reuse=args.reuse, today=today, now=now)
     print(describe(url))
-    services = open_services(load_settings(database_url=url))
+    cluster = None
+    overrides: dict[str, Any] = {"database_url": url, "shard_size": args.shard_size}
+    if args.workers:
+        cluster = start_workers(args.workers, url, args.broker, args.shard_size)
+        overrides.update(celery_broker_url=args.broker, celery_queue=cluster.queue)
+    services = open_services(load_settings(**overrides))
     settings = services.settings
     rules = [r.id for r in services.rulebook.enabled() if r.trigger.event is EventType.RATE_CHANGE]
-    shard = getattr(settings, "shard_size", None)
-    print(f"rules for rate_change: {', '.join(rules)}; batch {settings.batch_size}"
-          + (f", shard {shard}" if shard else "") + "; executed in this process")
+    print(f"rules for rate_change: {', '.join(rules)}; batch {settings.batch_size}, shard {settings.shard_size}; "
+          + (f"executed by {args.workers} Celery worker process(es) over {args.broker}" if cluster
+             else "executed in this process"))
     if not args.keep_outbox:
         removed = empty_outbox(services)
         if removed:
@@ -164,6 +231,10 @@ def main() -> None:
     started = time.perf_counter()
     if args.profile:
         report = profile_call(handle_event, services, EventType.RATE_CHANGE, payload, now=now)
+    elif cluster is not None:
+        start = begin_event(services, EventType.RATE_CHANGE, payload, now=now)
+        assert start.pending is not None
+        report = execute(services, start.pending)
     else:
         report = handle_event(services, EventType.RATE_CHANGE, payload, now=now)
     elapsed = time.perf_counter() - started
@@ -184,6 +255,9 @@ def main() -> None:
     print(f"outbox rows of this run: {written}")
     peak = peak_rss_mib()
     print(f"peak RSS: {peak:.0f} MiB (before the event: {rss_before:.0f} MiB)")
+    if cluster is not None:
+        print(f"peak RSS per worker process: {', '.join(f'{m:.0f}' for m in cluster.peak_rss_mib())} MiB")
+        cluster.stop()
     target = "met" if elapsed <= 60 else "MISSED"
     print(f"target <= 60 s for 1M customers on 2 cores: {target if args.customers >= 1_000_000 else 'n/a (N < 1M)'}")
     services.close()

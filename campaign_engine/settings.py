@@ -76,7 +76,7 @@ class Settings:
 _PATH_KEYS = {"rules_dir", "templates_dir", "holidays_file"}
 _INT_KEYS = {"batch_size", "preview_sample", "api_rate_limit", "shard_size", "celery_visibility_timeout",
              "delivery_tasks"}
-_MAY_BE_ZERO = {"api_rate_limit"}
+_MAY_BE_ZERO = {"api_rate_limit", "delivery_tasks"}
 _JSON_KEYS = ("channels", "webhooks", "send_rates", "frequency_caps", "quiet_hours")
 
 
