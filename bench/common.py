@@ -14,7 +14,9 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -194,3 +196,66 @@ def profile_call(fn, *args, top: int = 25, **kwargs):  # type: ignore[no-untyped
         print(f"--- cProfile, top {top} by {order} (profiling slows Python code ~1.5-2x) ---")
         print(text_[start:].rstrip())
     return result
+
+
+class Workers:
+    """`campaign-engine worker` processes on a queue of their own (see README, Scaling)."""
+
+    def __init__(self, processes: list[subprocess.Popen[bytes]], queue: str, logs: list[Path]):
+        self.processes, self.queue, self.logs = processes, queue, logs
+
+    def peak_rss_mib(self) -> list[float]:
+        """VmHWM of every process in each worker's process group (the pool children do the work)."""
+        peaks = []
+        groups = {p.pid for p in self.processes}
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                if os.getpgid(int(status.parent.name)) not in groups:
+                    continue
+                line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
+            except (OSError, StopIteration, ProcessLookupError):
+                continue
+            peaks.append(int(line.split()[1]) / 1024)
+        return sorted(peaks, reverse=True)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            process.wait(timeout=60)
+
+
+def start_workers(n: int, url: str, broker: str, shard_size: int | None) -> Workers:
+    queue = f"bench-{os.getpid()}"
+    env = {**os.environ, "CAMPAIGN_ENGINE_DATABASE_URL": url, "CAMPAIGN_ENGINE_CELERY_BROKER_URL": broker,
+           "CAMPAIGN_ENGINE_CELERY_QUEUE": queue, "CAMPAIGN_ENGINE_DELIVERY_TASKS": "0"}
+    if shard_size:
+        env["CAMPAIGN_ENGINE_SHARD_SIZE"] = str(shard_size)
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    processes, logs = [], []
+    for i in range(n):
+        log = out / f"event_worker{i}.log"
+        logs.append(log)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "campaign_engine.cli", "worker", "--concurrency=1", "--loglevel=INFO"],
+            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True))
+    deadline = time.monotonic() + 60
+    workers = Workers(processes, queue, logs)
+    while not all("ready" in log.read_text(errors="replace") for log in logs):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+            workers.stop()
+            raise SystemExit("workers did not start: see " + ", ".join(map(str, logs)))
+        time.sleep(0.2)
+    return workers
+
+
+def empty_outbox(services) -> int:  # type: ignore[no-untyped-def]
+    """Remove earlier runs' messages; how many there were."""
+    with services.db.begin() as conn:
+        count = int(conn.exec_driver_sql("SELECT count(*) FROM messages").scalar() or 0)
+        if count:
+            conn.exec_driver_sql("TRUNCATE messages" if services.db.dialect.name == "postgresql"
+                                 else "DELETE FROM messages")
+    return count

@@ -21,9 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import inspect
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -33,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, describe, peak_rss_mib, prepare_database, profile_call  # noqa: E402
+from common import describe, empty_outbox, peak_rss_mib, prepare_database, profile_call, start_workers  # noqa: E402
 
 from campaign_engine import pipeline  # noqa: E402
 from campaign_engine.bootstrap import open_services  # noqa: E402
@@ -108,16 +105,6 @@ class Breakdown:
         print(f"    {'other (Python glue)':32} {other:7.2f} s {100 * other / total:5.1f}%")
 
 
-def empty_outbox(services) -> int:  # type: ignore[no-untyped-def]
-    """Remove earlier runs' messages; how many there were."""
-    with services.db.begin() as conn:
-        count = int(conn.exec_driver_sql("SELECT count(*) FROM messages").scalar() or 0)
-        if count:
-            conn.exec_driver_sql("TRUNCATE messages" if services.db.dialect.name == "postgresql"
-                                 else "DELETE FROM messages")
-    return count
-
-
 def outbox_of_run(services, run_id: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
     with services.db.connect() as conn:
         rows = conn.exec_driver_sql(
@@ -126,59 +113,6 @@ def outbox_of_run(services, run_id: int) -> dict[str, int]:  # type: ignore[no-u
             "SELECT status, count(*) FROM messages WHERE run_id = ? GROUP BY status ORDER BY status",
             (run_id,)).all()
     return {status: n for status, n in rows}
-
-
-class Workers:
-    """`campaign-engine worker` processes on a queue of their own (see README, Scaling)."""
-
-    def __init__(self, processes: list[subprocess.Popen[bytes]], queue: str, logs: list[Path]):
-        self.processes, self.queue, self.logs = processes, queue, logs
-
-    def peak_rss_mib(self) -> list[float]:
-        """VmHWM of every process in each worker's process group (the pool children do the work)."""
-        peaks = []
-        groups = {p.pid for p in self.processes}
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                if os.getpgid(int(status.parent.name)) not in groups:
-                    continue
-                line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
-            except (OSError, StopIteration, ProcessLookupError):
-                continue
-            peaks.append(int(line.split()[1]) / 1024)
-        return sorted(peaks, reverse=True)
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            process.wait(timeout=60)
-
-
-def start_workers(n: int, url: str, broker: str, shard_size: int | None) -> Workers:
-    queue = f"bench-{os.getpid()}"
-    env = {**os.environ, "CAMPAIGN_ENGINE_DATABASE_URL": url, "CAMPAIGN_ENGINE_CELERY_BROKER_URL": broker,
-           "CAMPAIGN_ENGINE_CELERY_QUEUE": queue, "CAMPAIGN_ENGINE_DELIVERY_TASKS": "0"}
-    if shard_size:
-        env["CAMPAIGN_ENGINE_SHARD_SIZE"] = str(shard_size)
-    out = ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    processes, logs = [], []
-    for i in range(n):
-        log = out / f"event_worker{i}.log"
-        logs.append(log)
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "campaign_engine.cli", "worker", "--concurrency=1", "--loglevel=INFO"],
-            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True))
-    deadline = time.monotonic() + 60
-    workers = Workers(processes, queue, logs)
-    while not all("ready" in log.read_text(errors="replace") for log in logs):
-        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-            workers.stop()
-            raise SystemExit("workers did not start: see " + ", ".join(map(str, logs)))
-        time.sleep(0.2)
-    return workers
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
-"""Bulk writes on PostgreSQL: COPY rows into a temporary table shaped like the target, then one
-INSERT .. SELECT from it (with whatever ON CONFLICT the caller needs).
+"""Batches on PostgreSQL: COPY rows into a temporary table shaped like the target, then one
+INSERT .. SELECT from it (with whatever ON CONFLICT the caller needs); a batch's values as one
+array parameter.
 
 COPY costs client and server the least per row; a multi-row INSERT with thousands of bound
 parameters is re-parsed by the driver each time, and costs several times more.
@@ -10,13 +11,22 @@ from __future__ import annotations
 from itertools import count
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Boolean, Connection, Table
+from sqlalchemy import ARRAY, Boolean, ColumnElement, Connection, Table, any_, bindparam
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import TableClause
 
-_names = count(1)  # one temporary table per staged batch (a transaction may stage several)
+_names = count(1)
+
+
+def one_of(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN values` for a batch's thousands of values: on PostgreSQL one array parameter
+    (`= ANY(:values)`), since a statement with thousands of placeholders is parsed again by
+    the driver for every batch; on SQLite an expanding IN."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))  # one temporary table per staged batch (a transaction may stage several)
 
 
 def copy_into_temp(conn: Connection, table: Table, names: Sequence[str],

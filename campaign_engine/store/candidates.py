@@ -13,6 +13,7 @@ from ..facts.namespaces import CUSTOMER_COLUMNS, DEPOSIT_COLUMNS, PRODUCT_COLUMN
 from ..rulebook.model import All, AnyOf, Node, Predicate
 from ..selection.plan import CandidatePlan
 from ..vocabulary import Channel, SubjectType
+from .bulk import one_of
 from .models import Consent, Customer, Deposit, Holding, Product
 
 SmsConsent = aliased(Consent, name="sms_consent")
@@ -178,8 +179,8 @@ def select_candidates(db: Engine, plan: CandidatePlan,
 def load_holds(conn: Connection, customer_ids: Sequence[str]) -> dict[str, list[str]]:
     """Product codes and types each customer holds, via holdings and deposits (one query)."""
     held = union_all(
-        select(Holding.customer_id, Holding.product_code).where(Holding.customer_id.in_(customer_ids)),
-        select(Deposit.customer_id, Deposit.product_code).where(Deposit.customer_id.in_(customer_ids),
+        select(Holding.customer_id, Holding.product_code).where(one_of(conn, Holding.customer_id, customer_ids)),
+        select(Deposit.customer_id, Deposit.product_code).where(one_of(conn, Deposit.customer_id, customer_ids),
                                                                 Deposit.product_code.is_not(None)),
     ).subquery()
     rows = conn.execute(select(held.c.customer_id, held.c.product_code, Product.type)

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .bulk import copy_into_temp, drop_temp
+from .bulk import copy_into_temp, drop_temp, one_of
 from .models import Message
 
 MESSAGE_COLUMNS = ("id", "rule_id", "customer_id", "subject_type", "subject_id", "channel",
@@ -31,7 +31,7 @@ def existing_dedupe_keys(conn: Connection, keys: Sequence[str]) -> dict[str, Wri
     if not keys:
         return {}
     rows = conn.execute(select(Message.dedupe_key, Message.run_id, Message.body.is_(None),
-                               Message.due_at > Message.created_at).where(Message.dedupe_key.in_(keys)))
+                               Message.due_at > Message.created_at).where(one_of(conn, Message.dedupe_key, keys)))
     return {key: Written(run_id, "failed" if no_body else "scheduled" if later else "queued")
             for key, run_id, no_body, later in rows}
 
@@ -95,7 +95,7 @@ def planned_marketing(conn: Connection, customer_ids: Sequence[str],
         return {}
     rows = conn.execute(
         select(Message.customer_id, Message.channel, Message.due_at)
-        .where(Message.customer_id.in_(customer_ids), Message.category == "marketing",
+        .where(one_of(conn, Message.customer_id, customer_ids), Message.category == "marketing",
                Message.status.in_(PLANNED), Message.created_at >= since - dt.timedelta(days=1),
                Message.due_at >= since))
     planned: dict[tuple[str, str], list[dt.datetime]] = {}

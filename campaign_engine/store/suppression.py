@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, delete, select, tuple_
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .bulk import one_of
 from .models import SuppressedAddress
 
 
@@ -23,10 +24,11 @@ def normalize(channel: str, address: str) -> str:
 def blocked(conn: Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which (channel, address) pairs are on the list (unique index on channel, address)."""
     wanted = {(ch, normalize(ch, addr)): (ch, addr) for ch, addr in pairs if addr}
-    if not wanted:
-        return set()
-    found = conn.execute(select(SuppressedAddress.channel, SuppressedAddress.address)
-                         .where(tuple_(SuppressedAddress.channel, SuppressedAddress.address).in_(list(wanted))))
+    found: set[tuple[str, str]] = set()
+    for channel in sorted({ch for ch, _ in wanted}):  # one indexed query per channel
+        addresses = [addr for ch, addr in wanted if ch == channel]
+        found.update(conn.execute(select(SuppressedAddress.channel, SuppressedAddress.address).where(
+            SuppressedAddress.channel == channel, one_of(conn, SuppressedAddress.address, addresses))).all())
     return {wanted[(ch, addr)] for ch, addr in found}
 
 
