@@ -9,6 +9,7 @@ data and skips the demo-data load.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import multiprocessing as mp
 import os
@@ -21,6 +22,8 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -259,3 +262,54 @@ def empty_outbox(services) -> int:  # type: ignore[no-untyped-def]
             conn.exec_driver_sql("TRUNCATE messages" if services.db.dialect.name == "postgresql"
                                  else "DELETE FROM messages")
     return count
+
+
+def bench_parser(doc: str | None, customers: int) -> argparse.ArgumentParser:
+    """The options every benchmark shares: how many customers, which date, which database."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=customers)
+    parser.add_argument("--date", default="2026-03-10")
+    parser.add_argument("--database-url")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the database's data when it already holds exactly N customers")
+    return parser
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=0,
+                        help="execute the run's shards on N `campaign-engine worker` processes (Celery) instead "
+                             "of in this process")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/13", help="Celery broker for --workers")
+    parser.add_argument("--shard-size", type=int, help="customers per shard (default: the setting)")
+
+
+def bench_clock(date: str) -> tuple[dt.date, dt.datetime]:
+    """The run date and `now`: 10:00 in Shanghai, inside the SMS window, so messages count as
+    queued rather than scheduled whatever the time of day the benchmark runs."""
+    today = dt.date.fromisoformat(date)
+    now = dt.datetime.combine(today, dt.time(10), tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(dt.timezone.utc)
+    return today, now
+
+
+def open_bench_services(args: argparse.Namespace, url: str) -> tuple[Any, "Workers | None"]:
+    """Services on the bench database; with --workers, started workers and settings that use them."""
+    from campaign_engine.bootstrap import open_services
+    from campaign_engine.settings import load_settings
+
+    overrides: dict[str, Any] = {"database_url": url, "shard_size": getattr(args, "shard_size", None)}
+    cluster = None
+    if getattr(args, "workers", 0):
+        cluster = start_workers(args.workers, url, args.broker, args.shard_size)
+        overrides.update(celery_broker_url=args.broker, celery_queue=cluster.queue)
+    return open_services(load_settings(**overrides)), cluster
+
+
+def where_executed(args: argparse.Namespace) -> str:
+    return (f"{args.workers} Celery worker process(es) over {args.broker}" if getattr(args, "workers", 0)
+            else "this process")
+
+
+def stop_workers(cluster: "Workers | None") -> None:
+    if cluster is not None:
+        print(f"peak RSS per worker process: {', '.join(f'{m:.0f}' for m in cluster.peak_rss_mib())} MiB")
+        cluster.stop()

@@ -30,8 +30,6 @@ customers in it already.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import statistics
 import sys
 import tempfile
@@ -40,11 +38,10 @@ from typing import Any
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import describe, peak_rss_mib, prepare_database, profile_call  # noqa: E402
+from common import bench_clock, bench_parser, describe, peak_rss_mib, prepare_database, profile_call  # noqa: E402
 
 from campaign_engine import pipeline  # noqa: E402
 from campaign_engine.bootstrap import open_services  # noqa: E402
@@ -178,20 +175,13 @@ def _times(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--date", default="2026-03-10")
-    parser.add_argument("--database-url")
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep the database's data when it already holds exactly N customers")
+    parser = bench_parser(__doc__, 100_000)
     parser.add_argument("--repeat", type=int, default=3, help="timed passes of (a), (b) and the dry run each")
     parser.add_argument("--skip-no-pushdown", action="store_true", help="skip (c): it reads every customer")
     parser.add_argument("--profile", action="store_true", help="cProfile one select+evaluate pass and (c)")
     parser.add_argument("--explain", action="store_true", help="print both queries' plans")
     args = parser.parse_args()
-    today = dt.date.fromisoformat(args.date)
-    # 10:00 in Shanghai: inside the SMS window, so the dry run counts queued, not scheduled.
-    now = dt.datetime.combine(today, dt.time(10), tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(dt.timezone.utc)
+    today, now = bench_clock(args.date)
 
     url = prepare_database(args.database_url, name=f"evaluate_{args.customers}", customers=args.customers,
                            reuse=args.reuse, today=today, now=now)

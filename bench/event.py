@@ -18,25 +18,22 @@ customers in it already.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import inspect
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
-from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import describe, empty_outbox, peak_rss_mib, prepare_database, profile_call, start_workers  # noqa: E402
+from common import (add_worker_options, bench_clock, bench_parser, describe, empty_outbox,  # noqa: E402
+                    open_bench_services, peak_rss_mib, prepare_database, profile_call, stop_workers,
+                    where_executed)
 
 from campaign_engine import pipeline  # noqa: E402
-from campaign_engine.bootstrap import open_services  # noqa: E402
 from campaign_engine.distributed.dispatch import execute  # noqa: E402
 from campaign_engine.pipeline import begin_event, handle_event  # noqa: E402
-from campaign_engine.settings import load_settings  # noqa: E402
 from campaign_engine.store import candidates as candidate_store  # noqa: E402
 from campaign_engine.store import outbox  # noqa: E402
 from campaign_engine.vocabulary import EventType  # noqa: E402
@@ -116,41 +113,24 @@ def outbox_of_run(services, run_id: int) -> dict[str, int]:  # type: ignore[no-u
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--date", default="2026-03-10")
-    parser.add_argument("--database-url")
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep the database's data when it already holds exactly N customers")
+    parser = bench_parser(__doc__, 1_000_000)
     parser.add_argument("--product-type", default="time_deposit")
     parser.add_argument("--keep-outbox", action="store_true", help="leave earlier runs' messages in place")
     parser.add_argument("--profile", action="store_true",
                         help="run the event under cProfile (slower) and print where the time goes")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="execute the run's shards on N `campaign-engine worker` processes (Celery) instead "
-                             "of in this process")
-    parser.add_argument("--broker", default="redis://127.0.0.1:6379/13", help="Celery broker for --workers")
-    parser.add_argument("--shard-size", type=int, help="customers per shard (default: the setting)")
+    add_worker_options(parser)
     parser.add_argument("--breakdown", action="store_true",
                         help="time the pipeline's steps (SQL, facts, engine, rendering, insert) with light timers")
     args = parser.parse_args()
-    today = dt.date.fromisoformat(args.date)
-    now = dt.datetime.combine(today, dt.time(10), tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(dt.timezone.utc)
-
+    today, now = bench_clock(args.date)
     url = prepare_database(args.database_url, name=f"event_{args.customers}", customers=args.customers,
                            reuse=args.reuse, today=today, now=now)
     print(describe(url))
-    cluster = None
-    overrides: dict[str, Any] = {"database_url": url, "shard_size": args.shard_size}
-    if args.workers:
-        cluster = start_workers(args.workers, url, args.broker, args.shard_size)
-        overrides.update(celery_broker_url=args.broker, celery_queue=cluster.queue)
-    services = open_services(load_settings(**overrides))
+    services, cluster = open_bench_services(args, url)
     settings = services.settings
     rules = [r.id for r in services.rulebook.enabled() if r.trigger.event is EventType.RATE_CHANGE]
     print(f"rules for rate_change: {', '.join(rules)}; batch {settings.batch_size}, shard {settings.shard_size}; "
-          + (f"executed by {args.workers} Celery worker process(es) over {args.broker}" if cluster
-             else "executed in this process"))
+          + f"executed by {where_executed(args)}")
     if not args.keep_outbox:
         removed = empty_outbox(services)
         if removed:
@@ -189,9 +169,7 @@ def main() -> None:
     print(f"outbox rows of this run: {written}")
     peak = peak_rss_mib()
     print(f"peak RSS: {peak:.0f} MiB (before the event: {rss_before:.0f} MiB)")
-    if cluster is not None:
-        print(f"peak RSS per worker process: {', '.join(f'{m:.0f}' for m in cluster.peak_rss_mib())} MiB")
-        cluster.stop()
+    stop_workers(cluster)
     target = "met" if elapsed <= 60 else "MISSED"
     print(f"target <= 60 s for 1M customers on 2 cores: {target if args.customers >= 1_000_000 else 'n/a (N < 1M)'}")
     services.close()

@@ -16,53 +16,33 @@ customers in it already.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import sys
 import time
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import describe, empty_outbox, peak_rss_mib, prepare_database, start_workers  # noqa: E402
+from common import (add_worker_options, bench_clock, bench_parser, describe, empty_outbox,  # noqa: E402
+                    open_bench_services, peak_rss_mib, prepare_database, stop_workers, where_executed)
 
-from campaign_engine.bootstrap import open_services  # noqa: E402
 from campaign_engine.distributed.dispatch import execute  # noqa: E402
 from campaign_engine.pipeline import begin_scheduled  # noqa: E402
-from campaign_engine.settings import load_settings  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--date", default="2026-03-10")
-    parser.add_argument("--database-url")
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep the database's data when it already holds exactly N customers")
-    parser.add_argument("--workers", type=int, default=0, help="execute on N Celery worker processes")
-    parser.add_argument("--broker", default="redis://127.0.0.1:6379/13", help="Celery broker for --workers")
-    parser.add_argument("--shard-size", type=int, help="customers per shard (default: the setting)")
+    parser = bench_parser(__doc__, 100_000)
+    add_worker_options(parser)
     args = parser.parse_args()
-    today = dt.date.fromisoformat(args.date)
-    now = dt.datetime.combine(today, dt.time(10), tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(dt.timezone.utc)
-
+    today, now = bench_clock(args.date)
     url = prepare_database(args.database_url, name=f"run_batch_{args.customers}", customers=args.customers,
                            reuse=args.reuse, today=today, now=now)
     print(describe(url))
-    overrides: dict[str, Any] = {"database_url": url, "shard_size": args.shard_size}
-    cluster = None
-    if args.workers:
-        cluster = start_workers(args.workers, url, args.broker, args.shard_size)
-        overrides.update(celery_broker_url=args.broker, celery_queue=cluster.queue)
-    services = open_services(load_settings(**overrides))
+    services, cluster = open_bench_services(args, url)
     removed = empty_outbox(services)
     if removed:
         print(f"outbox emptied: {removed:,} earlier messages removed")
-    where = f"{args.workers} Celery worker process(es)" if cluster else "this process"
     print(f"starter pack for {today}: batch {services.settings.batch_size}, shard {services.settings.shard_size}, "
-          f"executed by {where}")
+          f"executed by {where_executed(args)}")
 
     rss_before = peak_rss_mib()
     started = time.perf_counter()
@@ -78,9 +58,7 @@ def main() -> None:
     print(f"total: candidates read {sum(r['candidates'] for r in rules):,}, "
           f"queued {sum(r['queued'] for r in rules):,}")
     print(f"peak RSS: {peak_rss_mib():.0f} MiB (before the run: {rss_before:.0f} MiB)")
-    if cluster is not None:
-        print(f"peak RSS per worker process: {', '.join(f'{m:.0f}' for m in cluster.peak_rss_mib())} MiB")
-        cluster.stop()
+    stop_workers(cluster)
     target = "met" if elapsed <= 30 else "MISSED"
     print(f"target <= 30 s for 1M customers on 2 cores: {target if args.customers >= 1_000_000 else 'n/a (N < 1M)'}")
     services.close()
