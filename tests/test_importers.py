@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DataError, IntegrityError
 
-from campaign_engine.store.importers import (COLUMNS, KINDS, ImportReport, import_csv, parse_row,
-                                             upsert_rows)
+from campaign_engine import demo
+from campaign_engine.store import importers
+from campaign_engine.store.importers import (COLUMNS, KINDS, ImportReport, import_csv, load_demo_data,
+                                             parse_row, upsert_rows)
 from campaign_engine.store.models import Consent, Customer, Deposit, Holding, Product
 
 UTC = dt.timezone.utc
@@ -346,6 +349,116 @@ def test_upsert_rows_customer_without_consent_keys_leaves_consents(engine, now):
 def test_upsert_rows_unknown_kind_raises(engine, now):
     with engine.begin() as conn, pytest.raises(ValueError):
         upsert_rows(conn, "accounts", [{}], now=now, source="test")
+
+
+# --------------------------------------------------------------------------- stored exactly
+# On PostgreSQL rows travel by COPY (text format) into a temporary table and are upserted from
+# there: text that looks like COPY syntax must arrive as written, NULLs as NULLs.
+
+AWKWARD = {
+    "name": 'O\'Brien "王\\N"\t小明\n第二行\r\n末行\\.',
+    "email": "o'brien\\x@例子.中国",
+    "city": "\\N",
+    "branch": "C:\\temp\\新建\t分行\\t支行",
+    "manager_id": "NULL",
+}
+
+
+def test_import_csv_awkward_text_and_nulls_stored_exactly_and_updated_on_reimport(engine, tmp_path, now):
+    first = write_csv(tmp_path / "first.csv", "customers", [
+        customer(customer_id="C1", **AWKWARD),
+        customer(customer_id="C2", name="空值", gender="", birth_date="", mobile="", email="",
+                 city="", branch="", risk_level="", aum="", manager_id=""),
+        customer(customer_id="C3", name="张三"),
+    ])
+
+    report = import_csv(engine, "customers", first, now=now, batch_size=2)
+
+    assert report.ok and report.upserted == 3, report.problems
+    c1 = get_customer(engine, "C1")
+    assert {k: getattr(c1, k) for k in AWKWARD} == AWKWARD
+    c2 = get_customer(engine, "C2")
+    assert (c2.gender, c2.birth_date, c2.birth_mmdd, c2.mobile, c2.email, c2.city, c2.branch,
+            c2.risk_level, c2.manager_id) == (None,) * 9
+    assert (c2.aum, c2.language, c2.tier) == (Decimal("0"), "zh", "gold")
+
+    later = now + dt.timedelta(days=1)
+    second = write_csv(tmp_path / "second.csv", "customers", [
+        customer(customer_id="C2", name="不再空\\", gender="女", birth_date="1990-02-28",
+                 email="b@例子.中国", city="\\t", branch="北京分行\n朝阳支行", risk_level="C5",
+                 aum="1234567890123.45", manager_id="\\", sms_consent="false"),
+        customer(customer_id="C1", name="王 小明", email="", city="", branch="", manager_id=""),
+        customer(customer_id="C4", **AWKWARD),
+    ])
+
+    report = import_csv(engine, "customers", second, now=later, batch_size=2)
+
+    assert report.ok and report.upserted == 3, report.problems
+    assert count(engine, Customer) == 4
+    c1 = get_customer(engine, "C1")
+    assert (c1.name, c1.email, c1.city, c1.branch, c1.manager_id) == ("王 小明", None, None, None, None)
+    assert as_utc(c1.updated_at) == later
+    c2 = get_customer(engine, "C2")
+    assert (c2.name, c2.gender, c2.birth_date, c2.birth_mmdd, c2.email, c2.city, c2.branch) == (
+        "不再空\\", "F", dt.date(1990, 2, 28), 228, "b@例子.中国", "\\t", "北京分行\n朝阳支行")
+    assert (c2.risk_level, c2.aum, c2.manager_id) == ("C5", Decimal("1234567890123.45"), "\\")
+    assert consents(engine, "C2")["sms"] == (False, "import:second.csv", later)
+    assert consents(engine, "C2")["email"] == (False, "import:first.csv", now)
+    c4 = get_customer(engine, "C4")
+    assert {k: getattr(c4, k) for k in AWKWARD} == AWKWARD
+    assert get_customer(engine, "C3").name == "张三"
+
+
+def test_upsert_rows_stores_whitespace_and_copy_markers_exactly(engine, now):
+    # upsert_rows (the API's writer) stores values as given: no stripping, nothing unescaped.
+    rows = [
+        {"customer_id": "C1", "name": "\t\n 前后空白 \r\n", "tier": "regular", "branch": "\\",
+         "city": "\\.", "manager_id": " ", "email": None, "aum": Decimal("0.01"),
+         "rate_sensitive": True, "do_not_contact": None},
+        {"customer_id": "C2", "name": "\\\\N\t\\", "tier": "gold", "branch": "\x01\x1f\x7f",
+         "city": "\u2028\u00a0", "language": "en"},
+    ]
+    with engine.begin() as conn:
+        assert upsert_rows(conn, "customers", rows, now=now, source="api") == 2
+
+    c1, c2 = get_customer(engine, "C1"), get_customer(engine, "C2")
+    assert (c1.name, c1.branch, c1.city, c1.manager_id, c1.email) == (
+        "\t\n 前后空白 \r\n", "\\", "\\.", " ", None)
+    assert (c1.aum, c1.rate_sensitive, c1.do_not_contact) == (Decimal("0.01"), True, False)
+    assert (c2.name, c2.branch, c2.city, c2.language) == ("\\\\N\t\\", "\x01\x1f\x7f", "\u2028\u00a0", "en")
+
+
+def test_upsert_rows_too_long_value_refused_and_nothing_written_on_postgresql(engine, now):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite does not enforce VARCHAR lengths")
+    good = {"customer_id": "C1", "name": "张三", "tier": "gold"}
+
+    with pytest.raises(DataError, match="value too long"), engine.begin() as conn:
+        upsert_rows(conn, "customers", [good, {**good, "customer_id": "C" * 33}], now=now, source="api")
+
+    assert count(engine, Customer) == 0
+    with engine.begin() as conn:  # the connection is usable again
+        assert upsert_rows(conn, "customers", [good], now=now, source="api") == 1
+    assert get_customer(engine, "C1").name == "张三"
+
+
+def test_load_demo_data_failed_batch_stops_the_load(engine, today, now, monkeypatch):
+    # On PostgreSQL a batch is upserted while the next is staged; the first failure must still
+    # stop the load with the batches before it committed and none after it.
+    monkeypatch.setattr(importers, "POSTGRESQL_DEMO_BATCH", 1)
+    held = [{"customer_id": f"C{i:08d}", "product_code": "FUND-EQ01", "amount": Decimal(1000 + i)}
+            for i in range(1, 16)]
+    held[7]["product_code"] = "NOPE"  # second batch of five: unknown product
+    monkeypatch.setattr(demo, "generate_holdings", lambda customers, seed: iter(held))
+
+    with pytest.raises(IntegrityError):
+        load_demo_data(engine, 15, seed=1, today=today, now=now, batch_size=5)
+
+    assert count(engine, Customer) == 15
+    with engine.connect() as conn:
+        stored = conn.execute(select(Holding.customer_id, Holding.amount)
+                              .order_by(Holding.customer_id)).all()
+    assert stored == [(h["customer_id"], h["amount"]) for h in held[:5]]
 
 
 # --------------------------------------------------------------------------- products, deposits, holdings

@@ -9,7 +9,7 @@ parameters is re-parsed by the driver each time, and costs several times more.
 from __future__ import annotations
 
 from itertools import count
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import ARRAY, Boolean, ColumnElement, Connection, Table, any_, bindparam
 from sqlalchemy import column as sql_column
@@ -29,17 +29,24 @@ def one_of(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElemen
     return column.in_(list(values))  # one temporary table per staged batch (a transaction may stage several)
 
 
+def bind_processor(conn: Connection, table: Table, name: str) -> Callable[[Any], Any] | None:
+    """How a column's Python value is sent (UtcDateTime refuses naive datetimes and makes aware
+    ones UTC; booleans go as true/false, whatever truthy value the caller had)."""
+    type_ = table.c[name].type
+    if isinstance(type_, Boolean):
+        return bool
+    return type_.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+
+
 def copy_into_temp(conn: Connection, table: Table, names: Sequence[str],
-                   rows: Iterable[Sequence[Any]]) -> TableClause:
-    """COPY `rows` (tuples in `names` order, Python values) into a new temporary table with the
-    target's column types (VARCHAR(n) included: an over-long value fails as the INSERT would),
-    dropped at commit. Values go through the columns' bind processors (UtcDateTime and the like)."""
+                   rows: Iterable[Sequence[Any]], *, processed: bool = False) -> TableClause:
+    """COPY `rows` (tuples in `names` order) into a new temporary table with the target's column
+    types (VARCHAR(n) included: an over-long value fails as the INSERT would; no defaults or
+    constraints: LIKE would bring a sequence), dropped at commit. Values go through the columns'
+    bind processors, unless the caller has `processed` them already."""
     dialect = conn.dialect
-    processors = []
-    for name in names:
-        type_ = table.c[name].type
-        process = type_.dialect_impl(dialect).bind_processor(dialect)
-        processors.append(bool if isinstance(type_, Boolean) else process)
+    processors = [None if processed else bind_processor(conn, table, name) for name in names]
+    plain = all(p is None for p in processors)
     quote = dialect.identifier_preparer.quote
     listed = ", ".join(quote(n) for n in names)
     temp = sql_table(f"_bulk_{table.name}_{next(_names)}", *(sql_column(n) for n in names))
@@ -52,7 +59,8 @@ def copy_into_temp(conn: Connection, table: Table, names: Sequence[str],
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
             write_row = copy.write_row
             for row in rows:
-                write_row([v if p is None or v is None else p(v) for p, v in zip(processors, row)])
+                write_row(row if plain else [v if p is None or v is None else p(v)
+                                             for p, v in zip(processors, row)])
     except dialect.loaded_dbapi.Error as error:  # as any other statement's error: a DBAPIError
         raise DBAPIError.instance(statement, None, error, dialect.loaded_dbapi.Error,
                                   dialect=dialect) from error

@@ -2,6 +2,8 @@
 
 Files are streamed with the csv module, each row is checked by small per-column parsers, and
 good rows are upserted in batches (one transaction per batch; re-running a file is safe).
+On PostgreSQL a batch is sent with COPY into a temporary table and upserted from there while
+the next batch is read; on SQLite it is one executemany.
 """
 
 from __future__ import annotations
@@ -9,20 +11,25 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import partial
+from itertools import repeat
 from operator import call
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from sqlalchemy import Boolean, Connection, Engine, String, Table, bindparam, func, select
+from sqlalchemy import Boolean, Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import demo
 from ..errors import Problem
 from ..vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, Channel, Tier
+from .bulk import bind_processor, copy_into_temp, drop_temp
 from .models import Consent, Customer, Deposit, Holding, Product
 
 KINDS = ("customers", "products", "deposits", "holdings")
@@ -380,16 +387,20 @@ def _column(rows: list[Mapping[str, Any]], name: str, defaults: Mapping[str, Any
     return values
 
 
-def _execute_upsert(conn: Connection, table: Table, keys: tuple[str, ...],
-                    columns: dict[str, list[Any] | _Same], n: int,
-                    where: Callable[[Any], Any] | None = None) -> None:
-    """Write n rows given column-wise with INSERT .. ON CONFLICT (keys) DO UPDATE SET the rest."""
+def _stage_upsert(conn: Connection, table: Table, keys: tuple[str, ...],
+                  columns: dict[str, list[Any] | _Same], n: int,
+                  where: Callable[[Any], Any] | None = None) -> Callable[[], None]:
+    """Prepare writing n rows given column-wise; the returned call runs the upsert itself,
+    INSERT .. ON CONFLICT (keys) DO UPDATE SET the rest [WHERE where], in the same transaction.
+
+    On PostgreSQL preparing sends the rows (COPY into a temporary table); on SQLite it does nothing.
+    """
     if conn.dialect.name == "postgresql":
-        _execute_upsert_postgresql(conn, table, keys, columns, n, where)
-    elif conn.dialect.name == "sqlite":
-        _execute_upsert_sqlite(conn, table, keys, columns, n, where)
-    else:  # pragma: no cover - only the two supported databases
-        raise NotImplementedError(f"upsert is not implemented for {conn.dialect.name}")
+        return _stage_upsert_postgresql(conn, table, keys, columns, n, where)
+    if conn.dialect.name == "sqlite":
+        return partial(_execute_upsert_sqlite, conn, table, keys, columns, n, where)
+    raise NotImplementedError(  # pragma: no cover - only the two supported databases
+        f"upsert is not implemented for {conn.dialect.name}")
 
 
 def _execute_upsert_sqlite(conn: Connection, table: Table, keys: tuple[str, ...],
@@ -423,29 +434,34 @@ def _execute_upsert_sqlite(conn: Connection, table: Table, keys: tuple[str, ...]
     conn.exec_driver_sql(compiled.string, list(zip(*prepared)))
 
 
-def _execute_upsert_postgresql(conn: Connection, table: Table, keys: tuple[str, ...],
-                               columns: dict[str, list[Any] | _Same], n: int,
-                               where: Callable[[Any], Any] | None) -> None:
-    """One statement per batch: INSERT .. SELECT FROM unnest(one array per column) ON CONFLICT."""
-    # psycopg's executemany runs a statement per row and costs the client 40% more CPU.
+def _stage_upsert_postgresql(conn: Connection, table: Table, keys: tuple[str, ...],
+                             columns: dict[str, list[Any] | _Same], n: int,
+                             where: Callable[[Any], Any] | None) -> Callable[[], None]:
+    """COPY the rows into a temporary table; the returned call upserts them from there."""
+    # COPY is the cheapest way in for client and server alike: with it (and _Batches) 1,000,000
+    # customers import from CSV in 32 s instead of 62 s with INSERT .. SELECT FROM unnest(arrays).
+    # The temporary table keeps one INSERT .. ON CONFLICT DO UPDATE [WHERE] per batch, as on SQLite.
     names = list(columns)
-    # Unbounded VARCHAR arrays: an explicit cast to VARCHAR(n) would silently truncate.
-    arrays = [bindparam(f"p_{name}", type_=postgresql.ARRAY(
-        String() if isinstance(table.c[name].type, String) else table.c[name].type)) for name in names]
-    rows = func.unnest(*arrays).table_valued(*names).render_derived()
-    stmt = postgresql.insert(table).from_select(names, select(*(rows.c[name] for name in names)))
+    prepared: list[Iterable[Any]] = []
+    for name in names:
+        values = columns[name]
+        process = bind_processor(conn, table, name)
+        if isinstance(values, _Same):
+            prepared.append(repeat(process(values.value) if process else values.value, n))
+        else:
+            prepared.append(map(process, values) if process else values)
+    temp = copy_into_temp(conn, table, names, zip(*prepared), processed=True)
+    stmt = postgresql.insert(table).from_select(names, select(*(temp.c[name] for name in names)))
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys),
         set_={name: stmt.excluded[name] for name in names if name not in keys},
         where=where(stmt) if where is not None else None)
-    params = {}
-    for name, values in columns.items():
-        if isinstance(values, _Same):
-            values = [values.value] * n
-        elif isinstance(table.c[name].type, Boolean):
-            values = list(map(bool, values))
-        params[f"p_{name}"] = values
-    conn.execute(stmt, params)
+
+    def upsert() -> None:
+        conn.execute(stmt)
+        drop_temp(conn, temp)  # not left for a long transaction's end
+
+    return upsert
 
 
 def _consent_changed(stmt: Any) -> Any:
@@ -467,10 +483,18 @@ def _dedupe(kind: str, rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 def upsert_rows(conn: Connection, kind: str, rows: list[dict[str, Any]], *,
                 now: dt.datetime, source: str) -> int:
     """Insert or update typed rows of a kind (customers also upsert their consents); returns rows written."""
+    n, upsert = _stage_rows(conn, kind, rows, now=now, source=source)
+    upsert()
+    return n
+
+
+def _stage_rows(conn: Connection, kind: str, rows: list[dict[str, Any]], *,
+                now: dt.datetime, source: str) -> tuple[int, Callable[[], None]]:
+    """upsert_rows in two steps: stage now (see _stage_upsert), then call to upsert."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}, expected one of {', '.join(KINDS)}")
     if not rows:
-        return 0
+        return 0, _nothing
     unique = _dedupe(kind, rows)
     n = len(unique)
     table = _TABLES[kind]
@@ -479,8 +503,7 @@ def upsert_rows(conn: Connection, kind: str, rows: list[dict[str, Any]], *,
     if kind != "customers":
         for c in table.columns:
             columns[c.name] = _column(unique, c.name, defaults)
-        _execute_upsert(conn, table, _KEYS[kind], columns, n)
-        return n
+        return n, _stage_upsert(conn, table, _KEYS[kind], columns, n)
     for c in table.columns:
         if c.name == "birth_mmdd":
             births = (r.get("birth_date") for r in unique)
@@ -489,7 +512,7 @@ def upsert_rows(conn: Connection, kind: str, rows: list[dict[str, Any]], *,
             columns[c.name] = _Same(now)
         else:
             columns[c.name] = _column(unique, c.name, defaults)
-    _execute_upsert(conn, table, _KEYS[kind], columns, n)
+    steps = [_stage_upsert(conn, table, _KEYS[kind], columns, n)]
     ids = [r["customer_id"] for r in unique]
     for channel, key in ((Channel.SMS.value, "sms_consent"), (Channel.EMAIL.value, "email_consent")):
         granted = [r.get(key) for r in unique]
@@ -498,12 +521,21 @@ def upsert_rows(conn: Connection, kind: str, rows: list[dict[str, Any]], *,
             pairs = [(c, g) for c, g in zip(ids, granted) if g is not None]
             customers, granted = [c for c, _ in pairs], [g for _, g in pairs]
         if customers:
-            _execute_upsert(
+            steps.append(_stage_upsert(
                 conn, _CONSENTS, ("customer_id", "channel"),
                 {"customer_id": customers, "channel": _Same(channel), "granted": granted,
                  "source": _Same(source), "recorded_at": _Same(now)},
-                len(customers), where=_consent_changed)
-    return n
+                len(customers), where=_consent_changed))
+
+    def upsert() -> None:
+        for step in steps:  # customers before their consents
+            step()
+
+    return n, upsert
+
+
+def _nothing() -> None:
+    pass
 
 
 # --------------------------------------------------------------------------- CSV import
@@ -546,17 +578,20 @@ def _drop_unknown_references(conn: Connection, kind: str, pending: list[tuple[in
     return good
 
 
-def _write_batch(engine: Engine, report: ImportReport, pending: list[tuple[int, dict[str, Any]]],
+def _write_batch(batches: _Batches, report: ImportReport, pending: list[tuple[int, dict[str, Any]]],
                  now: dt.datetime, source: str) -> None:
     """Check references and upsert one batch in its own transaction."""
     if not pending:
         return
-    with engine.begin() as conn:
+
+    def stage(conn: Connection) -> tuple[int, Callable[[], None]]:
         if report.kind in ("deposits", "holdings"):
             rows = _drop_unknown_references(conn, report.kind, pending, report)
         else:
             rows = [row for _, row in pending]
-        report.upserted += upsert_rows(conn, report.kind, rows, now=now, source=source)
+        return _stage_rows(conn, report.kind, rows, now=now, source=source)
+
+    report.upserted += batches.write(stage)
 
 
 def _read_header(reader: Iterator[list[str]], kind: str, report: ImportReport) -> list[int] | None:
@@ -608,7 +643,7 @@ def import_csv(engine: Engine, kind: str, path: str | PathLike[str], *, now: dt.
     except OSError as error:
         problems.append(Problem(f"cannot open the file: {error.strerror or error}", file=name))
         return report
-    with handle:
+    with _Batches(engine) as batches, handle:
         reader = csv.reader(handle)
         line = 1
         try:
@@ -643,7 +678,7 @@ def import_csv(engine: Engine, kind: str, path: str | PathLike[str], *, now: dt.
                     row = parsed
                 pending.append((start, row))
                 if len(pending) >= batch_size:
-                    _write_batch(engine, report, pending, now, source)
+                    _write_batch(batches, report, pending, now, source)
                     pending = []
                     if len(problems) > max_problems:
                         unlisted += len(problems) - max_problems
@@ -654,7 +689,7 @@ def import_csv(engine: Engine, kind: str, path: str | PathLike[str], *, now: dt.
                 "(e.g. convert a GBK/GB18030 export) and import it again", file=name))
         except csv.Error as error:
             problems.append(Problem(f"unreadable CSV: {error}", file=name, line=line + 1))
-        _write_batch(engine, report, pending, now, source)
+        _write_batch(batches, report, pending, now, source)
     if len(problems) > max_problems:
         unlisted += len(problems) - max_problems
         del problems[max_problems:]
@@ -667,26 +702,102 @@ def import_csv(engine: Engine, kind: str, path: str | PathLike[str], *, now: dt.
 # --------------------------------------------------------------------------- demo data
 
 
+# Demo rows per batch on PostgreSQL at least: 1,000,000 customers load in 53 s in batches of
+# 5,000 and in 46 s in batches of 20,000 (2 cores), for 35 MB more memory.
+POSTGRESQL_DEMO_BATCH = 20_000
+
+
 def load_demo_data(engine: Engine, customers: int, *, seed: int, today: dt.date, now: dt.datetime,
                    batch_size: int = 5000) -> dict[str, int]:
-    """Generate and upsert the demo bank (products, customers, deposits, holdings); counts per kind."""
-    counts = {}
+    """Generate and upsert the demo bank (products, customers, deposits, holdings); counts per kind.
+
+    One transaction per batch of batch_size rows; on PostgreSQL at least POSTGRESQL_DEMO_BATCH.
+    """
     sources: list[tuple[str, Iterable[dict[str, Any]]]] = [
         ("products", demo.generate_products()),
         ("customers", demo.generate_customers(customers, seed=seed, today=today)),
         ("deposits", demo.generate_deposits(customers, seed=seed, today=today)),
         ("holdings", demo.generate_holdings(customers, seed=seed)),
     ]
-    for kind, rows in sources:
-        counts[kind] = 0
-        batch: list[dict[str, Any]] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= batch_size:
-                with engine.begin() as conn:
-                    counts[kind] += upsert_rows(conn, kind, batch, now=now, source="demo-data")
-                batch = []
-        if batch:
-            with engine.begin() as conn:
-                counts[kind] += upsert_rows(conn, kind, batch, now=now, source="demo-data")
+    counts = {kind: 0 for kind, _ in sources}
+    if engine.dialect.name == "postgresql":
+        batch_size = max(batch_size, POSTGRESQL_DEMO_BATCH)
+    with _Batches(engine) as batches:
+        for kind, rows in sources:
+            for batch in _batched(rows, batch_size):
+                counts[kind] += batches.write(partial(_stage_rows, kind=kind, rows=batch, now=now,
+                                                      source="demo-data"))
     return counts
+
+
+def _batched(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Batches:
+    """Writes batches one transaction each, in order; the first failure stops the rest.
+
+    write(stage) opens a transaction and calls stage(conn), which checks and stages the batch
+    and returns (rows, upsert); upsert() and the commit follow. On PostgreSQL they run on a
+    thread of their own, one batch after another, while the caller stages the next batch on
+    another connection (staging sends the rows with COPY; the upsert is the database's work), so
+    the client and the database each keep a core busy. Elsewhere everything runs in the caller.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="campaign-engine-upsert")
+                      if engine.dialect.name == "postgresql" else None)
+        self._running: Future[None] | None = None
+        self._failed = threading.Event()
+
+    def write(self, stage: Callable[[Connection], tuple[int, Callable[[], None]]]) -> int:
+        """Stage a batch and have it upserted and committed; returns its rows."""
+        if self._pool is None:
+            with self._engine.begin() as conn:
+                n, upsert = stage(conn)
+                upsert()
+            return n
+        conn = self._engine.connect()
+        try:
+            conn.begin()
+            n, upsert = stage(conn)
+        except BaseException:
+            conn.close()  # rolls back
+            raise
+        previous, self._running = self._running, self._pool.submit(self._commit, conn, upsert)
+        if previous is not None:
+            previous.result()  # at most one batch staged ahead; an earlier failure is raised here
+        return n
+
+    def _commit(self, conn: Connection, upsert: Callable[[], None]) -> None:
+        with conn:  # closing rolls back what is not committed
+            if self._failed.is_set():
+                return  # an earlier batch failed (or the caller gave up): its error is reported
+            try:
+                upsert()
+                conn.commit()
+            except BaseException:
+                self._failed.set()
+                raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if self._pool is None:
+            return
+        if error_type is not None:
+            self._failed.set()  # the batch staged ahead is rolled back, not written
+        try:
+            if self._running is not None and error_type is None:
+                self._running.result()
+        finally:
+            self._pool.shutdown(wait=True)
