@@ -118,14 +118,15 @@ def claim_due(conn: Connection, *, worker: str, now: dt.datetime, limit: int, le
         branches.append(_claimable(
             select(Message.id, Message.due_at)
             .where(Message.status == status, Message.due_at <= now, Message.channel.in_(channel_list))
-            .order_by(Message.due_at).limit(limit), conn).subquery())
+            .order_by(Message.due_at, Message.id).limit(limit), conn).subquery())
     branches.append(_claimable(
         select(Message.id, Message.due_at)
         .where(Message.status == _SENDING, Message.claim_expires_at < now,
                Message.channel.in_(channel_list))
-        .order_by(Message.due_at).limit(limit), conn).subquery())
+        .order_by(Message.due_at, Message.id).limit(limit), conn).subquery())
+    # Oldest due first; among equals, queue order (a run's messages are all due at once).
     candidates = union_all(*(select(b.c.id, b.c.due_at) for b in branches)).subquery()
-    chosen = select(candidates.c.id).order_by(candidates.c.due_at).limit(limit)
+    chosen = select(candidates.c.id).order_by(candidates.c.due_at, candidates.c.id).limit(limit)
     stmt = (update(Message).where(Message.id.in_(chosen))
             .values(status=_SENDING, claimed_by=worker, claim_expires_at=now + lease,
                     attempts=Message.attempts + 1)

@@ -193,7 +193,7 @@ class Message(Base):
         Index("ix_messages_rule_created", "rule_id", "created_at"),
         Index("ix_messages_status_created", "status", "created_at"),
         # The delivery worker claims due messages through this index.
-        Index("ix_messages_status_due", "status", "due_at"),
+        Index("ix_messages_status_due", "status", "due_at", "id"),  # claims: oldest due, then queue order
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

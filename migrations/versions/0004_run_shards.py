@@ -1,4 +1,4 @@
-"""run shards: a run split into customer-id ranges executed by workers
+"""run shards: a run split into customer-id ranges executed by workers; claim order index
 
 Revision ID: 0004
 Revises: 0003
@@ -35,9 +35,16 @@ def upgrade() -> None:
     with op.batch_alter_table('deposits', schema=None) as batch_op:
         batch_op.create_index('ix_deposits_customer_deposit', ['customer_id', 'deposit_id'], unique=False)
         batch_op.drop_index('ix_deposits_customer_id')
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        # delivery claims take the oldest due first and, among equals, queue (id) order
+        batch_op.drop_index('ix_messages_status_due')
+        batch_op.create_index('ix_messages_status_due', ['status', 'due_at', 'id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_messages_status_due')
+        batch_op.create_index('ix_messages_status_due', ['status', 'due_at'], unique=False)
     with op.batch_alter_table('deposits', schema=None) as batch_op:
         batch_op.create_index('ix_deposits_customer_id', ['customer_id'], unique=False)
         batch_op.drop_index('ix_deposits_customer_deposit')
