@@ -445,3 +445,48 @@ all:
     assert 500 < sum(expected) < 4500
     runs = [engine_verdicts(rule, batch, engine) for _ in range(5)]
     assert all(run == expected for run in runs)
+
+
+def test_batch_the_engine_failed_on_leaves_no_facts_behind_for_the_next(monkeypatch):
+    """Found at 10M customers: one batch refused mid-way ("asserted twice") left its facts in the
+    session, and every later batch of that rule was then decided against them."""
+    from campaign_engine.evaluation import engine as engine_module
+
+    rule = make_rule("customer.tier: {in: [gold, platinum]}")
+    engine = RuleEngine([rule])
+    batch = [facts({"customer.tier": tier}) for tier in ("gold", "regular", "platinum", "regular")]
+    real_retract = engine_module.engine.retract_facts
+    calls = {"n": 0}
+
+    def retract_fails_once(handle, payload):  # asserted and drained, then refused: facts stay in
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return (2, None)
+        return real_retract(handle, payload)
+
+    monkeypatch.setattr(engine_module.engine, "retract_facts", retract_fails_once)
+    assert engine_verdicts(rule, batch, engine) == [True, False, True, False]  # retried, fresh session
+    for _ in range(3):  # later batches see only their own facts
+        assert engine_verdicts(rule, batch, engine) == [True, False, True, False]
+
+
+def test_batch_failing_twice_fails_the_rule_and_the_next_batch_is_still_right(monkeypatch):
+    from campaign_engine.errors import EngineError
+    from campaign_engine.evaluation import engine as engine_module
+
+    rule = make_rule("customer.tier: gold")
+    engine = RuleEngine([rule])
+    batch = [facts({"customer.tier": tier}) for tier in ("gold", "regular")]
+    real_retract = engine_module.engine.retract_facts
+    failing = {"left": 2}
+
+    def retract(handle, payload):
+        if failing["left"]:
+            failing["left"] -= 1
+            return (2, None)
+        return real_retract(handle, payload)
+
+    monkeypatch.setattr(engine_module.engine, "retract_facts", retract)
+    with pytest.raises(EngineError, match="asserted twice"):
+        engine_verdicts(rule, batch, engine)
+    assert engine_verdicts(rule, batch, engine) == [True, False]

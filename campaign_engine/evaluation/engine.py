@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -19,6 +20,8 @@ from durable.engine import Host, MessageNotHandledException, MessageObservedExce
 from ..errors import EngineError
 from ..rulebook.model import Node, Rule
 from .compiler import FACT_ID, MATCH, compile_ruleset
+
+log = logging.getLogger(__name__)
 
 
 class _QuietHost(Host):
@@ -40,13 +43,22 @@ class RuleEngine:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._names: dict[str, str] = {}
+        self._conditions: dict[str, Node] = {}
+        self._fresh = itertools.count(1)
         definitions = {}
         for rule in rules:
             name = f"r{len(self._names)}_{rule.id}"
             self._names[rule.id] = name
+            self._conditions[rule.id] = rule.conditions
             definitions[name] = self._with_actions(compile_ruleset(rule.conditions))
         if definitions:
             self._host.register_rulesets(definitions)
+
+    def _replace_ruleset(self, rule_id: str) -> None:
+        """A fresh ruleset (new session) for a rule whose session a failed batch left facts in."""
+        name = f"{self._names[rule_id]}_fresh{next(self._fresh)}"
+        self._host.register_rulesets({name: self._with_actions(compile_ruleset(self._conditions[rule_id]))})
+        self._names[rule_id] = name
 
     @staticmethod
     def _with_actions(ruleset: dict[str, Any]) -> dict[str, Any]:
@@ -59,22 +71,38 @@ class RuleEngine:
         """For each fact, whether the rule's condition holds (in input order)."""
         if not facts:
             return []
-        name = self._names[rule_id]
         with self._lock:
-            first = next(self._ids)
-            batch = [dict(f, **{FACT_ID: first + i}) for i, f in enumerate(facts)]
-            # Keep fact ids unique across batches: the engine refuses a fact it has seen.
-            self._ids = itertools.count(first + len(batch))
-            handle = self._host.get_ruleset(name)._handle
-            payload = json.dumps(batch, ensure_ascii=False)
-            try:
-                matched, seen = _assert_and_drain(handle, payload)
-                _check(engine.retract_facts(handle, payload))
-            except Exception as exc:  # the engine's own errors: a bug or a limit, not bad input
-                raise EngineError(f"rule {rule_id}: the rules engine failed on a batch: {exc}") from exc
-            if len(seen) != len(batch):
-                raise EngineError(f"rule {rule_id}: the engine decided {len(seen)} of {len(batch)} facts")
+            for attempt in (1, 2):
+                first = next(self._ids)
+                batch = [dict(f, **{FACT_ID: first + i}) for i, f in enumerate(facts)]
+                # Keep fact ids unique across batches: the engine refuses a fact it has seen.
+                self._ids = itertools.count(first + len(batch))
+                try:
+                    matched = self._decide(rule_id, batch)
+                    break
+                except EngineError as exc:
+                    # The session may hold part of the batch: the next batch would be decided
+                    # against it. Start a fresh one, and try once more with other fact ids (at
+                    # 10M customers the engine refused one batch of all-new ids as "asserted
+                    # twice" after some 440,000 facts in one process; why, inside durable-rules,
+                    # is not established).
+                    self._replace_ruleset(rule_id)
+                    if attempt == 2:
+                        raise
+                    log.warning("%s; trying the batch again in a fresh session", exc)
         return [first + i in matched for i in range(len(batch))]
+
+    def _decide(self, rule_id: str, batch: list[dict[str, Any]]) -> set[int]:
+        handle = self._host.get_ruleset(self._names[rule_id])._handle
+        payload = json.dumps(batch, ensure_ascii=False)
+        try:
+            matched, seen = _assert_and_drain(handle, payload)
+            _check(engine.retract_facts(handle, payload))
+        except Exception as exc:  # the engine's own errors: a bug or a limit, not bad input
+            raise EngineError(f"rule {rule_id}: the rules engine failed on a batch: {exc}") from exc
+        if len(seen) != len(batch):
+            raise EngineError(f"rule {rule_id}: the engine decided {len(seen)} of {len(batch)} facts")
+        return matched
 
 
 def _check(result: Any) -> Any:
