@@ -215,3 +215,30 @@ def test_shard_whose_workers_keep_dying_is_given_up_after_its_attempts(demo, eng
     outcome = run_shard(services, pending.run_id, 0, worker="w", clock=lambda: NOW)
     assert outcome.closed["status"] == "failed"
     assert f"given up after {SHARD_ATTEMPTS} attempts" in outcome.closed["error"]
+
+
+def test_worker_process_reloads_rules_when_their_files_change(database_url, engine, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from campaign_engine.distributed import tasks
+    from campaign_engine.settings import PROJECT_ROOT
+
+    shutil.copytree(PROJECT_ROOT / "rules", tmp_path / "rules")
+    shutil.copytree(PROJECT_ROOT / "templates", tmp_path / "templates")
+    for key, value in {"DATABASE_URL": database_url, "RULES_DIR": str(tmp_path / "rules"),
+                       "TEMPLATES_DIR": str(tmp_path / "templates")}.items():
+        monkeypatch.setenv(f"CAMPAIGN_ENGINE_{key}", value)
+    monkeypatch.setattr(tasks, "_process", {})
+    first = tasks.services()
+    try:
+        assert tasks.services() is first  # unchanged files: the same services
+        rule_file = next(p for p in (tmp_path / "rules").glob("*.yaml") if "birthday" in p.read_text())
+        rule_file.write_text(rule_file.read_text(encoding="utf-8").replace(
+            "name: ", "name: 新版 ", 1), encoding="utf-8")
+        os.utime(rule_file, ns=(1, 1))  # a different stamp even within the clock's resolution
+        second = tasks.services()
+        assert second is not first
+        assert second.rulebook.rules["birthday-greeting"].name.startswith("新版")
+    finally:
+        tasks._process.get("services", first).close()

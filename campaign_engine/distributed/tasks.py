@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 from celery import Task
@@ -30,12 +31,31 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _folder_stamp(*folders: Path) -> tuple[tuple[str, int, int], ...]:
+    """What the rule and template files are now (path, mtime, size): a change means reload."""
+    stamps = []
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
 def services() -> pipeline.Services:
-    """This worker process's services, opened once (after the fork, never shared with a parent)."""
-    if "services" not in _process:
+    """This worker process's services (after the fork, never shared with a parent), opened again
+    when the rule or template files have changed since: a worker executes the rules as they are
+    on its machine when a shard starts (a few ms to check; rule files are few)."""
+    settings = _process.get("settings") or load_settings()
+    stamp = _folder_stamp(settings.rules_dir, settings.templates_dir)
+    if "services" not in _process or _process.get("stamp") != stamp:
         from ..bootstrap import open_services
 
-        _process["services"] = open_services(load_settings())
+        previous = _process.pop("services", None)
+        if previous is not None:
+            log.info("rule or template files changed: reloading them")
+            previous.close()
+        _process.update(settings=settings, stamp=stamp, services=open_services(settings))
     return _process["services"]
 
 
