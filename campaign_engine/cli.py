@@ -12,12 +12,13 @@ from typing import Any, Callable
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from .clock import utc_now
 from .errors import CampaignEngineError, ConfigError, NotFound, Problem, ValidationFailed
 from .settings import Settings, load_settings
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return utc_now()
 
 
 def _today(settings: Settings, value: str | None) -> dt.date:

@@ -114,8 +114,8 @@ class RuleRun:
     templates: TemplateSet
     product_risk_rank: int | None
     occurrence: str  # the part of the idempotency key naming this run's occurrence
-    needs_holds: bool = True  # conditions or template read customer.holds (one more query per batch)
-    flatten: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=dict)  # namespaces -> engine fact
+    flatten: Callable[[Mapping[str, Any]], dict[str, Any]]  # namespaces -> the engine's fact
+    needs_holds: bool  # conditions or template read customer.holds (one more query per batch)
 
 
 # --------------------------------------------------------------------------- facts
@@ -518,6 +518,9 @@ def _closed_report(pending: PendingRun, closed: dict[str, Any]) -> dict[str, Any
             "event_key": pending.event_key}
 
 
+IN_PROCESS = f"in-process:{os.getpid()}"  # the worker name of shards executed by finish_run
+
+
 def finish_run(services: Services, pending: PendingRun) -> dict[str, Any]:
     """Execute an accepted run here, shard after shard (workers execute the same shards in
     parallel when a broker is configured: see campaign_engine.distributed)."""
@@ -525,11 +528,10 @@ def finish_run(services: Services, pending: PendingRun) -> dict[str, Any]:
              pending.event_key or pending.today)
     if pending.run_id is None:  # a dry run writes nothing, not even its shards
         stats = execute_shard(services, pending)
-        failed = [s.rule for s in stats if s.error]
+        error = runs.rules_failed([s.rule for s in stats if s.error])
         return _report(None, pending.kind, pending.today, stats, True,
-                       RunStatus.COMPLETED_WITH_ERRORS if failed else RunStatus.COMPLETED,
-                       error=f"{len(failed)} rule(s) failed: {', '.join(failed)}" if failed else None,
-                       event_key=pending.event_key)
+                       RunStatus.COMPLETED_WITH_ERRORS if error else RunStatus.COMPLETED,
+                       error=error, event_key=pending.event_key)
     started = time.perf_counter()
 
     def clock() -> dt.datetime:  # `now` plus the time measured here: no wall-clock read
@@ -550,9 +552,6 @@ def finish_run(services: Services, pending: PendingRun) -> dict[str, Any]:
             closed = outcome.closed
     assert closed is not None, "the last shard closes the run"
     return _closed_report(pending, closed)
-
-
-IN_PROCESS = f"in-process:{os.getpid()}"
 
 
 def unfinished_shards(services: Services, run_id: int) -> list[int]:

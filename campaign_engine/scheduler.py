@@ -53,6 +53,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, inspect
 
+from .clock import utc_now
 from .errors import ConfigError, Problem
 from .pipeline import Services, begin_scheduled
 from .rulebook.loader import Rulebook
@@ -72,10 +73,6 @@ JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1,
 DEFAULT_MAX_WORKERS = 4
 
 Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def default_owner() -> str:
@@ -485,7 +482,9 @@ def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None =
         while not stop.is_set():
             wake.wait(1.0)
             wake.clear()
-            if runtime.services.settings.distributed and time.monotonic() - last_sweep >= DELIVERY_SWEEP:
+            settings = runtime.services.settings
+            workers_deliver = settings.distributed and settings.rate_limit_url and settings.delivery_tasks
+            if workers_deliver and time.monotonic() - last_sweep >= DELIVERY_SWEEP:
                 last_sweep = time.monotonic()
                 _sweep_delivery(runtime.services)
             if reload_requested.is_set():

@@ -10,13 +10,10 @@ from typing import Any, Callable
 
 from flask import Flask
 
+from ..clock import utc_now
 from ..settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 @dataclass

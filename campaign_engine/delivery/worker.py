@@ -52,6 +52,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from ..clock import utc_now
 from ..store import delivery as store
 from .channel import Channel, Outgoing, PermanentSendError
 from .ratelimit import RateLimit, RateLimitUnavailable, local_bucket
@@ -70,10 +71,6 @@ COUNT_KEYS = ("claimed", "sent", "retried", "failed", "released", "held_back", "
 def default_worker_id() -> str:
     """host:pid:random, unique per worker object (claims are recorded under it)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def outgoing(row: Row, unsubscribe_url: str | None = None) -> Outgoing:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections import Counter
 from typing import Any
 
 from sqlalchemy import Engine
 
+from ..clock import utc_now
 from ..delivery.worker import COUNT_KEYS, DeliveryWorker
 from ..settings import Settings
 
 _state: dict[str, Any] = {}
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def process_worker(settings: Settings, db: Engine, worker: str) -> DeliveryWorker:

@@ -6,7 +6,6 @@ first use, from its own settings (CAMPAIGN_ENGINE_* environment / config file).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import socket
@@ -17,6 +16,7 @@ from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..clock import utc_now
 from .. import pipeline
 from ..settings import load_settings
 from .app import celery_app
@@ -25,10 +25,6 @@ log = logging.getLogger(__name__)
 
 SHARD_RETRIES = 5
 _process: dict[str, Any] = {}
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def _folder_stamp(*folders: Path) -> tuple[tuple[str, int, int], ...]:

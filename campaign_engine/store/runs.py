@@ -91,6 +91,11 @@ def _sum_stats(shards: list[list[dict[str, Any]] | None], rule_ids: list[str]) -
     return sorted(totals.values(), key=lambda t: order.get(t["rule_id"], len(order)))
 
 
+def rules_failed(rule_ids: list[str]) -> str | None:
+    """A run's error naming the rules that failed (the others ran)."""
+    return f"{len(rule_ids)} rule(s) failed: {', '.join(rule_ids)}" if rule_ids else None
+
+
 def close_if_done(conn: Connection, run_id: int, *, now: dt.datetime) -> dict[str, Any] | None:
     """Close the run when no shard is pending or running: sum the shards' counts into the run.
 
@@ -117,14 +122,13 @@ def close_if_done(conn: Connection, run_id: int, *, now: dt.datetime) -> dict[st
         status = RunStatus.COMPLETED_WITH_ERRORS
     else:
         status = RunStatus.COMPLETED
-    errors = []
-    if failed_rules:
-        errors.append(f"{len(failed_rules)} rule(s) failed: {', '.join(failed_rules)}")
+    errors = [rules_failed(failed_rules)]
     if failed_shards:
         errors.append(f"{len(failed_shards)} of {len(shards)} shard(s) failed: "
                       + "; ".join(f"shard {s.shard_no}: {s.error}" for s in failed_shards[:3]))
-    finish_run(conn, run_id, status=status, stats=totals, error="; ".join(errors) or None, now=now)
-    return {"status": status.value, "error": "; ".join(errors) or None, "rules": totals}
+    error = "; ".join(e for e in errors if e) or None
+    finish_run(conn, run_id, status=status, stats=totals, error=error, now=now)
+    return {"status": status.value, "error": error, "rules": totals}
 
 
 def unfinished_shards(conn: Connection, run_id: int) -> list[int]:
