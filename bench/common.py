@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import inspect, make_url, text  # noqa: E402
 
 from campaign_engine.store.db import make_engine, upgrade_database  # noqa: E402
-from campaign_engine.store.importers import load_demo_data  # noqa: E402
+from campaign_engine.demo.loader import load_demo_data  # noqa: E402
 
 
 def _cpu_model() -> str:
@@ -175,9 +175,11 @@ def prepare_database(url: str | None, *, name: str, customers: int, reuse: bool,
     upgrade_database(url)
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         counts, seconds = pool.submit(_load, url, customers, seed, today, now).result()
-    started = time.perf_counter()
-    analyze(url)
-    extra = f" (+ VACUUM ANALYZE {time.perf_counter() - started:.1f} s)" if url.startswith("postgres") else ""
+    extra = ""
+    if make_url(url).get_backend_name() == "postgresql":  # on SQLite there is nothing to analyze or time
+        started = time.perf_counter()
+        analyze(url)
+        extra = f" (+ VACUUM ANALYZE {time.perf_counter() - started:.1f} s)"
     print(f"demo data: {counts} in {seconds:.1f} s{extra}")
     return url
 

@@ -29,7 +29,7 @@ from common import OUT, database, fresh_sqlite_url, machine  # noqa: E402
 
 from campaign_engine.delivery.channels import build_channel  # noqa: E402
 from campaign_engine.delivery.worker import DeliveryWorker  # noqa: E402
-from campaign_engine.store import delivery, runs  # noqa: E402
+from campaign_engine.store import claims, runs  # noqa: E402
 from campaign_engine.store.db import make_engine, upgrade_database  # noqa: E402
 from campaign_engine.store.outbox import insert_messages  # noqa: E402
 
@@ -41,7 +41,7 @@ def queue_messages(url: str, n: int, *, prefix: str, now: dt.datetime) -> float:
     engine = make_engine(url)
     started = time.perf_counter()
     with engine.begin() as conn:
-        run_id = runs.start_run(conn, kind="scheduled", run_date=now.date(), dry_run=False, now=now)
+        run_id = runs.insert_run(conn, kind="scheduled", run_date=now.date(), dry_run=False, now=now)
     for start in range(0, n, 5000):
         rows = [dict(dedupe_key=f"{prefix}|bench|customer|C{i:08d}|date:{now.date()}", run_id=run_id,
                      rule_id="bench", category="marketing", priority=50, customer_id=f"C{i:08d}",
@@ -101,7 +101,7 @@ def drain(url: str, channel_config: dict[str, Any], *, workers: int, batch_size:
 
 def report(name: str, n: int, elapsed: float, counts: dict[str, int], url: str) -> None:
     with make_engine(url).connect() as conn:
-        by_status = delivery.count_by_status(conn)
+        by_status = claims.count_by_status(conn)
     print(f"{name}: {n} messages in {elapsed:.2f} s = {n / elapsed:,.0f} messages/s; "
           f"sent {counts.get('sent', 0)}, retried {counts.get('retried', 0)}, failed {counts.get('failed', 0)}, "
           f"stale {counts.get('stale', 0)}; outbox now {by_status}")
@@ -149,7 +149,7 @@ def main() -> None:
         url = fresh_sqlite_url(f"deliver_{n}")
     upgrade_database(url)
     with make_engine(url).connect() as conn:
-        if delivery.count_by_status(conn):
+        if claims.count_by_status(conn):
             raise SystemExit("the database already has messages: name an empty one")
     print(f"machine: {machine()}; database: {database(url)}; workers: {args.workers} "
           f"(processes), batch {args.batch_size}")

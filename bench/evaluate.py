@@ -14,7 +14,7 @@ the SQL WHERE; consent is decided by the engine). Prints:
 
 (a) the engine: select + evaluate (candidate batches, facts, durable-rules; the pipeline's
     own code up to the verdicts, no policy or rendering), and the whole dry run of the rule
-    (pipeline.run_scheduled(dry_run=True): also dedupe check, caps, policy and rendering);
+    (a dry run through pipeline.start_run: also dedupe check, caps, policy and rendering);
 (b) the hand-written SQL `SELECT customer_id FROM customers LEFT JOIN consents ... WHERE <same
     predicate>` fetching every matching id through the driver's cursor;
     the matched counts (asserted equal) and the ratio engine / SQL (target: within 3x);
@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import bench_clock, bench_parser, describe, peak_rss_mib, prepare_database, profile_call  # noqa: E402
 
 from campaign_engine import pipeline  # noqa: E402
+from campaign_engine.pipeline.batch import RuleRun, evaluate_batch, prepare_rule  # noqa: E402
 from campaign_engine.bootstrap import open_services  # noqa: E402
 from campaign_engine.selection.plan import CandidatePlan  # noqa: E402
 from campaign_engine.settings import load_settings  # noqa: E402
@@ -96,9 +97,9 @@ class Pass:
         return ", ".join(f"{k} {v * scale:.{digits}f}" for k, v in self.parts.items()) + f" {unit}"
 
 
-def engine_pass(services: pipeline.Services, prep: pipeline.RuleRun, plan: CandidatePlan) -> Pass:
+def engine_pass(services: pipeline.Services, prep: RuleRun, plan: CandidatePlan) -> Pass:
     """The pipeline's own path from candidate SQL to the engine's verdicts (select_candidates,
-    then pipeline.evaluate_batch per batch), timed: select, facts (holdings if the rule reads
+    then pipeline.batch.evaluate_batch per batch), timed: select, facts (holdings if the rule reads
     them, fact building, flattening) and evaluate (durable-rules alone)."""
     result = Pass()
     engine = services.engine
@@ -125,7 +126,7 @@ def engine_pass(services: pipeline.Services, prep: pipeline.RuleRun, plan: Candi
             if rows is None:
                 break
             before = durable
-            fact_sets, _, verdicts = pipeline.evaluate_batch(services, prep, rows)
+            fact_sets, _, verdicts = evaluate_batch(services, prep, rows)
             t2 = time.perf_counter()
             result.parts["facts"] += (t2 - t1) - (durable - before)
             result.parts["evaluate"] += durable - before
@@ -198,7 +199,7 @@ def main() -> None:
         if problems:
             raise SystemExit("the benchmark rule does not validate:\n" + "\n".join(map(str, problems)))
         rule = services.rulebook.rules[RULE_ID]
-        prep = pipeline._prepare(services, rule, today, None, None)
+        prep = prepare_rule(services, rule, today, None)
         plan = prep.plan
         print(f"rule {RULE_ID}: tier in [gold, platinum, diamond], aum >= 500000, risk_rank >= 3, sms_consent; "
               f"pushed into SQL: {len(plan.where)} predicate(s), the engine decides all 4; "
@@ -223,7 +224,8 @@ def main() -> None:
         dry_runs = []
         for _ in range(args.repeat):
             started = time.perf_counter()
-            report = pipeline.run_scheduled(services, today=today, now=now, rule_ids=[RULE_ID], dry_run=True)
+            report = pipeline.start_run(services, pipeline.ScheduledRunRequest(today, (RULE_ID,), dry_run=True),
+                                        now=now).as_dict()
             dry_runs.append(time.perf_counter() - started)
             dry = report["rules"][0]
             if dry["error"]:

@@ -4,7 +4,7 @@
                                     [--product-type time_deposit] [--keep-outbox] [--breakdown | --profile]
 
 Loads demo data (skipped with --reuse when the database already holds N customers), then posts
-one rate_change event through pipeline.handle_event with the project's rules/ and templates/ (the
+one rate_change event through pipeline.start_run with the project's rules/ and templates/ (the
 rate-change-notice rule: rate-sensitive holders of the product type), in this process, and prints
 seconds to outbox, candidates read, matched, queued and suppressed per rule, the messages the run
 wrote, and peak RSS (the load runs in a child process, so that is the event's own). The outbox is
@@ -31,9 +31,8 @@ from common import (add_worker_options, bench_clock, bench_parser, describe, emp
                     open_bench_services, peak_rss_mib, prepare_database, profile_call, stop_workers,
                     where_executed)
 
-from campaign_engine import pipeline  # noqa: E402
-from campaign_engine.distributed.dispatch import execute  # noqa: E402
-from campaign_engine.pipeline import begin_event, handle_event  # noqa: E402
+from campaign_engine.events import parse_event  # noqa: E402
+from campaign_engine.pipeline import EventRunRequest, batch, lifecycle, start_run  # noqa: E402
 from campaign_engine.store import candidates as candidate_store  # noqa: E402
 from campaign_engine.store import outbox  # noqa: E402
 from campaign_engine.vocabulary import EventType  # noqa: E402
@@ -78,16 +77,15 @@ class Breakdown:
         self._undo.append(lambda: setattr(owner, name, fn))
 
     def install(self, services: Any) -> None:
-        self.wrap(pipeline, "plan_shards", "shard planning (SQL)")
+        self.wrap(lifecycle, "plan_shards", "shard planning (SQL)")
         self.wrap(candidate_store, "select_candidates", "candidate pages (SQL)")
         self.wrap(candidate_store, "load_holds", "holdings (SQL)")
-        self.wrap(pipeline, "_fact_sets", "facts")
-        self.wrap(pipeline, "flatten_facts", "flatten")
+        self.wrap(batch, "fact_sets", "facts")
         self.wrap(services.engine, "evaluate", "durable-rules")
         self.wrap(outbox, "existing_dedupe_keys", "dedupe check (SQL)")
-        self.wrap(pipeline, "_contact_state", "caps + suppression list (SQL)")
-        self.wrap(pipeline, "decide_contact", "contact policy")
-        self.wrap(pipeline, "render_message", "rendering")
+        self.wrap(batch, "contact_state", "caps + suppression list (SQL)")
+        self.wrap(batch, "decide_contact", "contact policy")
+        self.wrap(batch, "render_message", "rendering")
         self.wrap(outbox, "insert_messages", "outbox insert (SQL)")
 
     def remove(self) -> None:
@@ -143,14 +141,11 @@ def main() -> None:
         breakdown.install(services)
     rss_before = peak_rss_mib()
     started = time.perf_counter()
+    request = EventRunRequest(parse_event(EventType.RATE_CHANGE, payload))
     if args.profile:
-        report = profile_call(handle_event, services, EventType.RATE_CHANGE, payload, now=now)
-    elif cluster is not None:
-        start = begin_event(services, EventType.RATE_CHANGE, payload, now=now)
-        assert start.pending is not None
-        report = execute(services, start.pending)
-    else:
-        report = handle_event(services, EventType.RATE_CHANGE, payload, now=now)
+        report = profile_call(start_run, services, request, now=now).as_dict()
+    else:  # in this process, or on the workers (the executor bench's services were opened with)
+        report = start_run(services, request, now=now).as_dict()
     elapsed = time.perf_counter() - started
     breakdown.remove()
     print(f"rate-change event ({args.product_type}) over {args.customers:,} customers: {elapsed:.2f} s to outbox"

@@ -25,8 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (add_worker_options, bench_clock, bench_parser, describe, empty_outbox,  # noqa: E402
                     open_bench_services, peak_rss_mib, prepare_database, stop_workers, where_executed)
 
-from campaign_engine.distributed.dispatch import execute  # noqa: E402
-from campaign_engine.pipeline import begin_scheduled  # noqa: E402
+from campaign_engine.pipeline import ScheduledRunRequest, start_run  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +45,7 @@ def main() -> None:
 
     rss_before = peak_rss_mib()
     started = time.perf_counter()
-    report = execute(services, begin_scheduled(services, today=today, now=now))
+    report = start_run(services, ScheduledRunRequest(today), now=now).as_dict()
     elapsed = time.perf_counter() - started
     rules = report["rules"]
     print(f"daily run for {today} over {args.customers:,} customers: {elapsed:.2f} s to a rendered outbox; "

@@ -1,27 +1,45 @@
-"""Build the pipeline's dependencies once per entry point (CLI, API, scheduler, worker)."""
+"""Build the pipeline's dependencies once per entry point (CLI, API, scheduler, worker).
+
+This is where a run's executor is chosen, once: the Celery workers when a broker is
+configured, else this process.
+"""
 
 from __future__ import annotations
-
-from sqlalchemy import inspect
 
 from .errors import ConfigError, Problem
 from .evaluation.engine import RuleEngine
 from .facts.calendar import load_holidays
-from .pipeline import Services
+from .pipeline.ports import Executor
+from .pipeline.services import Services
 from .rendering.environment import build_environment
 from .rulebook.loader import load_rulebook
 from .settings import Settings
-from .store.db import make_engine
+from .store.db import has_schema, make_engine
+from .store.sql_store import SqlStore
 
 
-def open_services(settings: Settings, *, check_schema: bool = True) -> Services:
-    """Database engine, rule snapshot, rules engine, templates and holiday calendar."""
+def choose_executor(settings: Settings, *, background_threads: int = 0) -> Executor:
+    """Celery when a broker is configured; else in this process (in `background_threads`
+    threads when the caller must answer before the run ends, as the API does)."""
+    if settings.distributed:
+        from .distributed.executor import CeleryExecutor
+
+        return CeleryExecutor()
+    from .pipeline.executor import InProcessExecutor
+
+    return InProcessExecutor(background_threads=background_threads)
+
+
+def open_services(settings: Settings, *, check_schema: bool = True, background_threads: int = 0) -> Services:
+    """Database, rule snapshot, rules engine, templates, holiday calendar and the run executor."""
     db = make_engine(settings.database_url)
-    if check_schema and not inspect(db).has_table("alembic_version"):
+    if check_schema and not has_schema(db):
         db.dispose()
         raise ConfigError([Problem("the database has no schema yet: run `campaign-engine db upgrade`",
                                    field="database_url")], what="database")
     rulebook = load_rulebook(settings.rules_dir, settings.templates_dir)
-    return Services(settings=settings, db=db, rulebook=rulebook, engine=RuleEngine(rulebook.rules.values()),
+    return Services(settings=settings, store=SqlStore(db), rulebook=rulebook,
+                    engine=RuleEngine(rulebook.rules.values()),
                     templates=build_environment(settings.templates_dir),
-                    holidays=load_holidays(settings.holidays_file))
+                    holidays=load_holidays(settings.holidays_file),
+                    executor=choose_executor(settings, background_threads=background_threads))

@@ -7,14 +7,18 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from .clock import utc_now
 from .errors import CampaignEngineError, ConfigError, NotFound, Problem, ValidationFailed
 from .settings import Settings, load_settings
+from .store.db import DatabaseError
+from .vocabulary import Role, RunStatus
+
+if TYPE_CHECKING:
+    from .pipeline import RunReport
 
 
 def _now() -> dt.datetime:
@@ -81,7 +85,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         except CampaignEngineError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             reason = getattr(exc, "orig", None) or exc
             click.echo(f"database error: {reason} (has `campaign-engine db upgrade` been run?)", err=True)
             sys.exit(1)
@@ -124,7 +128,7 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 @_guard
 def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None) -> None:
     """Load realistic demo customers, products, deposits and holdings."""
-    from .store.importers import load_demo_data
+    from .demo.loader import load_demo_data
 
     settings = _settings(ctx)
     counts = load_demo_data(_db(ctx), customers, seed=seed, today=_today(settings, date_), now=_now(),
@@ -139,7 +143,7 @@ def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None) 
 @_guard
 def import_(ctx: click.Context, kind: str, file: Path) -> None:
     """Upsert rows from a CSV file; bad rows are reported with their line, good rows kept."""
-    from .store.importers import import_csv
+    from .store.csv_import import import_csv
 
     report = import_csv(_db(ctx), kind, file, now=_now())
     for problem in report.problems:
@@ -178,27 +182,35 @@ def rules_validate(ctx: click.Context, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _print_run(report: dict[str, Any]) -> None:
-    head = f"run {report['run_id'] or '(dry run)'} {report['date']} {report['status']}"
-    if report.get("replayed"):
+LEGEND = ("candidates: read by the rule's SQL; matched: passed its conditions; queued: in the outbox, due now; "
+          "sched: in the outbox, due when the sending window opens; dup: already sent for this occurrence "
+          "(written by an earlier run); failed: could not be rendered")
+
+
+def _print_run(report: RunReport) -> None:
+    head = f"run {report.run_id or '(dry run)'} {report.date.isoformat()} {report.status.value}"
+    if report.replayed:
         head += " (event already handled: this is its first run)"
-    shards = report.get("shards")
-    if shards and shards.get("total", 0) > 1:
-        head += f" ({shards['completed']}/{shards['total']} shards completed"
-        head += f", {shards['failed']} failed)" if shards.get("failed") else ")"
+    shards = report.shards
+    if shards and (shards.total > 1 or not report.finished):
+        head += f" ({shards.completed}/{shards.total} shards completed"
+        head += f", {shards.failed} failed)" if shards.failed else ")"
     click.echo(head)
-    if report.get("error"):
-        click.echo(f"error: {report['error']}")
+    if report.error:
+        click.echo(f"error: {report.error}")
+    if not report.finished:
+        click.echo(f"run {report.run_id} is running: `campaign-engine report {report.run_id}` shows where it stands")
+        return
     click.echo(f"{'rule':32} {'candidates':>10} {'matched':>8} {'queued':>7} {'sched':>6} {'dup':>6} "
                f"{'failed':>6}  suppressed")
-    for r in report["rules"]:
-        suppressed = ", ".join(f"{k}={v}" for k, v in r["suppressed"].items()) or "-"
-        click.echo(f"{r['rule']:32} {r['candidates']:>10} {r['matched']:>8} {r['queued']:>7} "
-                   f"{r.get('scheduled', 0):>6} {r['duplicates']:>6} {r['failed']:>6}  {suppressed}")
-        if r.get("error"):
-            click.echo(f"  error: {r['error']}")
-        if r.get("delivery"):
-            states = dict(r["delivery"])
+    for r in report.rules:
+        suppressed = ", ".join(f"{k}={v}" for k, v in sorted(r.suppressed.items())) or "-"
+        click.echo(f"{r.rule:32} {r.candidates:>10} {r.matched:>8} {r.queued:>7} "
+                   f"{r.scheduled:>6} {r.duplicates:>6} {r.failed:>6}  {suppressed}")
+        if r.error:
+            click.echo(f"  error: {r.error}")
+        if r.delivery:
+            states = dict(r.delivery)
             later = states.pop("suppressed", {})
             line = ", ".join(f"{k}={v}" for k, v in sorted(states.items()))
             if later:
@@ -206,16 +218,17 @@ def _print_run(report: dict[str, Any]) -> None:
             click.echo(f"  now: {line}")
 
 
-def _finish(report: dict[str, Any], as_json: bool) -> None:
-    click.echo(_json(report)) if as_json else _print_run(report)
-    if report["status"] == "running":
-        click.echo(f"run {report['run_id']} handed to the workers: {report['shards']} shard(s)", err=True)
-    elif report["status"] != "completed":
+def _finish(report: RunReport, as_json: bool) -> None:
+    """Print a run's report; exit 1 unless it completed (or is still running on the workers)."""
+    click.echo(_json(report.as_dict())) if as_json else _print_run(report)
+    if not report.finished:
+        return
+    if report.status is not RunStatus.COMPLETED:
         sys.exit(1)
 
 
 _NO_WAIT = click.option("--no-wait", is_flag=True,
-                        help="With a Celery broker: return once the shards are queued.")
+                        help="Return once the run is handed to the workers (with a Celery broker).")
 
 
 @main.command()
@@ -230,15 +243,13 @@ _NO_WAIT = click.option("--no-wait", is_flag=True,
 def run(ctx: click.Context, rule_ids: tuple[str, ...], all_rules: bool, date_: str | None,
         dry_run: bool, as_json: bool, no_wait: bool) -> None:
     """Run scheduled rules for a date (on the Celery workers when a broker is configured)."""
-    from .distributed.dispatch import execute
-    from .pipeline import begin_scheduled
+    from .pipeline import ScheduledRunRequest, start_run
 
     if all_rules and rule_ids:
         raise click.UsageError("give --rule or --all, not both")
     services = _services(ctx)
-    pending = begin_scheduled(services, today=_today(services.settings, date_), now=_now(),
-                              rule_ids=list(rule_ids) or None, dry_run=dry_run)
-    _finish(execute(services, pending, wait=not no_wait), as_json)
+    request = ScheduledRunRequest(_today(services.settings, date_), tuple(rule_ids), dry_run=dry_run)
+    _finish(start_run(services, request, now=_now(), wait=not no_wait), as_json)
 
 
 @main.command()
@@ -251,19 +262,12 @@ def run(ctx: click.Context, rule_ids: tuple[str, ...], all_rules: bool, date_: s
 @_guard
 def event(ctx: click.Context, event_type: str, data: str, dry_run: bool, as_json: bool, no_wait: bool) -> None:
     """Fire an event (rate_change, product_launch, large_transaction)."""
-    from .distributed.dispatch import execute
-    from .events import parse_event_type
-    from .pipeline import begin_event
+    from .events import parse_event, parse_event_type
+    from .pipeline import EventRunRequest, start_run
 
-    kind = parse_event_type(event_type)
+    payload = parse_event(parse_event_type(event_type), _read_json(data))
     services = _services(ctx)
-    start = begin_event(services, kind, _read_json(data), now=_now(), dry_run=dry_run)
-    if start.replay is not None:
-        report = start.replay
-    else:
-        assert start.pending is not None
-        report = {**execute(services, start.pending, wait=not no_wait), "replayed": False}
-    _finish(report, as_json)
+    _finish(start_run(services, EventRunRequest(payload, dry_run=dry_run), now=_now(), wait=not no_wait), as_json)
 
 
 @main.command()
@@ -274,9 +278,9 @@ def event(ctx: click.Context, event_type: str, data: str, dry_run: bool, as_json
 @_guard
 def resume(ctx: click.Context, run_id: int, as_json: bool, no_wait: bool) -> None:
     """Finish a run left `running` by a lost process: execute its unfinished shards again."""
-    from .distributed.dispatch import resume as resume_run
+    from .pipeline import resume_run
 
-    _finish(resume_run(_services(ctx), run_id, now=_now, wait=not no_wait), as_json)
+    _finish(resume_run(_services(ctx), run_id, now=_now(), wait=not no_wait), as_json)
 
 
 @main.command()
@@ -360,13 +364,10 @@ def messages(ctx: click.Context, rule_id: str | None, customer_id: str | None, s
 @_guard
 def report(ctx: click.Context, run_id: int, as_json: bool) -> None:
     """A run's per-rule counts and suppression reasons."""
-    from .store.runs import get_run
+    from .pipeline import get_report
 
-    with _db(ctx).connect() as conn:
-        result = get_run(conn, run_id)
-    if result is None:
-        raise NotFound("run", run_id)
-    click.echo(_json(result)) if as_json else _print_run(result)
+    result = get_report(_services(ctx), run_id)
+    click.echo(_json(result.as_dict())) if as_json else _print_run(result)
 
 
 @main.group()
@@ -375,7 +376,7 @@ def apikey() -> None:
 
 
 @apikey.command("create")
-@click.option("--role", required=True, type=click.Choice(["viewer", "marketer", "operator", "admin"]))
+@click.option("--role", required=True, type=click.Choice([role.value for role in Role]))
 @click.option("--name", required=True, help="Who or what uses the key, e.g. core-banking.")
 @click.pass_context
 @_guard
@@ -469,12 +470,10 @@ def scheduler(ctx: click.Context) -> None:
 @_guard
 def worker(ctx: click.Context, concurrency: int | None, loglevel: str) -> None:
     """A Celery worker: executes run shards and delivery tasks from the broker (celery_broker_url)."""
-    from .distributed.app import configure
+    from .distributed.app import configure, require_broker
 
     settings = _settings(ctx)
-    if not settings.distributed:
-        raise ConfigError([Problem("a worker needs a broker: set CAMPAIGN_ENGINE_CELERY_BROKER_URL "
-                                   "(redis://... or amqp://...)", field="celery_broker_url")], what="settings")
+    require_broker(settings)
     _services(ctx).close()  # fail here, clearly, if settings, rules or the schema are wrong
     argv = ["worker", f"--loglevel={loglevel}", "--queues", settings.celery_queue, "--without-gossip",
             "--without-mingle", "--pool", "prefork"]
@@ -493,23 +492,14 @@ def send(ctx: click.Context, once: bool, batch_size: int) -> None:
     import signal
     import threading
 
-    from .delivery.channels import build_channels
-    from .delivery.presend import presend_check, unsubscribe_link
-    from .delivery.ratelimit import describe_client, make_bucket, redis_client
-    from .delivery.worker import DeliveryWorker, default_worker_id
+    from .delivery.factory import build_delivery_worker
 
-    settings = _settings(ctx)
-    db = _db(ctx)
-    channels = build_channels(settings.channels)
-    rate_url = settings.rate_limit_url
-    worker = DeliveryWorker(db, channels, worker_id=default_worker_id(), batch_size=batch_size,
-                            rates=settings.send_rates,
-                            bucket_factory=lambda name, rate: make_bucket(rate, rate_url, channel=name),
-                            before_send=presend_check(db, settings, _now),
-                            unsubscribe_url=unsubscribe_link(settings))
-    if rate_url:
-        click.echo(f"send rates shared through Redis at {describe_client(redis_client(rate_url))}", err=True)
+    delivery = build_delivery_worker(_settings(ctx), _db(ctx), batch_size=batch_size, clock=_now)
+    worker = delivery.worker
     try:
+        shared_at = delivery.shared_rates_at()
+        if shared_at:
+            click.echo(f"send rates shared through Redis at {shared_at}", err=True)
         if once:
             totals = worker.run_until_idle()
         else:
@@ -519,9 +509,7 @@ def send(ctx: click.Context, once: bool, batch_size: int) -> None:
             click.echo(f"delivery worker {worker.worker_id} running; SIGTERM stops it", err=True)
             totals = worker.run_forever(stop)
     finally:
-        worker.close()
-        for channel in channels.values():
-            channel.close()
+        delivery.close()
     click.echo(", ".join(f"{k} {v}" for k, v in totals.items() if v) or "nothing due")
 
 

@@ -61,10 +61,6 @@ class ValidationFailed(CampaignEngineError):
         return "\n".join(lines)
 
 
-class RuleError(ValidationFailed):
-    """A rule file or rule definition is invalid."""
-
-
 class EventPayloadError(ValidationFailed):
     """An event payload is missing fields, has unknown fields or bad values."""
 
@@ -96,3 +92,24 @@ class NotFound(CampaignEngineError):
 
 class EngineError(CampaignEngineError):
     """The rules engine failed to evaluate a batch (a bug or a limit, not bad input)."""
+
+
+class AlreadyRecorded(CampaignEngineError):
+    """A record with this unique key exists already (e.g. a run for an event id that arrived twice
+    at once): the store's translation of its integrity error, so callers never see the driver's."""
+
+    def __init__(self, what: str, key: object):
+        self.what = what
+        self.key = key
+        super().__init__(f"{what} {key!r} is already recorded")
+
+
+class StoreError(CampaignEngineError):
+    """The database failed an operation (the store's translation of its driver's error).
+
+    `transient` when another attempt may succeed (a lost connection, a deadlock, a timeout)."""
+
+    def __init__(self, reason: str, *, transient: bool = False):
+        self.reason = reason
+        self.transient = transient
+        super().__init__(f"database error: {reason}")

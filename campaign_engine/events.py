@@ -5,7 +5,12 @@ An unknown or missing field is an EventPayloadError naming the field.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import copy
+import datetime as dt
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Mapping, TypedDict
 
 from marshmallow import (RAISE, Schema, ValidationError, fields, validate, validates_schema)
 
@@ -21,8 +26,28 @@ def _non_negative(value: Any) -> None:
         raise ValidationError("must not be negative")
 
 
-_MONEY = dict(as_string=False, places=2, allow_nan=False, validate=_non_negative, metadata={"minimum": 0})
-_RATE = dict(required=True, as_string=False, places=4, allow_nan=False)
+class _MoneyKwargs(TypedDict):
+    """Keyword arguments shared by the money fields."""
+
+    as_string: bool
+    places: int
+    allow_nan: bool
+    validate: Callable[[Any], None]
+    metadata: dict[str, Any]
+
+
+class _RateKwargs(TypedDict):
+    """Keyword arguments shared by the rate fields."""
+
+    required: bool
+    as_string: bool
+    places: int
+    allow_nan: bool
+
+
+_MONEY: _MoneyKwargs = dict(as_string=False, places=2, allow_nan=False, validate=_non_negative,
+                            metadata={"minimum": 0})
+_RATE: _RateKwargs = dict(required=True, as_string=False, places=4, allow_nan=False)
 
 
 class _Strict(Schema):
@@ -97,39 +122,80 @@ def parse_event_type(name: str) -> EventType:
                                          field="type")], what="event") from None
 
 
-def load_event(event_type: EventType, payload: Any) -> dict[str, Any]:
-    """Validate a payload and return the event namespace (with derived fields)."""
+@dataclass(frozen=True)
+class Event:
+    """A validated event: its type and its event.* namespace (derived fields included).
+
+    Made once at the edge (`parse_event`, or `from_validated` after a web schema has loaded
+    the payload), stored with its run in canonical JSON (`canonical`), and read back by each
+    shard with `from_canonical`, which converts types and validates nothing again.
+    """
+
+    type: EventType
+    data: Mapping[str, Any]
+
+    @property
+    def event_id(self) -> str:
+        return str(self.data["event_id"])
+
+    @property
+    def key(self) -> str:
+        return event_key(self.type, self.event_id)
+
+    def canonical(self) -> dict[str, Any]:
+        """JSON values, keys sorted: what a run stores and a replay is compared by."""
+        return json.loads(json.dumps(self.data, default=str, sort_keys=True))
+
+    @classmethod
+    def from_validated(cls, event_type: EventType, loaded: Mapping[str, Any]) -> "Event":
+        """The event from a payload its schema (SCHEMAS) has already loaded: derived fields added."""
+        data = copy.deepcopy(dict(loaded))
+        if event_type is EventType.RATE_CHANGE:
+            data.setdefault("product_type", None)
+            data.setdefault("product_code", None)
+            data["rate_delta"] = data["new_rate"] - data["old_rate"]
+        elif event_type is EventType.PRODUCT_LAUNCH:
+            data["product"]["risk_rank"] = risk_rank(data["product"]["risk_level"])
+        return cls(event_type, data)
+
+    @classmethod
+    def from_canonical(cls, event_type: EventType, stored: Mapping[str, Any]) -> "Event":
+        """The event again from what its run stored: JSON values back to dates and decimals."""
+        return cls(event_type, _typed(SCHEMAS[event_type](), stored))
+
+
+def _typed(schema: Schema, stored: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(stored)
+    for name, value in stored.items():
+        spec = schema.fields.get(name)
+        if value is None or spec is None:  # derived fields: rate_delta, risk_rank
+            continue
+        if isinstance(spec, fields.Nested):
+            out[name] = _typed(spec.schema, value)
+        elif isinstance(spec, fields.Decimal):
+            out[name] = Decimal(str(value))
+        elif isinstance(spec, fields.Date):  # before DateTime: marshmallow's Date is a DateTime
+            out[name] = dt.date.fromisoformat(value)
+        elif isinstance(spec, fields.DateTime):
+            out[name] = dt.datetime.fromisoformat(value)
+    if "rate_delta" in out and out["rate_delta"] is not None:
+        out["rate_delta"] = Decimal(str(out["rate_delta"]))
+    return out
+
+
+def parse_event(event_type: EventType, payload: Any) -> Event:
+    """Validate a payload into an Event; an EventPayloadError names each bad field."""
     if not isinstance(payload, Mapping):
         raise EventPayloadError([Problem("the payload must be a JSON object")], what=f"{event_type} event")
     try:
-        data: dict[str, Any] = SCHEMAS[event_type]().load(payload)
+        loaded: dict[str, Any] = SCHEMAS[event_type]().load(payload)
     except ValidationError as exc:
         raise EventPayloadError(_problems(exc.messages), what=f"{event_type} event") from None
-    if event_type is EventType.RATE_CHANGE:
-        data.setdefault("product_type", None)
-        data.setdefault("product_code", None)
-        data["rate_delta"] = data["new_rate"] - data["old_rate"]
-    elif event_type is EventType.PRODUCT_LAUNCH:
-        data["product"]["risk_rank"] = risk_rank(data["product"]["risk_level"])
-    return data
-
-
-def restore_event(event_type: EventType, stored: Mapping[str, Any]) -> dict[str, Any]:
-    """The event namespace again from what a run stored (JSON of load_event's result): the
-    derived and defaulted fields are taken off and the rest validated once more."""
-    payload = dict(stored)
-    if event_type is EventType.RATE_CHANGE:
-        payload.pop("rate_delta", None)
-        for key in ("product_type", "product_code"):
-            if payload.get(key) is None:
-                payload.pop(key, None)
-    elif event_type is EventType.PRODUCT_LAUNCH:
-        payload["product"] = {k: v for k, v in payload["product"].items() if k != "risk_rank"}
-    return load_event(event_type, payload)
+    return Event.from_validated(event_type, loaded)
 
 
 def event_key(event_type: EventType, event_id: str) -> str:
     return f"{event_type.value}:{event_id}"
 
 
-__all__ = ["SCHEMAS", "load_event", "restore_event", "parse_event_type", "event_key"]
+__all__ = ["SCHEMAS", "Event", "parse_event", "parse_event_type", "event_key"]

@@ -9,7 +9,7 @@ from typing import Callable
 
 from .errors import Problem
 from .evaluation.engine import RuleEngine
-from .pipeline import Services
+from .pipeline.services import Services
 from .rulebook.loader import Rulebook, load_rulebook
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ survives restarts and several service processes share one job list.
 Rule schedules are standard 5-field crontab: day of week 0 and 7 are Sunday, and
 when both day of month and day of week are restricted either one matching is
 enough. APScheduler 3 counts weekdays from Monday and requires both, so
-`cron_trigger` translates.
+`cron_trigger` builds its trigger from the rulebook's parsed `Crontab`
+(rulebook/cron.py, the one crontab parser), never from the text.
 """
 
 from __future__ import annotations
@@ -44,27 +45,24 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
-from apscheduler.jobstores.base import BaseJobStore, JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import Engine, inspect
 
 from .clock import utc_now
-from .errors import ConfigError, Problem
-from .pipeline import Services, begin_scheduled
+from .pipeline import ScheduledRunRequest, Services, start_run
+from .rulebook.cron import WEEKDAYS, CronField, Crontab, parse_crontab
 from .rulebook.loader import Rulebook
 from .rulebook.model import Rule
 from .runtime import Runtime
 from .store import fires
-from .store.models import apscheduler_jobs
+from .store.scheduler_jobs import JOB_PREFIX, CampaignJobStore
 
 log = logging.getLogger(__name__)
 
-JOB_PREFIX = "rule:"
 FIRE_RULE_REF = f"{__name__}:fire_rule"
 # None: a run missed while the service was down still runs (once, coalesced) on start.
 MISFIRE_GRACE_TIME: int | None = None
@@ -87,107 +85,40 @@ def job_id(rule: Rule) -> str:
 
 # --------------------------------------------------------------------------- cron
 
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab numbering: 0 (and 7) is Sunday
-
-
-def _weekday_number(token: str) -> int:
-    token = token.lower()
-    if token in _WEEKDAYS:
-        return _WEEKDAYS.index(token)
-    if token.isdigit() and 0 <= int(token) <= 7:
-        return int(token)
-    raise ValueError(f"unsupported day of week {token!r}")
-
-
-def _cron_weekdays(field: str) -> str:
-    """A crontab day-of-week field as APScheduler weekday names (it numbers from Monday)."""
-    if field in ("*", "?"):
+def _aps_values(field: CronField) -> str:
+    """A crontab field's values as APScheduler text: `*`, or numbers and runs (`1-5,9`)."""
+    if field.every:
         return "*"
-    days: set[int] = set()
-    for part in field.split(","):
-        base, slash, step_text = part.partition("/")
-        step = int(step_text) if step_text.isdigit() else 0
-        if slash and step < 1:
-            raise ValueError(f"bad step in day of week {part!r}")
-        if base == "*":
-            low, high = 0, 6
-        elif "-" in base:
-            first, last = base.split("-", 1)
-            low, high = _weekday_number(first), _weekday_number(last)
+    runs: list[list[int]] = []
+    for value in sorted(field.values):
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
         else:
-            low = _weekday_number(base)
-            high = 7 if slash else low  # "1/2": from Monday to the end of the week
-        if low > high:
-            raise ValueError(f"day of week range {part!r} runs backwards")
-        days.update(n % 7 for n in range(low, high + 1, step or 1))
-    if len(days) == 7:
-        return "*"
-    return ",".join(_WEEKDAYS[d] for d in sorted(days))
+            runs.append([value])
+    return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(map(str, run)) for run in runs)
 
 
-def cron_trigger(expr: str, tz: ZoneInfo) -> BaseTrigger:
-    """The APScheduler trigger of a standard 5-field crontab expression in a time zone.
+def _aps_weekdays(field: CronField) -> str:
+    """Crontab weekdays (0 = Sunday) as APScheduler weekday names: it numbers from Monday."""
+    return "*" if field.every else ",".join(WEEKDAYS[d] for d in sorted(field.values))
 
-    Raises ValueError when APScheduler cannot schedule the expression.
+
+def cron_trigger(schedule: Crontab | str, tz: ZoneInfo) -> BaseTrigger:
+    """The APScheduler trigger of a crontab schedule (parsed by the rulebook) in a time zone.
+
+    Raises ValueError when `schedule` is text the rulebook's parser refuses.
     """
-    fields = expr.split()
-    if len(fields) != 5:
-        raise ValueError(f"a schedule has 5 fields, got {len(fields)}")
-    minute, hour, day, month, weekday = fields
-    day = "*" if day == "?" else day
-    aps_weekday = _cron_weekdays(weekday)
+    crontab = parse_crontab(schedule) if isinstance(schedule, str) else schedule
+    minute, hour, day, month = map(_aps_values, (crontab.minute, crontab.hour, crontab.day, crontab.month))
+    weekday = _aps_weekdays(crontab.weekday)
 
     def cron(day_: str, weekday_: str) -> CronTrigger:
         return CronTrigger(minute=minute, hour=hour, day=day_, month=month, day_of_week=weekday_,
                            timezone=tz)
 
-    if not day.startswith("*") and not weekday.startswith("*") and weekday != "?":
-        # crontab: either the day of month or the day of week matches
-        return OrTrigger([cron(day, "*"), cron("*", aps_weekday)])
-    return cron(day, aps_weekday)
-
-
-# --------------------------------------------------------------------------- job store
-
-class CampaignJobStore(SQLAlchemyJobStore):
-    """APScheduler's SQLAlchemy job store on the migrated `apscheduler_jobs` table.
-
-    It uses the table object of store.models (same columns APScheduler declares)
-    and never creates it: SQLAlchemyJobStore.start would `CREATE TABLE` when the
-    table is missing (checkfirst), bypassing the migrations, so start only checks
-    that the table exists. The engine belongs to the Services, so shutdown does
-    not dispose it.
-
-    A closed store has no due jobs and persists no job updates: APScheduler 3's
-    loop runs one more round after shutdown(), in which a due job cannot be
-    submitted (the executors are down) but would still be moved on to its next
-    run time, losing the run. Left as stored, it stays due and runs (once) on
-    the next start.
-    """
-
-    def __init__(self, engine: Engine):
-        super().__init__(engine=engine)
-        self.jobs_t = apscheduler_jobs
-        self._closed = True
-
-    def start(self, scheduler: Any, alias: str) -> None:
-        BaseJobStore.start(self, scheduler, alias)  # not SQLAlchemyJobStore.start: no CREATE TABLE
-        if not inspect(self.engine).has_table(self.jobs_t.name):
-            raise ConfigError([Problem(f"the database has no {self.jobs_t.name} table: "
-                                       "run `campaign-engine db upgrade`", field="database_url")],
-                              what="database")
-        self._closed = False
-
-    def get_due_jobs(self, now: dt.datetime) -> list[Job]:
-        return [] if self._closed else super().get_due_jobs(now)
-
-    def update_job(self, job: Job) -> None:
-        if not self._closed:
-            super().update_job(job)
-
-    def shutdown(self) -> None:
-        """Close; the engine is the Services', they dispose it."""
-        self._closed = True
+    if crontab.either_day:  # crontab: either the day of month or the day of week matches
+        return OrTrigger([cron(day, "*"), cron("*", weekday)])
+    return cron(day, weekday)
 
 
 # --------------------------------------------------------------------------- firing
@@ -223,20 +154,23 @@ def fire(services: Services, rule_id: str, *, owner: str, now: dt.datetime) -> i
         log.info("scheduled rule %s already fired for %s by %s (run %s): not run again", rule_id, today,
                  first and first["owner"], first and first["run_id"])
         return None
-    try:
-        pending = begin_scheduled(services, today=today, now=now, rule_ids=[rule_id])
-    except Exception:
-        log.error("scheduled rule %s for %s: fire %s claimed but its run could not start; "
-                  "run it by hand", rule_id, today, fire_id)
-        raise
-    assert pending.run_id is not None
-    with services.db.begin() as conn:
-        fires.record_fire_run(conn, fire_id, pending.run_id)
-    from .distributed.dispatch import execute
+    recorded: list[int] = []
 
-    report = execute(services, pending, wait=False)  # on the workers when a broker is configured
-    log.info("scheduled rule %s for %s: run %s %s", rule_id, today, pending.run_id, report["status"])
-    return pending.run_id
+    def fired(run_id: int) -> None:  # before the run executes: the fire names its run even if it dies
+        recorded.append(run_id)
+        with services.db.begin() as conn:
+            fires.record_fire_run(conn, fire_id, run_id)
+
+    try:
+        report = start_run(services, ScheduledRunRequest(today, (rule_id,)), now=now, wait=False,
+                           on_recorded=fired)
+    except Exception:
+        if not recorded:
+            log.error("scheduled rule %s for %s: fire %s claimed but its run could not start; "
+                      "run it by hand", rule_id, today, fire_id)
+        raise
+    log.info("scheduled rule %s for %s: run %s %s", rule_id, today, report.run_id, report.status.value)
+    return report.run_id
 
 
 # APScheduler pickles jobs into the shared job store, so a job can carry only a
@@ -442,10 +376,10 @@ DELIVERY_SWEEP = 15.0  # seconds between delivery kicks when workers deliver (sc
 
 
 def _sweep_delivery(services: Services) -> None:
-    from .distributed.dispatch import kick_delivery
-
+    """Hand due messages (scheduled ones whose window opened, retries) to the executor's delivery
+    workers, where it has them (Celery with Redis); an in-process service delivers with `send`."""
     try:
-        kick_delivery(services.settings)
+        services.executor.sweep_delivery(services)
     except Exception:  # the broker or Redis is down: the next sweep tries again
         log.exception("delivery sweep failed")
 
@@ -470,7 +404,7 @@ def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None =
         reload_requested.set()
         wake.set()
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_stop)
@@ -482,9 +416,7 @@ def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None =
         while not stop.is_set():
             wake.wait(1.0)
             wake.clear()
-            settings = runtime.services.settings
-            workers_deliver = settings.distributed and settings.rate_limit_url and settings.delivery_tasks
-            if workers_deliver and time.monotonic() - last_sweep >= DELIVERY_SWEEP:
+            if time.monotonic() - last_sweep >= DELIVERY_SWEEP:
                 last_sweep = time.monotonic()
                 _sweep_delivery(runtime.services)
             if reload_requested.is_set():

@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ruamel.yaml import YAML, YAMLError
 
 from .errors import ConfigError, Problem
-from .policy.schedule import Cap, Window
+from .policy.caps import Cap
+from .policy.quiet_hours import Window
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = PROJECT_ROOT / "config" / "campaign_engine.yaml"

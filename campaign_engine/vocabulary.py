@@ -16,7 +16,8 @@ class Tier(StrEnum):
 
 
 # Chinese names accepted wherever a tier is written (rule files, CSV).
-TIER_ALIASES = {"钻石": "diamond", "白金": "platinum", "金": "gold", "普通": "regular", "限制": "restricted"}
+TIER_ALIASES = {"钻石": Tier.DIAMOND, "白金": Tier.PLATINUM, "金": Tier.GOLD, "普通": Tier.REGULAR,
+                "限制": Tier.RESTRICTED}
 
 CUSTOMER_RISK_LEVELS = ("C1", "C2", "C3", "C4", "C5")
 PRODUCT_RISK_LEVELS = ("R1", "R2", "R3", "R4", "R5")
@@ -71,6 +72,15 @@ class SuppressionReason(StrEnum):
     FREQUENCY_CAP = "frequency_cap"
     SUPPRESSION_LIST = "suppression_list"
     OPTED_OUT = "opted_out"
+
+
+class Role(StrEnum):
+    """The role of an API key; api/auth.py says what each may do."""
+
+    VIEWER = "viewer"
+    MARKETER = "marketer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
 
 
 class RunKind(StrEnum):

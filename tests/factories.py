@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaign_engine.bootstrap import open_services
-from campaign_engine.store.importers import upsert_rows
 from campaign_engine.store.models import Message
+from campaign_engine.store.upsert import upsert_rows
 
 TODAY = dt.date(2026, 3, 10)
 NOW = dt.datetime(2026, 3, 10, 1, 0, tzinfo=dt.timezone.utc)
@@ -96,3 +96,22 @@ def rule_yaml(rule_id: str, conditions: str, *, category: str = "marketing", tri
 
 
 BIRTHDAY = "  customer.days_to_birthday: 0\n"
+
+
+def run_day(services: Any, *, today: dt.date, now: dt.datetime, rule_ids: Any = None,
+            dry_run: bool = False) -> dict[str, Any]:
+    """Scheduled rules for a date through the run lifecycle, waited for; the report as the CLI's --json."""
+    from campaign_engine.pipeline import ScheduledRunRequest, start_run
+
+    request = ScheduledRunRequest(today, tuple(rule_ids or ()), dry_run=dry_run)
+    return start_run(services, request, now=now).as_dict()
+
+
+def fire_event(services: Any, event_type: Any, payload: Any, *, now: dt.datetime,
+               dry_run: bool = False) -> dict[str, Any]:
+    """An event payload validated at the edge and run through the lifecycle, waited for."""
+    from campaign_engine.events import parse_event
+    from campaign_engine.pipeline import EventRunRequest, start_run
+
+    return start_run(services, EventRunRequest(parse_event(event_type, payload), dry_run=dry_run),
+                     now=now).as_dict()

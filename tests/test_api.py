@@ -18,10 +18,11 @@ import pytest
 from sqlalchemy import func, select
 
 from campaign_engine.api import create_app
+from campaign_engine.imports import COLUMNS
 from campaign_engine.store import apikeys, outbox
 from campaign_engine.store import runs as run_store
-from campaign_engine.store.importers import COLUMNS, upsert_rows
 from campaign_engine.store.models import AuditEntry, CampaignRun, Customer, Message, apscheduler_jobs
+from campaign_engine.store.upsert import upsert_rows
 from factories import EMAIL_PARTS, GREETING_SMS, NOW, PRODUCTS, TODAY, customer, deposit, rule_yaml
 
 ROLES = ("viewer", "marketer", "operator", "admin")
@@ -129,7 +130,7 @@ def make_api(settings, engine) -> Any:
         state = api.state
         try:
             state.wait(30)
-            state.executor.shutdown(wait=True)
+            state.wait(30)
         finally:
             state.runtime.close()
 
@@ -494,7 +495,7 @@ def test_api_events_answer_at_once_while_the_run_waits_in_the_background(make_ap
     bank = make_api(workers=1)
     bank.seed_bank()
     gate = threading.Event()
-    blockers = [bank.state.executor.submit(gate.wait, 30)]  # the only worker is busy
+    blockers = [bank.state.runtime.services.executor.pool.submit(gate.wait, 30)]  # the only worker is busy
     try:
         resp = bank.call("POST", "/api/v1/events/large-transaction", "operator", json=LARGE_TX)
         assert resp.status_code == 202 and resp.get_json()["status"] == "running"
@@ -716,9 +717,9 @@ def seed_messages(api: Api) -> tuple[list[int], dict[str, int]]:
     customers = sorted({spec[2] for spec in MESSAGE_SPECS})
     api.add("customers", *(customer(c) for c in customers))
     with api.engine.begin() as conn:
-        runs = {"a": run_store.start_run(conn, kind="scheduled", run_date=dt.date(2026, 3, 9), dry_run=False,
+        runs = {"a": run_store.insert_run(conn, kind="scheduled", run_date=dt.date(2026, 3, 9), dry_run=False,
                                          now=NOW - dt.timedelta(hours=30)),
-                "b": run_store.start_run(conn, kind="event", run_date=TODAY, dry_run=False,
+                "b": run_store.insert_run(conn, kind="event", run_date=TODAY, dry_run=False,
                                          now=NOW - dt.timedelta(hours=2), event_key="rate_change:rc-0")}
         rows = []
         for n, (run, rule, cust, channel, status, hours) in enumerate(MESSAGE_SPECS):
@@ -1248,8 +1249,8 @@ def test_api_audit_every_change_records_the_key_actor(bank, make_api):
     assert all(e["at"] == NOW for e in entries)
     assert entries[0]["details"] == {"rules": 6, "kept": [], "problems": 0}
     assert entries[1]["details"] == {"run_id": event["run_id"], "rules": ["large-transaction-followup"]}
-    assert entries[2]["details"] == {"date": "2026-03-10", "rules": [
-        "birthday-greeting", "holiday-greeting", "td-maturity-reminder"]}
+    assert entries[2]["details"] == {"date": "2026-03-10", "rules": [  # in the priority order they run in
+        "td-maturity-reminder", "birthday-greeting", "holiday-greeting"]}
     assert entries[3]["details"] == {"source": "branch form", "suppressed_messages": 0}
     assert entries[8]["details"] == {"rows": 0, "upserted": 0, "problems": 0}
     assert bank.actor("admin").startswith("key:admin-key#")
@@ -1332,7 +1333,7 @@ def test_api_rate_limit_answers_429_with_retry_after(settings, make_api):
 
 
 def test_rate_limiter_refills_over_time():
-    from campaign_engine.api.ratelimit import RateLimiter
+    from campaign_engine.api.request_limits import RateLimiter
 
     limiter = RateLimiter(per_minute=60)
     assert all(limiter.acquire(1, now=0.0) == 0 for _ in range(60))
@@ -1381,7 +1382,7 @@ def test_api_keys_record_their_last_use(api):
 
 def test_api_consent_withdrawal_suppresses_queued_marketing_on_that_channel(bank):
     with bank.engine.begin() as conn:
-        run_id = run_store.start_run(conn, kind="scheduled", run_date=TODAY, dry_run=False, now=NOW)
+        run_id = run_store.insert_run(conn, kind="scheduled", run_date=TODAY, dry_run=False, now=NOW)
         for n, (channel, category, status) in enumerate([("sms", "marketing", "queued"),
                                                           ("sms", "marketing", "scheduled"),
                                                           ("sms", "service", "queued"),

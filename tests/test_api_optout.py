@@ -12,8 +12,8 @@ from sqlalchemy import select
 from campaign_engine.api import create_app
 from campaign_engine.store import outbox
 from campaign_engine.store import runs as run_store
-from campaign_engine.store.importers import upsert_rows
 from campaign_engine.store.models import AuditEntry, Consent, Message
+from campaign_engine.store.upsert import upsert_rows
 from campaign_engine.unsubscribe import make_token, read_token, unsubscribe_url
 from factories import NOW, TODAY, customer
 
@@ -28,14 +28,14 @@ def client(settings, engine):
                                         customer("C2", mobile="13900000002")], now=NOW, source="test")
     yield app.test_client()
     state = app.extensions["campaign"]
-    state.executor.shutdown(wait=True)
+    state.wait(30)
     state.runtime.close()
 
 
 def queue(engine, *specs):
     """Messages (customer, channel, category, status, provider id) in the outbox."""
     with engine.begin() as conn:
-        run_id = run_store.start_run(conn, kind="scheduled", run_date=TODAY, dry_run=False, now=NOW)
+        run_id = run_store.insert_run(conn, kind="scheduled", run_date=TODAY, dry_run=False, now=NOW)
         for n, (cid, channel, category, status, provider_id) in enumerate(specs):
             outbox.insert_messages(conn, [{
                 "dedupe_key": f"k{n}", "run_id": run_id, "rule_id": "r", "category": category, "priority": 50,

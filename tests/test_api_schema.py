@@ -26,7 +26,7 @@ def api_app(settings, engine):
     app = create_app(settings, clock=lambda: NOW)
     yield app
     state = app.extensions["campaign"]
-    state.executor.shutdown(wait=True)
+    state.wait(30)
     state.runtime.close()
 
 

@@ -15,9 +15,9 @@ from campaign_engine.api import create_app
 from campaign_engine.delivery.channels import build_channel
 from campaign_engine.delivery.presend import presend_check
 from campaign_engine.delivery.worker import DeliveryWorker
-from campaign_engine.pipeline import run_scheduled
+
 from campaign_engine.store.models import Message
-from factories import NOW, TODAY, customer, rule_yaml
+from factories import NOW, TODAY, customer, rule_yaml, run_day
 from test_delivery_channels import start_gateway
 
 SEND_AT = NOW  # 09:00 in Shanghai: inside the SMS window
@@ -34,7 +34,7 @@ def api_server(world):
     server.shutdown()
     thread.join(timeout=5)
     state = app.extensions["campaign"]
-    state.executor.shutdown(wait=True)
+    state.wait(30)
     state.runtime.close()
 
 
@@ -43,7 +43,7 @@ def test_delivery_through_the_gateway_with_receipts(world, api_server, tmp_path)
     # The gateway answers by the number's last digit: 0 success, 3 accepted then receipt failed,
     # 5 invalid number (400), 6 unavailable (503).
     world.add("customers", *(customer(f"C{d}", mobile=f"1390000000{d}") for d in (0, 3, 5, 6)))
-    run_scheduled(world.services(), today=TODAY, now=NOW)
+    run_day(world.services(), today=TODAY, now=NOW)
     gateway = start_gateway(tmp_path, "--receipt-url", f"{api_server}/api/v1/receipts/http_sms",
                             "--receipt-secret", world.settings.webhooks["http_sms"]["secret"])
     channel = build_channel({"type": "http_sms", "url": gateway.url, "timeout": 2}, name="sms")
@@ -83,7 +83,7 @@ def test_delivery_opt_out_between_queuing_and_sending_is_honoured(world, tmp_pat
 
     world.rule("m.yaml", rule_yaml("promo", "  customer.tier: gold\n", channels="[sms]"))
     world.add("customers", customer("C0", mobile="13900000000"), customer("C1", mobile="13900000001"))
-    run_scheduled(world.services(), today=TODAY, now=NOW)
+    run_day(world.services(), today=TODAY, now=NOW)
     with world.engine.begin() as conn:  # C1 replies TD before the worker gets to it
         withdraw_marketing(conn, "C1", "sms", source="sms-reply", now=NOW + dt.timedelta(minutes=1))
     gateway = start_gateway(tmp_path)

@@ -7,11 +7,11 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from campaign_engine.delivery.presend import presend_check
-from campaign_engine.store import delivery, outbox, suppression
+from campaign_engine.store import claims, outbox, suppression
 from campaign_engine.store import runs as run_store
 from campaign_engine.store.customers import set_consent
-from campaign_engine.store.importers import upsert_rows
 from campaign_engine.store.models import Customer, Message
+from campaign_engine.store.upsert import upsert_rows
 from factories import NOW, TODAY, customer
 
 DAYTIME = NOW  # 09:00 in Shanghai
@@ -22,7 +22,7 @@ def setup(engine, *specs):
     """Customers C1..C3 and one queued message per (customer, channel, category)."""
     with engine.begin() as conn:
         upsert_rows(conn, "customers", [customer("C1"), customer("C2"), customer("C3")], now=NOW, source="t")
-        run_id = run_store.start_run(conn, kind="scheduled", run_date=TODAY, dry_run=False, now=NOW)
+        run_id = run_store.insert_run(conn, kind="scheduled", run_date=TODAY, dry_run=False, now=NOW)
         for n, (cid, channel, category) in enumerate(specs):
             outbox.insert_messages(conn, [{
                 "dedupe_key": f"k{n}", "run_id": run_id, "rule_id": "r", "category": category, "priority": 50,
@@ -34,8 +34,8 @@ def setup(engine, *specs):
 
 def claim(engine, now):
     with engine.begin() as conn:
-        return delivery.claim_due(conn, worker="w", now=now, limit=100, lease=dt.timedelta(minutes=5),
-                                  channels=["sms", "email"])
+        return claims.claim_due(conn, worker="w", now=now, limit=100, lease=dt.timedelta(minutes=5),
+                                channels=["sms", "email"])
 
 
 def states(engine):

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from campaign_engine.delivery.channel import Sent
-from campaign_engine.delivery.ratelimit import (RateLimitUnavailable, RedisTokenBucket, TokenBucket, local_bucket,
-                                                make_bucket, redis_client)
+from campaign_engine.delivery.send_rates import (RateLimitUnavailable, RedisTokenBucket, TokenBucket, local_bucket,
+                                                 make_bucket, redis_client)
 from campaign_engine.delivery.worker import DeliveryWorker
 from campaign_engine.settings import PROJECT_ROOT
 
@@ -119,7 +119,7 @@ def test_stop_interrupts_a_wait(redis_url, prefix):
 
 CHILD = """
 import sys, time
-from campaign_engine.delivery.ratelimit import make_bucket
+from campaign_engine.delivery.send_rates import make_bucket
 url, prefix, rate, burst, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 bucket = make_bucket(rate, url or None, channel="sms", burst=burst, key_prefix=prefix)  # no url: a local bucket
 if url:
@@ -175,7 +175,7 @@ def test_two_processes_share_one_rate(redis_url, prefix, tmp_path):
 def test_unreachable_redis_raises_and_logs(closed_url, caplog):
     bucket = make_bucket(50, closed_url, channel="sms")
     started = time.monotonic()
-    with caplog.at_level(logging.ERROR, logger="campaign_engine.delivery.ratelimit"):
+    with caplog.at_level(logging.ERROR, logger="campaign_engine.delivery.send_rates"):
         with pytest.raises(RateLimitUnavailable, match="campaign-engine:rate:sms unavailable"):
             bucket.acquire(threading.Event())
     assert time.monotonic() - started < 3.0  # a few quick retries, not the client's default ~10 s

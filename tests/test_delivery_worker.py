@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from campaign_engine.delivery.channel import Outgoing, PermanentSendError, Sent, TransientSendError
 from campaign_engine.delivery.retry import MAX_ATTEMPTS, backoff, decide, describe, next_attempt
-from campaign_engine.delivery.worker import DeliveryWorker, TokenBucket
+from campaign_engine.delivery.send_rates import TokenBucket
+from campaign_engine.delivery.worker import DeliveryWorker
 from campaign_engine.settings import PROJECT_ROOT
-from campaign_engine.store import delivery, runs
+from campaign_engine.store import claims, runs
 from campaign_engine.store.db import make_engine
 from campaign_engine.store.models import Message
 from campaign_engine.store.outbox import insert_messages
@@ -37,7 +38,7 @@ def queue(engine, now: dt.datetime, n: int, *, channel: str = "sms", status: str
     """n messages in the outbox (with the run they belong to); their ids in order."""
     prefix = prefix or f"{channel}-{status}-{(due_at or now).isoformat()}"
     with engine.begin() as conn:
-        run_id = runs.start_run(conn, kind="scheduled", run_date=now.date(), dry_run=False, now=now)
+        run_id = runs.insert_run(conn, kind="scheduled", run_date=now.date(), dry_run=False, now=now)
         rows = [dict(dedupe_key=f"{prefix}|{i}", run_id=run_id, rule_id="r1", category="marketing", priority=50,
                      customer_id=f"C{i:06d}", subject_type="customer", subject_id=f"C{i:06d}", channel=channel,
                      recipient="13800000000" if channel == "sms" else f"c{i}@example.com", status=status,
@@ -56,13 +57,13 @@ def messages(engine, **where: Any) -> list[Message]:
 
 def statuses(engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return delivery.count_by_status(conn)
+        return claims.count_by_status(conn)
 
 
 def claim(engine, *, worker: str, now: dt.datetime, limit: int = 100, lease: dt.timedelta = LEASE,
           channels: tuple[str, ...] = ("sms", "email")) -> list[dict[str, Any]]:
-    with engine.connect() as conn, delivery.write_transaction(conn):
-        return delivery.claim_due(conn, worker=worker, now=now, limit=limit, lease=lease, channels=channels)
+    with engine.connect() as conn, claims.write_transaction(conn):
+        return claims.claim_due(conn, worker=worker, now=now, limit=limit, lease=lease, channels=channels)
 
 
 class FakeChannel:
@@ -204,17 +205,17 @@ def test_mark_sent_stale_worker_cannot_overwrite_after_takeover(engine, now):
     lease = dt.timedelta(seconds=1)
     claim(engine, worker="slow", now=now, lease=lease)
     claim(engine, worker="fresh", now=now + dt.timedelta(seconds=5), lease=lease)
-    with engine.connect() as conn, delivery.write_transaction(conn):
-        assert not delivery.mark_sent(conn, message_id, worker="slow", provider="p", provider_message_id="x",
-                                      now=now)
-        assert not delivery.mark_retry(conn, message_id, worker="slow", due_at=now, error="late")
-        assert not delivery.mark_failed(conn, message_id, worker="slow", error="late")
-        assert delivery.release_claims(conn, [message_id], worker="slow", due_at=now) == 0
+    with engine.connect() as conn, claims.write_transaction(conn):
+        assert not claims.mark_sent(conn, message_id, worker="slow", provider="p", provider_message_id="x",
+                                    now=now)
+        assert not claims.mark_retry(conn, message_id, worker="slow", due_at=now, error="late")
+        assert not claims.mark_failed(conn, message_id, worker="slow", error="late")
+        assert claims.release_claims(conn, [message_id], worker="slow", due_at=now) == 0
     [row] = messages(engine)
     assert (row.status, row.claimed_by, row.provider_message_id) == ("sending", "fresh", None)
-    with engine.connect() as conn, delivery.write_transaction(conn):
-        assert delivery.mark_sent(conn, message_id, worker="fresh", provider="p", provider_message_id="y",
-                                  now=now + dt.timedelta(seconds=6))
+    with engine.connect() as conn, claims.write_transaction(conn):
+        assert claims.mark_sent(conn, message_id, worker="fresh", provider="p", provider_message_id="y",
+                                now=now + dt.timedelta(seconds=6))
     [row] = messages(engine)
     assert (row.status, row.claimed_by, row.claim_expires_at, row.provider, row.provider_message_id) == \
         ("sent", None, None, "p", "y")
@@ -225,8 +226,8 @@ def test_release_claims_gives_the_attempt_back(engine, now):
     ids = queue(engine, now, 2)
     claim(engine, worker="w", now=now)
     later = now + dt.timedelta(minutes=1)
-    with engine.connect() as conn, delivery.write_transaction(conn):
-        assert delivery.release_claims(conn, ids, worker="w", due_at=later) == 2
+    with engine.connect() as conn, claims.write_transaction(conn):
+        assert claims.release_claims(conn, ids, worker="w", due_at=later) == 2
     assert {(m.status, m.attempts, m.due_at, m.claimed_by) for m in messages(engine)} == {("queued", 0, later, None)}
 
 
@@ -237,8 +238,8 @@ def test_write_transaction_begins_immediate_on_sqlite(engine, now):
     statements: list[str] = []
     with engine.connect() as conn:
         conn.connection.dbapi_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
-        with delivery.write_transaction(conn):
-            delivery.claim_due(conn, worker="w", now=now, limit=5, lease=LEASE, channels=["sms"])
+        with claims.write_transaction(conn):
+            claims.claim_due(conn, worker="w", now=now, limit=5, lease=LEASE, channels=["sms"])
         conn.connection.dbapi_connection.set_trace_callback(None)  # type: ignore[union-attr]
     assert statements[0] == "BEGIN IMMEDIATE"
     assert statements[1].startswith("UPDATE messages SET status=")
@@ -249,7 +250,7 @@ CLAIM_LOOP = """
     import datetime as dt, sys, time
     from pathlib import Path
     from campaign_engine.store.db import make_engine
-    from campaign_engine.store import delivery
+    from campaign_engine.store import claims
 
     url, name, folder, now = sys.argv[1], sys.argv[2], Path(sys.argv[3]), dt.datetime.fromisoformat(sys.argv[4])
     engine = make_engine(url)
@@ -258,9 +259,9 @@ CLAIM_LOOP = """
         time.sleep(0.005)
     with engine.connect() as conn, open(folder / f"{name}.ids", "w") as out:
         while True:
-            with delivery.write_transaction(conn):
-                rows = delivery.claim_due(conn, worker=name, now=now, limit=7,
-                                          lease=dt.timedelta(minutes=5), channels=["sms"])
+            with claims.write_transaction(conn):
+                rows = claims.claim_due(conn, worker=name, now=now, limit=7,
+                                        lease=dt.timedelta(minutes=5), channels=["sms"])
             if not rows:
                 break
             out.write("".join(f"{r['id']}\\n" for r in rows))
@@ -536,8 +537,8 @@ def test_delivery_worker_before_send_hook_sees_the_claimed_rows(engine, now):
     def before_send(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         seen.append([r["id"] for r in rows])
         held = [r["id"] for r in rows if r["customer_id"] == "C000001"]
-        with engine.connect() as conn, delivery.write_transaction(conn):  # e.g. a quiet-hours reschedule
-            delivery.release_claims(conn, held, worker="w", due_at=now + dt.timedelta(hours=8))
+        with engine.connect() as conn, claims.write_transaction(conn):  # e.g. a quiet-hours reschedule
+            claims.release_claims(conn, held, worker="w", due_at=now + dt.timedelta(hours=8))
         return [r for r in rows if r["id"] not in held]
 
     channel = FakeChannel("gw")

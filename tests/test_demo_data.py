@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaign_engine import demo
-from campaign_engine.store.importers import COLUMNS, import_csv, load_demo_data
+from campaign_engine.demo import generator as demo
+from campaign_engine.demo.loader import load_demo_data
+from campaign_engine.imports import COLUMNS
+from campaign_engine.store.csv_import import import_csv
 from campaign_engine.store.models import Consent, Customer, Deposit, Holding, Product
 from campaign_engine.vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, Tier, risk_rank
 

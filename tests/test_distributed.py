@@ -21,12 +21,12 @@ import pytest
 from sqlalchemy import func, select
 
 from campaign_engine.bootstrap import open_services
-from campaign_engine.distributed.dispatch import execute, wait_for_run
-from campaign_engine.pipeline import begin_event, begin_scheduled
-from campaign_engine.store.importers import load_demo_data
+from campaign_engine.demo.loader import load_demo_data
+from campaign_engine.events import parse_event
+from campaign_engine.pipeline import EventRunRequest, ScheduledRunRequest, start_run, wait_for_run
 from campaign_engine.store.models import Message, RunShard
 from campaign_engine.vocabulary import EventType
-from factories import NOW, TODAY
+from factories import NOW, TODAY, fire_event, run_day
 from test_shards import RATE_CHANGE, counts, forget_runs, snapshot
 
 REDIS_URL = os.environ.get("CAMPAIGN_ENGINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -126,8 +126,8 @@ def test_sharded_run_on_workers_writes_exactly_what_an_in_process_run_writes(clu
     load_demo_data(engine, 3000, seed=7, today=TODAY, now=NOW)
     local = open_services(settings)
     try:
-        here_day = execute(local, begin_scheduled(local, today=TODAY, now=NOW))
-        here_event = execute(local, begin_event(local, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending)
+        here_day = run_day(local, today=TODAY, now=NOW)
+        here_event = fire_event(local, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW)
     finally:
         local.close()
     expected = snapshot(engine)
@@ -137,9 +137,10 @@ def test_sharded_run_on_workers_writes_exactly_what_an_in_process_run_writes(clu
     start(concurrency=1, shard_size="400")
     services = open_services(cluster_settings.replace(shard_size=400))
     try:
-        day = execute(services, begin_scheduled(services, today=TODAY, now=NOW), timeout=120)
-        event = execute(services, begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending,
-                        timeout=120)
+        assert services.executor.name == "celery"
+        day = start_run(services, ScheduledRunRequest(TODAY), now=NOW, timeout=120).as_dict()
+        event = start_run(services, EventRunRequest(parse_event(EventType.RATE_CHANGE, RATE_CHANGE)), now=NOW,
+                          timeout=120).as_dict()
     finally:
         services.close()
     assert day["status"] == event["status"] == "completed"
@@ -156,7 +157,7 @@ def test_worker_killed_mid_shard_loses_and_duplicates_nothing(cluster, settings,
     load_demo_data(engine, 4000, seed=11, today=TODAY, now=NOW)
     local = open_services(settings)
     try:
-        reference = execute(local, begin_event(local, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending)
+        reference = fire_event(local, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW)
     finally:
         local.close()
     expected = snapshot(engine)
@@ -166,9 +167,9 @@ def test_worker_killed_mid_shard_loses_and_duplicates_nothing(cluster, settings,
     doomed = start(concurrency=1, shard_size="100000", batch_size="10")
     services = open_services(cluster_settings.replace(shard_size=100000))
     try:
-        pending = begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending
-        accepted = execute(services, pending, wait=False)
-        assert accepted == {"run_id": pending.run_id, "status": "running", "shards": 1}
+        accepted = start_run(services, EventRunRequest(parse_event(EventType.RATE_CHANGE, RATE_CHANGE)), now=NOW,
+                             wait=False)
+        assert (accepted.status.value, accepted.shards.total, accepted.rules) == ("running", 1, ())
         deadline = time.monotonic() + 60
         while True:  # kill it once some, not all, of the shard's messages are written
             with engine.connect() as conn:
@@ -183,7 +184,7 @@ def test_worker_killed_mid_shard_loses_and_duplicates_nothing(cluster, settings,
             assert conn.execute(select(RunShard.status)).scalar_one() == "running"
 
         start(concurrency=1)  # takes the abandoned task once the visibility timeout passes
-        report = wait_for_run(services, pending.run_id, timeout=120)
+        report = wait_for_run(services, accepted.run_id, timeout=120).as_dict()
     finally:
         services.close()
     assert report["status"] == "completed"
@@ -199,8 +200,8 @@ def test_workers_drain_the_outbox_after_the_run(cluster, engine):
     start(concurrency=2, shard_size="500")
     services = open_services(cluster_settings.replace(shard_size=500))
     try:
-        report = execute(services, begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending,
-                         timeout=120)
+        report = start_run(services, EventRunRequest(parse_event(EventType.RATE_CHANGE, RATE_CHANGE)), now=NOW,
+                           timeout=120).as_dict()
         queued = sum(r["queued"] for r in report["rules"])
         assert queued > 0
         deadline = time.monotonic() + 60
@@ -239,8 +240,8 @@ def test_api_event_is_answered_at_once_and_executed_by_the_workers(cluster, engi
                            headers={"Authorization": f"Bearer {key}"})
         assert resp.status_code == 202, resp.get_json()
         run_id = resp.get_json()["run_id"]
-        assert app.extensions["campaign"].pending == set()  # nothing runs in the API process
-        report = wait_for_run(services, run_id, timeout=120)
+        assert app.extensions["campaign"].runtime.services.executor.name == "celery"  # nothing runs here
+        report = wait_for_run(services, run_id, timeout=120).as_dict()
         body = client.get(f"/api/v1/runs/{run_id}", headers={"Authorization": f"Bearer {key}"}).get_json()
     finally:
         services.close()

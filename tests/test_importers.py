@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import datetime as dt
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,11 +14,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
-from campaign_engine import demo
-from campaign_engine.store import importers
-from campaign_engine.store.importers import (COLUMNS, KINDS, ImportReport, import_csv, load_demo_data,
-                                             parse_row, upsert_rows)
+from campaign_engine.demo import generator as demo
+from campaign_engine.demo import loader
+from campaign_engine.demo.loader import load_demo_data
+from campaign_engine.imports import COLUMNS, KINDS, ImportReport, parse_row
+from campaign_engine.store.csv_import import import_csv
 from campaign_engine.store.models import Consent, Customer, Deposit, Holding, Product
+from campaign_engine.store.upsert import upsert_rows
 
 UTC = dt.timezone.utc
 
@@ -445,7 +450,7 @@ def test_upsert_rows_too_long_value_refused_and_nothing_written_on_postgresql(en
 def test_load_demo_data_failed_batch_stops_the_load(engine, today, now, monkeypatch):
     # On PostgreSQL a batch is upserted while the next is staged; the first failure must still
     # stop the load with the batches before it committed and none after it.
-    monkeypatch.setattr(importers, "POSTGRESQL_DEMO_BATCH", 1)
+    monkeypatch.setattr(loader, "POSTGRESQL_DEMO_BATCH", 1)
     held = [{"customer_id": f"C{i:08d}", "product_code": "FUND-EQ01", "amount": Decimal(1000 + i)}
             for i in range(1, 16)]
     held[7]["product_code"] = "NOPE"  # second batch of five: unknown product
@@ -581,3 +586,28 @@ def test_import_csv_problems_sorted_by_line_and_capped(engine, tmp_path, now):
     assert lines == sorted(lines) and len(lines) == 8 and full.skipped == 8
     assert len(capped.problems) == 4 and capped.skipped == 8
     assert capped.problems[-1].reason == "5 more problem(s) not listed"
+
+
+# --------------------------------------------------------------------------- module boundaries
+
+
+def test_imports_package_imports_no_database_or_framework():
+    # In a fresh interpreter: the pure parsing package must not pull SQLAlchemy in, even indirectly.
+    code = ("import sys, campaign_engine.imports; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'sqlalchemy', 'flask', 'celery', 'marshmallow', 'durable', 'apscheduler'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_store_does_not_import_demo():
+    # The demo loader uses the store; the store never uses the demo generator.
+    store = Path(upsert_rows.__code__.co_filename).parent
+    for module in store.glob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names |= {f"{node.module or ''}.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+        assert not [name for name in names if "demo" in name.split(".")], module.name

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from campaign_engine.store.db import migration_heads
+from campaign_engine.store.db import alembic_config
 from campaign_engine.store.models import Base
 
 
 def test_migrations_have_a_single_head():
-    assert len(migration_heads()) == 1
+    assert len(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()) == 1
 
 
 def test_migrations_match_the_models(engine):

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 
 from campaign_engine.bootstrap import open_services
 from campaign_engine.errors import EventPayloadError
-from campaign_engine.pipeline import EventConflict, handle_event, preview, run_scheduled, validate_rules
+from campaign_engine.pipeline import EventConflict, preview, validate_rules
 from campaign_engine.store.models import CampaignRun
 from campaign_engine.vocabulary import EventType
-from factories import BIRTHDAY, NOW, TODAY, World, customer, deposit, rule_yaml
+from factories import BIRTHDAY, NOW, TODAY, World, customer, deposit, fire_event, rule_yaml, run_day
 
 def rule_counts(report: dict[str, Any], rule_id: str) -> dict[str, Any]:
     return next(r for r in report["rules"] if r["rule"] == rule_id)
@@ -24,7 +24,7 @@ def test_run_birthday_queues_sms_with_signature_and_opt_out(world):
     world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY))
     world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)),
               customer("C2", birth_date=dt.date(1970, 3, 11)))
-    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    report = run_day(world.services(), today=TODAY, now=NOW)
     counts = rule_counts(report, "birthday")
     assert (counts["candidates"], counts["matched"], counts["queued"]) == (1, 1, 1)
     [msg] = world.messages()
@@ -38,8 +38,8 @@ def test_run_same_date_twice_writes_no_second_message(world):
     world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY))
     world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)))
     services = world.services()
-    run_scheduled(services, today=TODAY, now=NOW)
-    second = run_scheduled(services, today=TODAY, now=NOW)
+    run_day(services, today=TODAY, now=NOW)
+    second = run_day(services, today=TODAY, now=NOW)
     assert rule_counts(second, "birthday")["queued"] == 0
     assert rule_counts(second, "birthday")["duplicates"] == 1
     assert len(world.messages()) == 1
@@ -52,7 +52,7 @@ def test_run_deposit_rule_sends_once_per_maturity_on_several_matching_days(world
     world.add("deposits", deposit("D1", "C1", maturity_date=TODAY + dt.timedelta(days=7)))
     services = world.services()
     for offset in range(8):  # matches on each of the 8 days up to maturity
-        run_scheduled(services, today=TODAY + dt.timedelta(days=offset), now=NOW)
+        run_day(services, today=TODAY + dt.timedelta(days=offset), now=NOW)
     assert [(m.subject_id, m.subject_type) for m in world.messages()] == [("D1", "deposit")]
 
 
@@ -62,9 +62,9 @@ def test_run_deposit_rule_sends_again_after_renewal_to_a_new_maturity(world):
     world.add("customers", customer("C1"))
     world.add("deposits", deposit("D1", "C1", maturity_date=TODAY))
     services = world.services()
-    run_scheduled(services, today=TODAY, now=NOW)
+    run_day(services, today=TODAY, now=NOW)
     world.add("deposits", deposit("D1", "C1", maturity_date=dt.date(2027, 3, 10)))
-    run_scheduled(services, today=dt.date(2027, 3, 5), now=NOW)
+    run_day(services, today=dt.date(2027, 3, 5), now=NOW)
     assert len(world.messages()) == 2
 
 
@@ -74,7 +74,7 @@ def test_run_maturity_window_edges(world):
     world.add("customers", customer("C1"))
     world.add("deposits", *(deposit(f"D{d}", "C1", maturity_date=TODAY + dt.timedelta(days=d))
                             for d in (-1, 0, 7, 8)), deposit("DX", "C1", maturity_date=None))
-    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    report = run_day(world.services(), today=TODAY, now=NOW)
     assert sorted(m.subject_id for m in world.messages()) == ["D0", "D7"]
     assert rule_counts(report, "td")["candidates"] == 2  # the SQL window read only those two
 
@@ -84,7 +84,7 @@ def test_run_several_rules_fire_for_one_customer(world):
     world.rule("b.yaml", rule_yaml("rule-b", "  customer.tier: gold\n", category="service"))
     world.rule("c.yaml", rule_yaml("rule-c", "  any:\n    - customer.aum: {gte: 100}\n    - customer.age: {gte: 18}\n"))
     world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)))
-    run_scheduled(world.services(), today=TODAY, now=NOW)
+    run_day(world.services(), today=TODAY, now=NOW)
     assert sorted(m.rule_id for m in world.messages()) == ["rule-a", "rule-b", "rule-c"]
 
 
@@ -95,7 +95,7 @@ def test_run_counts_each_suppression_reason(world):
               customer("C2", do_not_contact=True),
               customer("C3", sms_consent=False),
               customer("C4", mobile=None))
-    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    report = run_day(world.services(), today=TODAY, now=NOW)
     counts = rule_counts(report, "mkt")
     assert counts["queued"] == 1
     assert counts["suppressed"] == {"do_not_contact": 1, "no_consent": 1, "no_contact_address": 1}
@@ -104,7 +104,7 @@ def test_run_counts_each_suppression_reason(world):
 def test_run_service_rule_needs_no_marketing_consent_but_respects_do_not_contact(world):
     world.rule("s.yaml", rule_yaml("svc", "  customer.tier: gold\n", category="service", channels="[sms]"))
     world.add("customers", customer("C1", sms_consent=False), customer("C2", do_not_contact=True))
-    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    report = run_day(world.services(), today=TODAY, now=NOW)
     assert [m.customer_id for m in world.messages()] == ["C1"]
     assert world.messages()[0].body == "【XX银行】张先生，测试svc"  # no opt-out line on service SMS
     assert rule_counts(report, "svc")["suppressed"] == {"do_not_contact": 1}
@@ -113,7 +113,7 @@ def test_run_service_rule_needs_no_marketing_consent_but_respects_do_not_contact
 def test_run_marketing_falls_back_to_email_without_sms_consent(world):
     world.rule("m.yaml", rule_yaml("mkt", "  customer.tier: gold\n"))
     world.add("customers", customer("C1", sms_consent=False))
-    run_scheduled(world.services(), today=TODAY, now=NOW)
+    run_day(world.services(), today=TODAY, now=NOW)
     [msg] = world.messages()
     assert (msg.channel, msg.recipient, msg.subject) == ("email", "c1@example.com", "测试mkt")
 
@@ -122,9 +122,9 @@ def test_run_holiday_rule_reads_no_candidates_on_an_ordinary_day(world):
     world.rule("h.yaml", rule_yaml("holiday", "  calendar.holiday: {in: [春节, 中秋节]}\n"))
     world.add("customers", customer("C1"), customer("C2"))
     services = world.services()
-    ordinary = run_scheduled(services, today=TODAY, now=NOW)
+    ordinary = run_day(services, today=TODAY, now=NOW)
     assert rule_counts(ordinary, "holiday")["candidates"] == 0
-    festival = run_scheduled(services, today=dt.date(2026, 2, 17), now=NOW)
+    festival = run_day(services, today=dt.date(2026, 2, 17), now=NOW)
     assert rule_counts(festival, "holiday")["queued"] == 2
 
 
@@ -133,7 +133,7 @@ def test_run_template_error_fails_one_message_not_the_run(world):
     world.rule("f.yaml", rule_yaml("fragile", "  customer.aum: {gte: 0}\n", category="service",
                                    channels="[sms]", template="fragile"))
     world.add("customers", customer("C1", tier="gold"), customer("C2", tier="regular"))
-    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    report = run_day(world.services(), today=TODAY, now=NOW)
     counts = rule_counts(report, "fragile")
     assert (counts["queued"], counts["failed"]) == (1, 1)
     failed = world.messages(status="failed")[0]
@@ -146,7 +146,7 @@ def test_run_sandbox_escape_in_template_fails_the_message(world):
     world.rule("e.yaml", rule_yaml("evil", "  customer.tier: gold\n", category="service",
                                    channels="[sms]", template="evil"))
     world.add("customers", customer("C1"))
-    run_scheduled(world.services(), today=TODAY, now=NOW)
+    run_day(world.services(), today=TODAY, now=NOW)
     [msg] = world.messages()
     assert msg.status == "failed" and "object" not in (msg.body or "")
 
@@ -155,7 +155,7 @@ def test_run_failing_rule_does_not_stop_the_others(world):
     world.rule("p.yaml", rule_yaml("promo", "  customer.tier: gold\n", extra="product: NO-SUCH\n"))
     world.rule("s.yaml", rule_yaml("svc", "  customer.tier: gold\n", category="service"))
     world.add("customers", customer("C1"))
-    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    report = run_day(world.services(), today=TODAY, now=NOW)
     assert report["status"] == "completed_with_errors"
     assert "NO-SUCH" in rule_counts(report, "promo")["error"]
     assert rule_counts(report, "svc")["queued"] == 1
@@ -165,7 +165,7 @@ def test_run_scheduled_product_promotion_respects_suitability(world):
     world.rule("p.yaml", rule_yaml("promo", "  customer.tier: gold\n", extra="product: FUND-EQ01\n"))
     world.add("customers", customer("C1", risk_level="C4"), customer("C2", risk_level="C3"),
               customer("C3", risk_level=None))
-    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    report = run_day(world.services(), today=TODAY, now=NOW)
     assert [m.customer_id for m in world.messages()] == ["C1"]
     assert rule_counts(report, "promo")["suppressed"] == {"suitability": 2}
 
@@ -173,7 +173,7 @@ def test_run_scheduled_product_promotion_respects_suitability(world):
 def test_run_dry_run_writes_nothing(world):
     world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY))
     world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)))
-    report = run_scheduled(world.services(), today=TODAY, now=NOW, dry_run=True)
+    report = run_day(world.services(), today=TODAY, now=NOW, dry_run=True)
     assert rule_counts(report, "birthday")["queued"] == 1 and report["run_id"] is None
     assert world.messages() == []
     with world.engine.connect() as conn:
@@ -193,7 +193,7 @@ def launch_rule(world: World) -> None:
 def test_event_product_launch_never_reaches_unsuitable_customers(world):
     launch_rule(world)
     world.add("customers", customer("C1", risk_level="C3"), customer("C2", risk_level="C2"))
-    report = handle_event(world.services(), EventType.PRODUCT_LAUNCH, LAUNCH, now=NOW)
+    report = fire_event(world.services(), EventType.PRODUCT_LAUNCH, LAUNCH, now=NOW)
     assert [m.customer_id for m in world.messages()] == ["C1"]
     assert rule_counts(report, "launch")["suppressed"] == {"suitability": 1}
 
@@ -202,12 +202,12 @@ def test_event_replay_writes_nothing_and_returns_the_first_run(world):
     launch_rule(world)
     world.add("customers", customer("C1"))
     services = world.services()
-    first = handle_event(services, EventType.PRODUCT_LAUNCH, LAUNCH, now=NOW)
-    again = handle_event(services, EventType.PRODUCT_LAUNCH, LAUNCH, now=NOW)
+    first = fire_event(services, EventType.PRODUCT_LAUNCH, LAUNCH, now=NOW)
+    again = fire_event(services, EventType.PRODUCT_LAUNCH, LAUNCH, now=NOW)
     assert again["replayed"] is True and again["run_id"] == first["run_id"]
     assert len(world.messages()) == 1
     with pytest.raises(EventConflict):
-        handle_event(services, EventType.PRODUCT_LAUNCH, {**LAUNCH, "launch_date": "2026-04-01"}, now=NOW)
+        fire_event(services, EventType.PRODUCT_LAUNCH, {**LAUNCH, "launch_date": "2026-04-01"}, now=NOW)
 
 
 def test_event_missing_field_is_a_clear_error_and_writes_nothing(world):
@@ -215,7 +215,7 @@ def test_event_missing_field_is_a_clear_error_and_writes_nothing(world):
     world.add("customers", customer("C1"))
     bad = {k: v for k, v in LAUNCH.items() if k != "launch_date"}
     with pytest.raises(EventPayloadError) as err:
-        handle_event(world.services(), EventType.PRODUCT_LAUNCH, bad, now=NOW)
+        fire_event(world.services(), EventType.PRODUCT_LAUNCH, bad, now=NOW)
     assert [p.field for p in err.value.problems] == ["launch_date"]
     assert world.messages() == []
 
@@ -226,7 +226,7 @@ def test_event_large_transaction_concerns_only_its_customer(world):
     world.add("customers", customer("C1"), customer("C2"))
     payload = {"event_id": "lt-1", "customer_id": "C2", "account_no": "6222020012345678",
                "amount": 800000, "direction": "in", "occurred_at": "2026-03-10T09:30:00+08:00"}
-    report = handle_event(world.services(), EventType.LARGE_TRANSACTION, payload, now=NOW)
+    report = fire_event(world.services(), EventType.LARGE_TRANSACTION, payload, now=NOW)
     assert rule_counts(report, "big")["candidates"] == 1
     assert [m.customer_id for m in world.messages()] == ["C2"]
 
@@ -242,7 +242,7 @@ def test_event_rate_change_reaches_holders_of_the_product_type(world):
     world.add("holdings", dict(customer_id="C4", product_code="FUND-EQ01", amount=Decimal("1000")))
     payload = {"event_id": "rc-1", "product_type": "time_deposit", "old_rate": 1.65, "new_rate": 1.45,
                "effective_date": "2026-03-20"}
-    report = handle_event(world.services(), EventType.RATE_CHANGE, payload, now=NOW)
+    report = fire_event(world.services(), EventType.RATE_CHANGE, payload, now=NOW)
     assert [m.customer_id for m in world.messages()] == ["C1"]
     assert rule_counts(report, "rates")["candidates"] == 1  # SQL read only rate-sensitive holders
 
@@ -252,7 +252,7 @@ def test_template_reading_holds_gets_them_though_no_condition_does(world):
     world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY, channels="[sms]", template="held"))
     world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)))
     world.add("deposits", deposit("D1", "C1"))
-    run_scheduled(world.services(), today=TODAY, now=NOW)
+    run_day(world.services(), today=TODAY, now=NOW)
     [msg] = world.messages()
     assert "TD1Y、time_deposit" in msg.body
 
@@ -284,12 +284,12 @@ def test_validate_rules_reports_undefined_template_variable_with_rule_and_line(w
 
 
 def test_starter_pack_runs_on_demo_data(world, settings):
-    from campaign_engine.store.importers import load_demo_data
+    from campaign_engine.demo.loader import load_demo_data
 
     load_demo_data(world.engine, 3000, seed=7, today=TODAY, now=NOW)
     services = open_services(settings)
     world.opened.append(services)
-    report = run_scheduled(services, today=TODAY, now=NOW)
+    report = run_day(services, today=TODAY, now=NOW)
     assert report["status"] == "completed"
     td = rule_counts(report, "td-maturity-reminder")
     assert td["queued"] > 0 and td["failed"] == 0
@@ -301,18 +301,18 @@ def test_event_with_longest_event_id_writes_bounded_idempotent_keys(world):
     world.add("customers", customer("C1"))
     payload = {**LAUNCH, "event_id": "x" * 128}
     services = world.services()
-    report = handle_event(services, EventType.PRODUCT_LAUNCH, payload, now=NOW)
+    report = fire_event(services, EventType.PRODUCT_LAUNCH, payload, now=NOW)
     assert rule_counts(report, "launch")["queued"] == 1
     [msg] = world.messages()
     assert len(msg.dedupe_key) <= 255
-    assert handle_event(services, EventType.PRODUCT_LAUNCH, payload, now=NOW)["replayed"] is True
+    assert fire_event(services, EventType.PRODUCT_LAUNCH, payload, now=NOW)["replayed"] is True
 
 
 def test_caps_highest_priority_wins_and_the_other_is_suppressed(world):
     world.rule("low.yaml", rule_yaml("low", "  customer.tier: gold\n", channels="[sms]", priority=10))
     world.rule("high.yaml", rule_yaml("high", "  customer.tier: gold\n", channels="[sms]", priority=90))
     world.add("customers", customer("C1"))
-    report = run_scheduled(world.services(), today=TODAY, now=NOW)
+    report = run_day(world.services(), today=TODAY, now=NOW)
     assert [m.rule_id for m in world.messages()] == ["high"]
     assert rule_counts(report, "low")["suppressed"] == {"frequency_cap": 1}
 
@@ -321,7 +321,7 @@ def test_caps_a_capped_channel_falls_back_to_the_next(world):
     world.rule("a.yaml", rule_yaml("first", "  customer.tier: gold\n", channels="[sms, email]", priority=90))
     world.rule("b.yaml", rule_yaml("second", "  customer.tier: gold\n", channels="[sms, email]", priority=10))
     world.add("customers", customer("C1"))
-    run_scheduled(world.services(), today=TODAY, now=NOW)
+    run_day(world.services(), today=TODAY, now=NOW)
     assert [(m.rule_id, m.channel) for m in world.messages()] == [("first", "sms"), ("second", "email")]
 
 
@@ -329,11 +329,11 @@ def test_caps_three_marketing_messages_in_seven_days(world):
     world.rule("m.yaml", rule_yaml("daily", "  customer.tier: gold\n", channels="[sms]"))
     world.add("customers", customer("C1"))
     services = world.services()
-    reports = [run_scheduled(services, today=TODAY + dt.timedelta(days=d), now=NOW + dt.timedelta(days=d))
+    reports = [run_day(services, today=TODAY + dt.timedelta(days=d), now=NOW + dt.timedelta(days=d))
                for d in range(5)]
     assert [rule_counts(r, "daily")["queued"] for r in reports] == [1, 1, 1, 0, 0]
     assert rule_counts(reports[3], "daily")["suppressed"] == {"frequency_cap": 1}
-    later = run_scheduled(services, today=TODAY + dt.timedelta(days=7), now=NOW + dt.timedelta(days=7))
+    later = run_day(services, today=TODAY + dt.timedelta(days=7), now=NOW + dt.timedelta(days=7))
     assert rule_counts(later, "daily")["queued"] == 1  # the first one left the 7-day window
 
 
@@ -341,7 +341,7 @@ def test_caps_do_not_apply_to_service_messages(world):
     world.rule("a.yaml", rule_yaml("svc-a", "  customer.tier: gold\n", category="service", channels="[sms]"))
     world.rule("b.yaml", rule_yaml("svc-b", "  customer.tier: gold\n", category="service", channels="[sms]"))
     world.add("customers", customer("C1"))
-    run_scheduled(world.services(), today=TODAY, now=NOW)
+    run_day(world.services(), today=TODAY, now=NOW)
     assert len(world.messages()) == 2
 
 
@@ -349,7 +349,7 @@ def test_quiet_hours_at_night_schedule_sms_for_the_morning(world):
     world.rule("s.yaml", rule_yaml("svc", "  customer.tier: gold\n", category="service", channels="[sms]"))
     world.add("customers", customer("C1"))
     late = dt.datetime(2026, 3, 10, 15, 30, tzinfo=dt.timezone.utc)  # 23:30 in Shanghai
-    report = run_scheduled(world.services(), today=TODAY, now=late)
+    report = run_day(world.services(), today=TODAY, now=late)
     assert (rule_counts(report, "svc")["queued"], rule_counts(report, "svc")["scheduled"]) == (0, 1)
     [msg] = world.messages()
     assert msg.status == "scheduled"
@@ -360,7 +360,7 @@ def test_quiet_hours_do_not_hold_email(world):
     world.rule("e.yaml", rule_yaml("svc", "  customer.tier: gold\n", category="service", channels="[email]"))
     world.add("customers", customer("C1"))
     late = dt.datetime(2026, 3, 10, 15, 30, tzinfo=dt.timezone.utc)
-    run_scheduled(world.services(), today=TODAY, now=late)
+    run_day(world.services(), today=TODAY, now=late)
     [msg] = world.messages()
     assert (msg.status, msg.due_at) == ("queued", late)
 
@@ -370,9 +370,9 @@ def test_caps_count_scheduled_messages_on_their_sending_day(world):
     world.add("customers", customer("C1"))
     services = world.services()
     late = dt.datetime(2026, 3, 10, 15, 30, tzinfo=dt.timezone.utc)  # 23:30: due 08:00 on the 11th
-    run_scheduled(services, today=TODAY, now=late)
+    run_day(services, today=TODAY, now=late)
     next_morning = dt.datetime(2026, 3, 11, 1, 0, tzinfo=dt.timezone.utc)
-    report = run_scheduled(services, today=TODAY + dt.timedelta(days=1), now=next_morning)
+    report = run_day(services, today=TODAY + dt.timedelta(days=1), now=next_morning)
     assert rule_counts(report, "mkt")["suppressed"] == {"frequency_cap": 1}
 
 
@@ -384,7 +384,7 @@ def test_suppression_list_blocks_an_address_whatever_the_consent(world):
     with world.engine.begin() as conn:
         suppression.add(conn, channel="sms", address="+86 139-0000-0001", reason="complaint", source="test",
                         now=NOW)
-    run_scheduled(world.services(), today=TODAY, now=NOW)
+    run_day(world.services(), today=TODAY, now=NOW)
     assert [(m.customer_id, m.channel) for m in world.messages()] == [("C1", "email"), ("C2", "sms")]
 
 
@@ -394,7 +394,7 @@ def test_report_shows_where_each_rules_messages_stand_now(world):
 
     world.rule("m.yaml", rule_yaml("mkt", "  customer.tier: gold\n", channels="[sms]"))
     world.add("customers", customer("C1"), customer("C2"), customer("C3"))
-    run_id = run_scheduled(world.services(), today=TODAY, now=NOW)["run_id"]
+    run_id = run_day(world.services(), today=TODAY, now=NOW)["run_id"]
     with world.engine.begin() as conn:
         withdraw_marketing(conn, "C2", "sms", source="reply TD", now=NOW)
         report = get_run(conn, run_id)

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from campaign_engine.errors import ConfigError
 from campaign_engine.runtime import Runtime
-from campaign_engine.scheduler import (CampaignJobStore, CampaignScheduler, build_scheduler, cron_trigger, fire,
-                                       fire_rule, job_id, run_scheduler_forever, start_scheduler)
+from campaign_engine.scheduler import (CampaignScheduler, build_scheduler, cron_trigger, fire, fire_rule, job_id,
+                                       run_scheduler_forever, start_scheduler)
 from campaign_engine.store import fires
+from campaign_engine.store.scheduler_jobs import CampaignJobStore
 from campaign_engine.store.db import make_engine
 from campaign_engine.store.models import CampaignRun, ScheduleFire, apscheduler_jobs
 from factories import BIRTHDAY, NOW, TODAY, World, customer, rule_yaml
@@ -101,6 +102,14 @@ def make_due(scheduler: CampaignScheduler, rule_id: str, *, days_ago: float) -> 
 def stored_jobs(engine) -> dict[str, float | None]:
     with engine.connect() as conn:
         return dict(conn.execute(select(apscheduler_jobs.c.id, apscheduler_jobs.c.next_run_time)).all())
+
+
+def list_fires(conn, rule_id: str | None = None) -> list[dict[str, Any]]:
+    """Schedule fires newest first (of one rule, with rule_id)."""
+    query = select(*ScheduleFire.__table__.c).order_by(ScheduleFire.id.desc())
+    if rule_id is not None:
+        query = query.where(ScheduleFire.rule_id == rule_id)
+    return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def count(engine, entity) -> int:
@@ -235,7 +244,7 @@ def test_scheduler_runs_a_job_missed_while_down_once_on_start(world, processes, 
     assert len(submitted.scheduled_run_times) == 1  # coalesced
     assert len(events.of(EVENT_JOB_EXECUTED)) == 1 and not events.of(EVENT_JOB_MISSED)
     with engine.connect() as conn:
-        [fired] = fires.list_fires(conn)
+        [fired] = list_fires(conn)
     assert (fired["rule_id"], fired["run_date"], fired["owner"]) == ("birthday", TODAY, "a-restarted")
     with Session(engine) as session:
         [run] = session.scalars(select(CampaignRun))
@@ -260,7 +269,7 @@ def test_fire_same_rule_twice_on_one_date_runs_once(world, engine):
     next_day = fire(services, "birthday", owner="a", now=NOW + dt.timedelta(days=1))
     assert next_day not in (None, first)  # the claim is per date
     with engine.connect() as conn:
-        assert [f["run_date"] for f in fires.list_fires(conn, rule_id="birthday")] == \
+        assert [f["run_date"] for f in list_fires(conn, rule_id="birthday")] == \
             [TODAY + dt.timedelta(days=1), TODAY]
 
 
@@ -298,7 +307,7 @@ def test_scheduler_two_processes_fire_a_due_job_once(world, processes, engine):
 
     assert not events["a"].of(EVENT_JOB_ERROR) and not events["b"].of(EVENT_JOB_ERROR)
     with engine.connect() as conn:
-        [fired] = fires.list_fires(conn)
+        [fired] = list_fires(conn)
     assert fired["owner"] in ("a", "b") and fired["run_date"] == TODAY
     assert count(engine, CampaignRun) == 1
     assert [m.customer_id for m in world.messages()] == ["C1"]
@@ -321,7 +330,7 @@ def test_scheduler_second_process_does_not_run_a_date_the_first_ran(world, proce
     assert events["b"].of(EVENT_JOB_EXECUTED) and not events["b"].of(EVENT_JOB_ERROR)
     assert "scheduled rule birthday already fired for 2026-03-10 by a" in caplog.text
     with engine.connect() as conn:
-        [fired] = fires.list_fires(conn)
+        [fired] = list_fires(conn)
     with Session(engine) as session:
         [run] = session.scalars(select(CampaignRun))
     assert (fired["owner"], fired["run_id"]) == ("a", run.id)

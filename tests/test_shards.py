@@ -3,6 +3,7 @@ and a shard executed again (its worker lost) neither loses nor duplicates a mess
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -10,14 +11,15 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from campaign_engine.bootstrap import open_services
-from campaign_engine.events import load_event, restore_event
-from campaign_engine.pipeline import (begin_event, finish_run, handle_event, plan_shards, run_scheduled,
-                                      run_shard, _payload_json)
+from campaign_engine.demo.loader import load_demo_data
+from campaign_engine.events import Event, parse_event
+from campaign_engine.pipeline import EventRunRequest, start_run
+from campaign_engine.pipeline.report import summarize_shards
+from campaign_engine.pipeline.shards import SHARD_ATTEMPTS, execute_shard, fail_shard
 from campaign_engine.store import runs
-from campaign_engine.store.importers import load_demo_data
 from campaign_engine.store.models import CampaignRun, Message, RunRuleStats, RunShard
 from campaign_engine.vocabulary import EventType
-from factories import NOW, TODAY
+from factories import NOW, TODAY, fire_event, run_day
 
 CUSTOMERS = 3000
 RATE_CHANGE = {"event_id": "rc-1", "product_type": "time_deposit", "old_rate": 1.65, "new_rate": 1.45,
@@ -57,10 +59,38 @@ def demo(settings, engine):
         svc.close()
 
 
+class HeldExecutor:
+    """Records what it is handed and executes nothing: the test executes the shards itself."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[int, list[int]]] = []
+
+    def submit(self, services, run_id, shards, *, now) -> None:  # type: ignore[no-untyped-def]
+        self.submitted.append((run_id, list(shards)))
+
+    def sweep_delivery(self, services) -> int:  # type: ignore[no-untyped-def]
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def recorded_event(services) -> tuple[Any, int, list[int]]:  # type: ignore[no-untyped-def]
+    """A rate-change run recorded with its shards but not executed: (services, run id, shard numbers)."""
+    held = HeldExecutor()
+    services = dataclasses.replace(services, executor=held)
+    report = start_run(services, EventRunRequest(parse_event(EventType.RATE_CHANGE, RATE_CHANGE)), now=NOW,
+                       wait=False)
+    assert report.status.value == "running" and held.submitted == [(report.run_id, held.submitted[0][1])]
+    return services, report.run_id, held.submitted[0][1]
+
+
 def day_then_event(services) -> tuple[dict[str, Any], dict[str, Any]]:
     """The starter pack's daily run, then a rate change the same day (the caps see the first)."""
-    return (run_scheduled(services, today=TODAY, now=NOW),
-            handle_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW))
+    return (run_day(services, today=TODAY, now=NOW),
+            fire_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW))
 
 
 def test_sharded_run_writes_exactly_the_messages_and_counts_of_one_pass(demo, engine):
@@ -78,35 +108,33 @@ def test_sharded_run_writes_exactly_the_messages_and_counts_of_one_pass(demo, en
 
 
 def test_shard_executed_again_after_a_lost_worker_counts_its_own_messages_once(demo, engine):
-    reference = handle_event(demo(10**7), EventType.RATE_CHANGE, RATE_CHANGE, now=NOW)
+    reference = fire_event(demo(10**7), EventType.RATE_CHANGE, RATE_CHANGE, now=NOW)
     expected = snapshot(engine)
     forget_runs(engine)
 
-    services = demo(700)
-    pending = begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending
-    shards = plan_shards(services, pending)
-    first = run_shard(services, pending.run_id, 1, worker="w1", clock=lambda: NOW)
+    services, run_id, shards = recorded_event(demo(700))
+    first = execute_shard(services, run_id, 1, worker="w1", clock=lambda: NOW)
     written = len(snapshot(engine))
     assert first is not None and first.stats[0].queued > 0
     with engine.begin() as conn:  # w1 died after writing, before its task was acknowledged
         conn.execute(update(RunShard).where(RunShard.shard_no == 1).values(status="running"))
-    again = run_shard(services, pending.run_id, 1, worker="w2", clock=lambda: NOW)
+    again = execute_shard(services, run_id, 1, worker="w2", clock=lambda: NOW)
     assert len(snapshot(engine)) == written
     assert [s.as_dict() | {"seconds": 0} for s in again.stats] == [
         s.as_dict() | {"seconds": 0} for s in first.stats]
     assert again.stats[0].duplicates == 0  # its own messages are not someone else's duplicates
 
     closed = None
-    for shard in shards:
-        outcome = run_shard(services, pending.run_id, shard.number, worker="w3", clock=lambda: NOW)
-        if shard.number == 1:
+    for shard_no in shards:
+        outcome = execute_shard(services, run_id, shard_no, worker="w3", clock=lambda: NOW)
+        if shard_no == 1:
             assert outcome is None  # a finished shard delivered again does nothing
         elif outcome.closed:
             closed = outcome.closed
     assert closed is not None and closed["status"] == "completed"
     assert snapshot(engine) == expected
     with engine.connect() as conn:
-        report = runs.get_run(conn, pending.run_id)
+        report = runs.get_run(conn, run_id)
     assert counts(report) == counts(reference)
     with engine.connect() as conn:
         attempts = dict(conn.execute(select(RunShard.shard_no, RunShard.attempts)).all())
@@ -114,29 +142,22 @@ def test_shard_executed_again_after_a_lost_worker_counts_its_own_messages_once(d
 
 
 def test_run_closes_once_with_summed_counts_whatever_order_the_shards_finish(demo, engine):
-    services = demo(500)
-    pending = begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending
-    shards = plan_shards(services, pending)
-    closes = [run_shard(services, pending.run_id, s.number, worker="w", clock=lambda: NOW).closed
-              for s in reversed(shards)]
+    services, run_id, shards = recorded_event(demo(500))
+    closes = [execute_shard(services, run_id, s, worker="w", clock=lambda: NOW).closed for s in reversed(shards)]
     assert [c is not None for c in closes] == [False] * (len(shards) - 1) + [True]
     with engine.connect() as conn:
-        assert runs.close_if_done(conn, pending.run_id, now=NOW) is None  # already closed
+        assert runs.close_if_done(conn, run_id, now=NOW, summarize=summarize_shards) is None  # already closed
         stored = conn.execute(select(RunRuleStats.queued)).scalars().all()
     assert stored == [closes[-1]["rules"][0]["queued"]]
 
 
 def test_failed_shard_leaves_the_run_completed_with_errors_naming_it(demo, engine):
-    services = demo(1000)
-    pending = begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending
-    shards = plan_shards(services, pending)
-    from campaign_engine.pipeline import fail_shard
-
-    fail_shard(services, pending.run_id, 0, "OperationalError: server closed the connection", now=NOW)
-    for shard in shards[1:]:
-        run_shard(services, pending.run_id, shard.number, worker="w", clock=lambda: NOW)
+    services, run_id, shards = recorded_event(demo(1000))
+    fail_shard(services, run_id, 0, "OperationalError: server closed the connection", now=NOW)
+    for shard_no in shards[1:]:
+        execute_shard(services, run_id, shard_no, worker="w", clock=lambda: NOW)
     with engine.connect() as conn:
-        report = runs.get_run(conn, pending.run_id)
+        report = runs.get_run(conn, run_id)
     assert report["status"] == "completed_with_errors"
     assert "1 of 3 shard(s) failed: shard 0: OperationalError" in report["error"]
     assert report["shards"]["failed"] == 1
@@ -144,15 +165,15 @@ def test_failed_shard_leaves_the_run_completed_with_errors_naming_it(demo, engin
 
 def test_in_process_run_failing_on_a_bug_closes_the_run_as_failed(demo, engine, monkeypatch):
     services = demo(1000)
-    pending = begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
-    monkeypatch.setattr("campaign_engine.pipeline.execute_shard", broken)
+    monkeypatch.setattr("campaign_engine.pipeline.shards.run_rules", broken)
     with pytest.raises(ZeroDivisionError):
-        finish_run(services, pending)
+        fire_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW)
     with engine.connect() as conn:
-        report = runs.get_run(conn, pending.run_id)
+        [run_id] = conn.execute(select(CampaignRun.id)).scalars().all()
+        report = runs.get_run(conn, run_id)
     assert report["status"] == "failed" and "ZeroDivisionError: a bug" in report["error"]
     assert report["shards"]["failed"] == report["shards"]["total"] == 3
 
@@ -171,8 +192,9 @@ def test_in_process_run_failing_on_a_bug_closes_the_run_as_failed(demo, engine, 
 ])
 def test_worker_rebuilds_the_event_exactly_as_the_api_validated_it(event_type, payload):
     payload = {k: v for k, v in payload.items() if v is not None}
-    event = load_event(event_type, payload)
-    assert restore_event(event_type, _payload_json(event)) == event
+    event = parse_event(event_type, payload)
+    stored = json.loads(json.dumps(event.canonical()))  # as the run record holds it
+    assert Event.from_canonical(event_type, stored) == event
 
 
 def test_resume_finishes_a_run_whose_process_died_mid_run(demo, engine, database_url, tmp_path):
@@ -180,39 +202,33 @@ def test_resume_finishes_a_run_whose_process_died_mid_run(demo, engine, database
 
     from campaign_engine.cli import main
 
-    reference = handle_event(demo(10**7), EventType.RATE_CHANGE, RATE_CHANGE, now=NOW)
+    reference = fire_event(demo(10**7), EventType.RATE_CHANGE, RATE_CHANGE, now=NOW)
     expected = snapshot(engine)
     forget_runs(engine)
-    services = demo(1000)
-    pending = begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending
-    plan_shards(services, pending)
-    run_shard(services, pending.run_id, 0, worker="w", clock=lambda: NOW)
+    services, run_id, _ = recorded_event(demo(1000))
+    execute_shard(services, run_id, 0, worker="w", clock=lambda: NOW)
     with engine.begin() as conn:  # the process died in shard 1; shard 2 never started
         conn.execute(update(RunShard).where(RunShard.shard_no == 1).values(status="running"))
 
     env = {"CAMPAIGN_ENGINE_DATABASE_URL": database_url}
-    result = CliRunner().invoke(main, ["resume", str(pending.run_id), "--json"], env=env)
+    result = CliRunner().invoke(main, ["resume", str(run_id), "--json"], env=env)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["status"] == "completed" and report["shards"]["completed"] == 3
     assert counts(report) == counts(reference)
     assert snapshot(engine) == expected
 
-    again = CliRunner().invoke(main, ["resume", str(pending.run_id)], env=env)
+    again = CliRunner().invoke(main, ["resume", str(run_id)], env=env)
     assert again.exit_code == 2 and "has no unfinished shard" in again.output
     missing = CliRunner().invoke(main, ["resume", "999999"], env=env)
     assert missing.exit_code != 0 and "999999" in missing.output
 
 
 def test_shard_whose_workers_keep_dying_is_given_up_after_its_attempts(demo, engine):
-    from campaign_engine.pipeline import SHARD_ATTEMPTS
-
-    services = demo(10**7)
-    pending = begin_event(services, EventType.RATE_CHANGE, RATE_CHANGE, now=NOW).pending
-    plan_shards(services, pending)
+    services, run_id, _ = recorded_event(demo(10**7))
     with engine.begin() as conn:
         conn.execute(update(RunShard).values(status="running", attempts=SHARD_ATTEMPTS))
-    outcome = run_shard(services, pending.run_id, 0, worker="w", clock=lambda: NOW)
+    outcome = execute_shard(services, run_id, 0, worker="w", clock=lambda: NOW)
     assert outcome.closed["status"] == "failed"
     assert f"given up after {SHARD_ATTEMPTS} attempts" in outcome.closed["error"]
 

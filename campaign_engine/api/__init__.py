@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from ..clock import utc_now
 from ..settings import Settings, load_settings
@@ -21,29 +21,15 @@ class AppState:
     """What the views need, built once in create_app."""
 
     runtime: Any  # campaign_engine.runtime.Runtime
-    executor: ThreadPoolExecutor
     clock: Callable[[], dt.datetime] = utc_now
-    limiter: Any = None  # api.ratelimit.RateLimiter
+    limiter: Any = None  # api.request_limits.RateLimiter
     key_last_touched: dict[int, dt.datetime] = field(default_factory=dict)
-    pending: set[Future[Any]] = field(default_factory=set)
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Run in the background; failures are logged (the run record says failed)."""
-        future = self.executor.submit(fn, *args)
-        self.pending.add(future)
-
-        def done(f: Future[Any]) -> None:
-            self.pending.discard(f)
-            if f.exception() is not None:
-                log.error("background run failed", exc_info=f.exception())
-        future.add_done_callback(done)
-        return future
 
     def wait(self, timeout: float | None = None) -> None:
-        """Wait for background runs (tests, shutdown)."""
-        from concurrent.futures import wait
-
-        wait(list(self.pending), timeout=timeout)
+        """Wait for runs executing in this process's background threads (tests, shutdown)."""
+        wait_idle = getattr(self.runtime.services.executor, "wait_idle", None)
+        if wait_idle is not None:
+            wait_idle(timeout)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Any = None,
@@ -53,7 +39,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     from ..bootstrap import open_services
     from ..runtime import Runtime
     from .errors import CampaignApi, register_error_handlers
-    from .ratelimit import RateLimiter
+    from .request_limits import RateLimiter
     from .views import BLUEPRINTS
 
     settings = settings or load_settings()
@@ -65,12 +51,12 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
         MAX_CONTENT_LENGTH=64 * 1024 * 1024, JSON_AS_ASCII=False,
     )
     app.config.update(config or {})
-    app.json.ensure_ascii = False  # Chinese stays readable in responses
+    # Chinese stays readable in responses (app.json is typed JSONProvider; a plain Flask has the default)
+    cast(DefaultJSONProvider, app.json).ensure_ascii = False
     api = CampaignApi(app, spec_kwargs={"info": {"description": "Rules-engine-driven marketing campaigns"}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    runtime = runtime or Runtime(open_services(settings))
-    app.extensions["campaign"] = AppState(runtime=runtime, executor=ThreadPoolExecutor(background_workers),
-                                          clock=clock or utc_now,
+    runtime = runtime or Runtime(open_services(settings, background_threads=background_workers))
+    app.extensions["campaign"] = AppState(runtime=runtime, clock=clock or utc_now,
                                           limiter=RateLimiter(runtime.services.settings.api_rate_limit))
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from flask import current_app, g, request
-from flask_smorest import abort
+from flask_smorest import abort as _untyped_abort
 
 from ..store import apikeys
+from ..vocabulary import Role
 
-ROLES = ("viewer", "marketer", "operator", "admin")
 READ, RULES, RUN, ADMIN = "read", "rules", "run", "admin"
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "viewer": frozenset({READ}),
-    "marketer": frozenset({READ, RULES}),
-    "operator": frozenset({READ, RUN}),
-    "admin": frozenset({READ, RULES, RUN, ADMIN}),
+    Role.VIEWER: frozenset({READ}),
+    Role.MARKETER: frozenset({READ, RULES}),
+    Role.OPERATOR: frozenset({READ, RUN}),
+    Role.ADMIN: frozenset({READ, RULES, RUN, ADMIN}),
 }
+
+# flask_smorest ships no types (Any here); its abort is webargs' and always raises an HTTPException.
+abort: Callable[..., NoReturn] = _untyped_abort
 
 
 def _authenticate() -> dict[str, Any]:

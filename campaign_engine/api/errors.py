@@ -10,7 +10,7 @@ from flask import Flask, Response, jsonify
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from ..errors import CampaignEngineError, NotFound, TemplateError, ValidationFailed
+from ..errors import CampaignEngineError, NotFound, StoreError, TemplateError, ValidationFailed
 from ..pipeline import EventConflict
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
     (EventConflict, 409),
     (ValidationFailed, 400),
     (TemplateError, 422),
+    (StoreError, 503),  # the database failed: try again later
     (CampaignEngineError, 500),
 ]
 

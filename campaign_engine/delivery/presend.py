@@ -8,15 +8,16 @@ messages are suppressed with the reason, or rescheduled for the next window.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from sqlalchemy import Engine
-
-from ..policy.schedule import next_send_time
+from ..policy.quiet_hours import next_send_time
 from ..settings import Settings
-from ..store import presend, suppression
+from ..store import holdbacks, suppression
 from ..unsubscribe import unsubscribe_url
 from ..vocabulary import SuppressionReason
+
+if TYPE_CHECKING:
+    from ..store.db import Engine
 
 Row = dict[str, Any]
 
@@ -29,7 +30,7 @@ def presend_check(db: Engine, settings: Settings, clock: Callable[[], dt.datetim
             return rows
         now = clock()
         with db.begin() as conn:
-            flags = presend.contact_flags(conn, sorted({r["customer_id"] for r in rows}))
+            flags = holdbacks.contact_flags(conn, sorted({r["customer_id"] for r in rows}))
             blocked = suppression.blocked(conn, [(r["channel"], r["recipient"]) for r in rows])
             keep: list[Row] = []
             refused: list[tuple[int, str]] = []
@@ -48,8 +49,8 @@ def presend_check(db: Engine, settings: Settings, clock: Callable[[], dt.datetim
                         later.append((row["id"], due))
                     else:
                         keep.append(row)
-            presend.suppress_claimed(conn, refused)
-            presend.reschedule_claimed(conn, later)
+            holdbacks.suppress_claimed(conn, refused)
+            holdbacks.reschedule_claimed(conn, later)
         return keep
 
     return check

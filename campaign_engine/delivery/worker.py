@@ -1,6 +1,6 @@
 """The outbox delivery worker: claim due messages, send them through their channel, record the outcome.
 
-Pure orchestration over store.delivery (the SQL) and Channel (the sending); it
+Pure orchestration over store.claims (the SQL) and Channel (the sending); it
 reads the clock only through the `clock` it is given.
 
 Safety when several workers run, or one dies:
@@ -25,7 +25,7 @@ claims handed back, no new claims for it) for `pause`, doubling while it keeps
 failing up to `max_pause`.
 
 Rate limits: a token bucket per channel, made by `bucket_factory(channel, rate)`
-(see delivery.ratelimit). The default is a bucket inside this worker, so N workers
+(see delivery.send_rates). The default is a bucket inside this worker, so N workers
 may send N times the configured rate; `make_bucket(rate, redis_url, channel=...)`
 gives one in Redis shared by every worker. When a shared bucket cannot be consulted
 (RateLimitUnavailable) the channel is paused as after repeated transient failures:
@@ -34,7 +34,7 @@ nothing is sent on it faster than configured, not even while Redis is down.
 Pre-send policy: `before_send(rows) -> rows` is the hook where consent, the
 suppression list and quiet hours are checked again just before sending (the
 default sends everything claimed). It receives the claimed rows (see
-store.delivery.CLAIMED_COLUMNS) and returns those to send; for every row it
+store.claims.CLAIMED_COLUMNS) and returns those to send; for every row it
 leaves out it must itself record the outcome under this worker's claim (e.g.
 suppressed, or queued for the window start), otherwise the row stays claimed
 until the lease expires and is then claimed again.
@@ -53,14 +53,13 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..clock import utc_now
-from ..store import delivery as store
+from ..store import claims
 from .channel import Channel, Outgoing, PermanentSendError
-from .ratelimit import RateLimit, RateLimitUnavailable, local_bucket
-from .ratelimit import TokenBucket  # noqa: F401  (re-exported: tests/test_delivery_worker.py imports it from here)
 from .retry import MAX_ATTEMPTS, decide, describe, next_attempt
+from .send_rates import RateLimit, RateLimitUnavailable, local_bucket
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from ..store.db import Engine
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +136,9 @@ class DeliveryWorker:
         now = now or self.clock()
         counts: Counter[str] = Counter({key: 0 for key in COUNT_KEYS})
         active = self.active_channels(now)
-        with self.db.connect() as conn, store.write_transaction(conn):
-            rows = store.claim_due(conn, worker=self.worker_id, now=now, limit=self.batch_size,
-                                   lease=self.lease, channels=active)
+        with self.db.connect() as conn, claims.write_transaction(conn):
+            rows = claims.claim_due(conn, worker=self.worker_id, now=now, limit=self.batch_size,
+                                    lease=self.lease, channels=active)
         counts["claimed"] = len(rows)
         if not rows:
             return dict(counts)
@@ -224,7 +223,7 @@ class DeliveryWorker:
         started = 0  # rows[:started] were attempted (or given up); the rest is handed back
         release_until: dt.datetime | None = None
         try:
-            with store.autocommit_connection(self.db) as conn:
+            with claims.autocommit_connection(self.db) as conn:
                 for i, row in enumerate(rows):
                     if self._stop.is_set() or self.clock() >= deadline:
                         break
@@ -258,18 +257,18 @@ class DeliveryWorker:
                     self._failing[name] = 0
                     self._paused.pop(name, None)
                     # Committed before the next send: a crash leaves at most this one message unrecorded.
-                    applied = store.mark_sent(conn, row["id"], worker=self.worker_id, provider=sent.provider,
-                                              provider_message_id=sent.provider_message_id, now=self.clock())
+                    applied = claims.mark_sent(conn, row["id"], worker=self.worker_id, provider=sent.provider,
+                                               provider_message_id=sent.provider_message_id, now=self.clock())
                     counts["sent" if applied else "stale"] += 1
                     if not applied:
                         log.warning("message %s was sent after its claim was taken over", row["id"])
         finally:
             unsent = [row["id"] for row in rows[started:]]
-            with self.db.connect() as conn, store.write_transaction(conn, immediate=False):
-                retried = store.mark_retry_many(conn, retries, worker=self.worker_id)
-                failed = store.mark_failed_many(conn, failures, worker=self.worker_id)
-                released = store.release_claims(conn, unsent, worker=self.worker_id,
-                                                due_at=release_until or self.clock())
+            with self.db.connect() as conn, claims.write_transaction(conn, immediate=False):
+                retried = claims.mark_retry_many(conn, retries, worker=self.worker_id)
+                failed = claims.mark_failed_many(conn, failures, worker=self.worker_id)
+                released = claims.release_claims(conn, unsent, worker=self.worker_id,
+                                                 due_at=release_until or self.clock())
         counts["retried"] += retried
         counts["failed"] += failed
         counts["released"] += released
@@ -277,8 +276,8 @@ class DeliveryWorker:
         return counts
 
     def _release(self, message_ids: list[int], due_at: dt.datetime) -> int:
-        with self.db.connect() as conn, store.write_transaction(conn, immediate=False):
-            return store.release_claims(conn, message_ids, worker=self.worker_id, due_at=due_at)
+        with self.db.connect() as conn, claims.write_transaction(conn, immediate=False):
+            return claims.release_claims(conn, message_ids, worker=self.worker_id, due_at=due_at)
 
     def _failed(self, row: Row, exc: Exception, retries: list[tuple[int, dt.datetime, str]],
                 failures: list[tuple[int, str]]) -> None:

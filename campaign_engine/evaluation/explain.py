@@ -7,12 +7,10 @@ any candidate is read.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-from ..facts.namespaces import lookup
+from ..facts.namespaces import engine_value, lookup
 from ..rulebook.model import All, AnyOf, FieldRef, Node, Not, Predicate
 
 
@@ -56,19 +54,6 @@ def _yamlish(value: Any) -> str:
     return str(value)
 
 
-def _norm(value: Any) -> Any:
-    """Compare as the engine does: dates as ISO text, money as float, empty lists as null."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    if isinstance(value, (list, tuple)):
-        return [_norm(v) for v in value] or None
-    return value
-
-
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b, "ne": lambda a, b: a != b,
     "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
@@ -77,14 +62,14 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def _predicate(pred: Predicate, namespaces: Mapping[str, Any]) -> tuple[bool, Any]:
-    value = _norm(lookup(namespaces, pred.field))
+    value = engine_value(lookup(namespaces, pred.field))
     if pred.op == "exists":
         return (value is not None) == pred.operand, value
     if value is None:
         return False, value
     operand = pred.operand
     if isinstance(operand, FieldRef):
-        operand = _norm(lookup(namespaces, operand.field))
+        operand = engine_value(lookup(namespaces, operand.field))
         if operand is None:
             return False, value
     try:

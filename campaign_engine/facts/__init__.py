@@ -1,4 +1,13 @@
-"""Pure: derived fields and the fact namespaces that conditions and templates see."""
+"""Pure: derived fields and the fact namespaces that conditions and templates see.
+
+Owns the derived fields (age, days_to_birthday, days_to_maturity, risk_rank), the
+customer/deposit/product/calendar namespaces, the holiday calendar, and the one
+conversion of a value to what the rules engine compares (namespaces.engine_value).
+
+Pure core: may import the standard library, ruamel.yaml (the holiday file) and
+campaign_engine.errors / campaign_engine.vocabulary. Never a web, database, queue,
+scheduler or network library, durable-rules, or an entry point (tests/test_architecture.py).
+"""
 
 from .derived import age, birth_mmdd, birthday_mmdd_window, days_to_birthday, days_to_maturity
 from .calendar import HolidayCalendar, calendar_facts, load_holidays

@@ -72,7 +72,12 @@ class FactSet:
         return ns
 
 
-def _json_value(value: Any) -> Any:
+def engine_value(value: Any) -> Any:
+    """A fact value as the engine holds and compares it: dates as ISO text, money as float, empty lists as null.
+
+    The one conversion: facts are flattened with it, and explain.py compares with it, so
+    preview and the engine agree.
+    """
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, Decimal):
@@ -81,7 +86,7 @@ def _json_value(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (list, tuple)):
         # The engine's "every item" test is false on an empty list: empty counts as missing.
-        return [_json_value(v) for v in value] or None
+        return [engine_value(v) for v in value] or None
     return value
 
 
@@ -108,7 +113,7 @@ def flattener(fields: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[str, 
                     value = None
                     break
                 value = value.get(part)
-            fact[key] = _json_value(value)
+            fact[key] = engine_value(value)
         return fact
     return flatten
 

@@ -1,4 +1,11 @@
-"""Rendering of campaign messages: Jinja2 filters, SMS composition and templates."""
+"""Rendering of campaign messages: Jinja2 filters, SMS composition and templates.
+
+Owns the sandboxed Jinja2 environment and template sets (environment), the bank's
+filters (filters) and SMS signature, opt-out text and segments (sms).
+
+Pure core: may import the standard library, Jinja2 and campaign_engine.errors. Never a
+web, database, queue, scheduler or network library, or an entry point (tests/test_architecture.py).
+"""
 
 from .environment import (
     PARTS,

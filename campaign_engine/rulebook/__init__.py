@@ -1,4 +1,12 @@
-"""Rule YAML -> validated, immutable rule objects."""
+"""Rule YAML -> validated, immutable rule objects.
+
+Owns the rule format (loader, conditions, model), the field catalogue a condition or
+template may use (fields) and the one crontab parser (cron).
+
+Pure core: may import the standard library, marshmallow, ruamel.yaml and
+campaign_engine.errors / campaign_engine.vocabulary. Never a web, database, queue,
+scheduler or network library, durable-rules, or an entry point (tests/test_architecture.py).
+"""
 
 from .loader import Rulebook, load_rulebook, parse_rule_text
 from .model import All, AnyOf, FieldRef, Node, Not, Predicate, Rule, Trigger, referenced_fields

@@ -185,7 +185,7 @@ class _Parser:
         elif kind is FieldType.ENUM:
             value = TIER_ALIASES.get(str(raw), raw) if spec.choices == TIERS else raw
             if isinstance(value, str) and value in (spec.choices or ()):
-                return value
+                return str(value)  # plain text, also for a Tier alias
             self.fail(path, f"{raw!r} is not one of {', '.join(spec.choices or ())}")
         else:
             if isinstance(raw, str):

@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from ..vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, EventType, SubjectType, Tier
+from ..vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, EventType, SubjectType, Tier, risk_rank
 
 
 class FieldType(StrEnum):
@@ -64,14 +64,23 @@ CUSTOMER_FIELDS: dict[str, FieldSpec] = {
     "holds": FieldSpec(L, ["TD1Y", "time_deposit"], doc="product codes and types held (holdings and deposits)"),
 }
 
+def _product_fields(*, code_field: str, code: str, name: str, type_: str, risk_level: str, rate: str,
+                    min_amount: str) -> dict[str, FieldSpec]:
+    """A product's fields, typed once for a stored product and a launched one (samples differ)."""
+    return {
+        code_field: FieldSpec(S, code),
+        "name": FieldSpec(S, name),
+        "type": FieldSpec(S, type_),
+        "risk_level": FieldSpec(E, risk_level, PRODUCT_RISK_LEVELS),
+        "risk_rank": FieldSpec(I, risk_rank(risk_level)),
+        "rate": FieldSpec(N, Decimal(rate)),
+        "min_amount": FieldSpec(N, Decimal(min_amount)),
+    }
+
+
 PRODUCT_FIELDS: dict[str, FieldSpec] = {
-    "product_code": FieldSpec(S, "TD1Y"),
-    "name": FieldSpec(S, "1年期定期存款"),
-    "type": FieldSpec(S, "time_deposit"),
-    "risk_level": FieldSpec(E, "R1", PRODUCT_RISK_LEVELS),
-    "risk_rank": FieldSpec(I, 1),
-    "rate": FieldSpec(N, Decimal("1.45")),
-    "min_amount": FieldSpec(N, Decimal("50")),
+    **_product_fields(code_field="product_code", code="TD1Y", name="1年期定期存款", type_="time_deposit",
+                      risk_level="R1", rate="1.45", min_amount="50"),
     "launch_date": FieldSpec(D, dt.date(2026, 1, 1)),
 }
 
@@ -108,15 +117,9 @@ EVENT_FIELDS: dict[EventType, dict[str, FieldSpec]] = {
     EventType.PRODUCT_LAUNCH: {
         "event_id": FieldSpec(S, "pl-2026-03-10"),
         "launch_date": FieldSpec(D, dt.date(2026, 3, 15)),
-        **{f"product.{name}": spec for name, spec in {
-            "code": FieldSpec(S, "WM-R2-09"),
-            "name": FieldSpec(S, "稳享90天理财"),
-            "type": FieldSpec(S, "wealth"),
-            "risk_level": FieldSpec(E, "R2", PRODUCT_RISK_LEVELS),
-            "risk_rank": FieldSpec(I, 2),
-            "rate": FieldSpec(N, Decimal("2.80")),
-            "min_amount": FieldSpec(N, Decimal("10000")),
-        }.items()},
+        **{f"product.{name}": spec for name, spec in _product_fields(
+            code_field="code", code="WM-R2-09", name="稳享90天理财", type_="wealth", risk_level="R2",
+            rate="2.80", min_amount="10000").items()},
     },
     EventType.LARGE_TRANSACTION: {
         "event_id": FieldSpec(S, "lt-000123"),

@@ -20,7 +20,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ..errors import Problem
 from ..vocabulary import Category, Channel, EventType, SubjectType
 from .conditions import parse_conditions
-from .cron import check_crontab
+from .cron import parse_crontab
 from .fields import fields_in_scope
 from .model import Rule, Trigger
 
@@ -35,7 +35,7 @@ class _Strict(Schema):
 
 def _cron(value: str) -> None:
     try:
-        check_crontab(value)
+        parse_crontab(value)
     except ValueError as exc:
         raise ValidationError(str(exc)) from None
 

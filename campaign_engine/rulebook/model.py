@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 from ..vocabulary import Category, Channel, EventType, SubjectType
 
@@ -71,7 +71,7 @@ class Rule:
         return self.category is Category.MARKETING
 
 
-def iter_predicates(node: Node):
+def iter_predicates(node: Node) -> Iterator[Predicate]:
     """Every predicate of a condition tree, depth first."""
     if isinstance(node, Predicate):
         yield node

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
-from sqlalchemy import Connection, ColumnElement, Engine, and_, exists, false, not_, or_, select, union_all
-from sqlalchemy.orm import aliased
+from sqlalchemy import (Connection, ColumnElement, Engine, Select, and_, exists, false, not_, or_, select,
+                        union_all)
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from ..facts.namespaces import CUSTOMER_COLUMNS, DEPOSIT_COLUMNS, PRODUCT_COLUMNS
 from ..rulebook.model import All, AnyOf, Node, Predicate
@@ -124,7 +125,7 @@ def _consent_join(consent: Any, channel: Channel, plan: CandidatePlan) -> Column
     return and_(*on)
 
 
-def _base_query(plan: CandidatePlan):  # type: ignore[no-untyped-def]
+def _base_query(plan: CandidatePlan) -> tuple[Select[Any], tuple[InstrumentedAttribute[str], ...]]:
     consent_cols = [
         SmsConsent.granted.label("sms_consent"), SmsConsent.source.label("sms_consent_source"),
         SmsConsent.recorded_at.label("sms_consent_at"),
@@ -132,6 +133,7 @@ def _base_query(plan: CandidatePlan):  # type: ignore[no-untyped-def]
         EmailConsent.recorded_at.label("email_consent_at"),
     ]
     customer_cols = [getattr(Customer, c) for c in CUSTOMER_COLUMNS]
+    key: tuple[InstrumentedAttribute[str], ...]  # the subject's key, the batches' order
     if plan.subject is SubjectType.DEPOSIT:
         cols = ([getattr(Deposit, c).label(f"deposit__{c}") for c in DEPOSIT_COLUMNS]
                 + [getattr(Product, c).label(f"product__{c}") for c in PRODUCT_COLUMNS])
@@ -149,9 +151,36 @@ def _base_query(plan: CandidatePlan):  # type: ignore[no-untyped-def]
     return query.where(*_filters(plan)), key
 
 
+class Candidate(NamedTuple):
+    """One candidate row, decoded: the customer's columns (with its consent columns), and for
+    deposit rules the deposit and its product (None when the deposit names no known product)."""
+
+    customer: Mapping[str, Any]
+    deposit: Mapping[str, Any] | None = None
+    product: Mapping[str, Any] | None = None
+
+
+_DEPOSIT_LABELS = tuple(f"deposit__{c}" for c in DEPOSIT_COLUMNS)
+_PRODUCT_LABELS = tuple(f"product__{c}" for c in PRODUCT_COLUMNS)
+
+
+def _decode(rows: Sequence[Any], subject: SubjectType) -> list[Candidate]:
+    """Rows -> Candidates: the `deposit__`/`product__` labels of the joined query become plain
+    column names again (callers never see a label)."""
+    if subject is not SubjectType.DEPOSIT:
+        return [Candidate(row._mapping) for row in rows]
+    out = []
+    for row in rows:
+        data = row._mapping
+        deposit = dict(zip(DEPOSIT_COLUMNS, (data[k] for k in _DEPOSIT_LABELS)))
+        product = dict(zip(PRODUCT_COLUMNS, (data[k] for k in _PRODUCT_LABELS)))
+        out.append(Candidate(data, deposit, product if product["product_code"] else None))
+    return out
+
+
 def select_candidates(db: Engine, plan: CandidatePlan,
-                      batch_size: int) -> Iterator[Sequence[Any]]:
-    """Candidate rows for a plan, in batches ordered by subject key.
+                      batch_size: int) -> Iterator[list[Candidate]]:
+    """Candidates for a plan, in batches ordered by subject key.
 
     One query streamed through a server-side cursor (PostgreSQL) or SQLite's lazy cursor, so
     memory holds one batch and the database scans once: LIMIT pages re-ran the scan (and the
@@ -171,7 +200,8 @@ def select_candidates(db: Engine, plan: CandidatePlan,
         result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
             query.order_by(*key))
         try:
-            yield from result.partitions()
+            for rows in result.partitions():
+                yield _decode(rows, plan.subject)
         finally:
             result.close()
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import SQLAlchemyError as DatabaseError  # how entry points name the driver's errors
 
 from ..settings import PROJECT_ROOT
 
@@ -40,10 +40,6 @@ def make_engine(url: str, **options: Any) -> Engine:
     return engine
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
-
-
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -56,7 +52,14 @@ def upgrade_database(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def migration_heads(url: str = "sqlite://") -> list[str]:
-    from alembic.script import ScriptDirectory
+def has_schema(engine: Engine) -> bool:
+    """Has `db upgrade` been run on this database (Alembic's version table exists)?"""
+    return inspect(engine).has_table("alembic_version")
 
-    return list(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+
+def ping(engine: Engine) -> None:
+    """Raise unless the database answers (readiness checks)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

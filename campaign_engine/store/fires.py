@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import ScheduleFire
@@ -48,13 +48,6 @@ def get_fire(conn: Connection, rule_id: str, run_date: dt.date) -> dict[str, Any
     return None if row is None else dict(row)
 
 
-def list_fires(conn: Connection, rule_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Fires newest first; reads only.
-
-    With rule_id, the leading column of uq_schedule_fires_rule_date narrows the
-    scan to that rule's fires; without, it walks the primary key backwards.
-    """
-    query = select(*ScheduleFire.__table__.c).order_by(ScheduleFire.id.desc()).limit(limit)
-    if rule_id is not None:
-        query = query.where(ScheduleFire.rule_id == rule_id)
-    return [dict(r) for r in conn.execute(query).mappings()]
+def last_fire(conn: Connection) -> dt.datetime | None:
+    """When any process last fired a scheduled rule (a max over schedule_fires.fired_at); reads only."""
+    return conn.execute(select(func.max(ScheduleFire.fired_at))).scalar_one()

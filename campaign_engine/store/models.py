@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Float, ForeignKey, Index,
                         Integer, LargeBinary, Numeric, SmallInteger, String, Table, Text, TypeDecorator,
@@ -42,6 +42,12 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table: SQLAlchemy types `__table__` as a FromClause, but every model here is
+    mapped to a Table (none to a join or a select)."""
+    return cast(Table, model.__table__)
 
 
 class Customer(Base):

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import Connection, exists, func, insert, select, update
 
 from ..vocabulary import RunStatus, ShardStatus
 from .models import CampaignRun, Customer, Message, RunRuleStats, RunShard
 
-COUNTS = ("candidates", "matched", "queued", "scheduled", "duplicates", "failed")
-
-
-def start_run(conn: Connection, *, kind: str, run_date: dt.date, dry_run: bool, now: dt.datetime,
+def insert_run(conn: Connection, *, kind: str, run_date: dt.date, dry_run: bool, now: dt.datetime,
               rule_ids: list[str] | None = None, event_key: str | None = None,
               event_payload: dict[str, Any] | None = None) -> int:
     """Record a run as running and return its id."""
@@ -75,32 +72,19 @@ def finish_shard(conn: Connection, run_id: int, shard_no: int, *, status: ShardS
                  .values(status=status.value, stats=stats, error=error, finished_at=now))
 
 
-def _sum_stats(shards: list[list[dict[str, Any]] | None], rule_ids: list[str]) -> list[dict[str, Any]]:
-    totals: dict[str, dict[str, Any]] = {}
-    for stats in shards:
-        for s in stats or []:
-            t = totals.setdefault(s["rule"], {"rule_id": s["rule"], **{c: 0 for c in COUNTS},
-                                              "suppressed": {}, "error": None, "seconds": 0.0})
-            for c in COUNTS:
-                t[c] += s[c]
-            for reason, n in s["suppressed"].items():
-                t["suppressed"][reason] = t["suppressed"].get(reason, 0) + n
-            t["error"] = t["error"] or s["error"]
-            t["seconds"] += s["seconds"]
-    order = {r: i for i, r in enumerate(rule_ids)}
-    return sorted(totals.values(), key=lambda t: order.get(t["rule_id"], len(order)))
+ShardRow = tuple[int, str, "list[dict[str, Any]] | None", "str | None"]  # shard_no, status, stats, error
+Summary = tuple[RunStatus, "str | None", list[dict[str, Any]]]  # status, error, per-rule totals
+Summarize = Callable[[list[ShardRow], list[str]], Summary]
 
 
-def rules_failed(rule_ids: list[str]) -> str | None:
-    """A run's error naming the rules that failed (the others ran)."""
-    return f"{len(rule_ids)} rule(s) failed: {', '.join(rule_ids)}" if rule_ids else None
-
-
-def close_if_done(conn: Connection, run_id: int, *, now: dt.datetime) -> dict[str, Any] | None:
-    """Close the run when no shard is pending or running: sum the shards' counts into the run.
+def close_if_done(conn: Connection, run_id: int, *, now: dt.datetime,
+                  summarize: Summarize) -> dict[str, Any] | None:
+    """Close the run when no shard is pending or running, with the totals `summarize` makes of
+    its shards (the pipeline's rule: campaign_engine.pipeline.report.summarize_shards).
 
     One conditional UPDATE decides, so of two shards finishing together exactly one closes
-    the run (call it after the shard's own status is committed). Returns the closed status.
+    the run (call it after the shard's own status is committed); the totals are written in the
+    same transaction. Returns the closed status, error and totals, or None.
     """
     open_shard = exists().where(RunShard.run_id == run_id, RunShard.status.in_(
         [ShardStatus.PENDING.value, ShardStatus.RUNNING.value]))
@@ -110,24 +94,15 @@ def close_if_done(conn: Connection, run_id: int, *, now: dt.datetime) -> dict[st
                            .values(finished_at=now))  # locks the run row until this commits
     if closing.rowcount != 1:
         return None
-    shards = conn.execute(select(RunShard.shard_no, RunShard.status, RunShard.stats, RunShard.error)
-                          .where(RunShard.run_id == run_id).order_by(RunShard.shard_no)).all()
+    shards = [(s.shard_no, s.status, s.stats, s.error) for s in conn.execute(
+        select(RunShard.shard_no, RunShard.status, RunShard.stats, RunShard.error)
+        .where(RunShard.run_id == run_id).order_by(RunShard.shard_no))]
     rule_ids = conn.execute(select(CampaignRun.rule_ids).where(CampaignRun.id == run_id)).scalar_one() or []
-    totals = _sum_stats([s.stats for s in shards], rule_ids)
-    failed_shards = [s for s in shards if s.status == ShardStatus.FAILED.value]
-    failed_rules = [t["rule_id"] for t in totals if t["error"]]
-    if failed_shards and len(failed_shards) == len(shards):
-        status = RunStatus.FAILED
-    elif failed_shards or failed_rules:
-        status = RunStatus.COMPLETED_WITH_ERRORS
-    else:
-        status = RunStatus.COMPLETED
-    errors = [rules_failed(failed_rules)]
-    if failed_shards:
-        errors.append(f"{len(failed_shards)} of {len(shards)} shard(s) failed: "
-                      + "; ".join(f"shard {s.shard_no}: {s.error}" for s in failed_shards[:3]))
-    error = "; ".join(e for e in errors if e) or None
-    finish_run(conn, run_id, status=status, stats=totals, error=error, now=now)
+    status, error, totals = summarize(shards, rule_ids)
+    record_totals(conn, run_id, status=status, stats=[{"rule_id": t["rule"], **{k: v for k, v in t.items()
+                                                                                 if k != "rule"}}
+                                                      for t in totals],
+                  error=error, now=now)
     return {"status": status.value, "error": error, "rules": totals}
 
 
@@ -154,8 +129,8 @@ def find_event_run(conn: Connection, event_key: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-def finish_run(conn: Connection, run_id: int, *, status: RunStatus, stats: Iterable[dict[str, Any]],
-               error: str | None, now: dt.datetime) -> None:
+def record_totals(conn: Connection, run_id: int, *, status: RunStatus, stats: Iterable[dict[str, Any]],
+                  error: str | None, now: dt.datetime) -> None:
     """Store the per-rule counts and close the run."""
     rows = [dict(s, run_id=run_id) for s in stats]
     if rows:
@@ -169,12 +144,13 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
     run = conn.execute(select(*CampaignRun.__table__.c).where(CampaignRun.id == run_id)).first()
     if run is None:
         return None
-    stats = conn.execute(select(*RunRuleStats.__table__.c).where(RunRuleStats.run_id == run_id)
-                         .order_by(RunRuleStats.rule_id)).all()
+    order = {r: i for i, r in enumerate(run.rule_ids or [])}  # priority order, as they ran
+    stats = sorted(conn.execute(select(*RunRuleStats.__table__.c).where(RunRuleStats.run_id == run_id)).all(),
+                   key=lambda s: (order.get(s.rule_id, len(order)), s.rule_id))
     delivery = delivery_states(conn, run_id)
     return {
         "run_id": run.id, "kind": run.kind, "date": run.run_date.isoformat(), "dry_run": run.dry_run,
-        "status": run.status, "error": run.error, "event_key": run.event_key,
+        "status": run.status, "error": run.error, "event_key": run.event_key, "rule_ids": list(run.rule_ids or []),
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "shards": shard_summary(conn, run_id),

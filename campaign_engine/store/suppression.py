@@ -28,7 +28,7 @@ def blocked(conn: Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[str
     for channel in sorted({ch for ch, _ in wanted}):  # one indexed query per channel
         addresses = [addr for ch, addr in wanted if ch == channel]
         found.update(conn.execute(select(SuppressedAddress.channel, SuppressedAddress.address).where(
-            SuppressedAddress.channel == channel, one_of(conn, SuppressedAddress.address, addresses))).all())
+            SuppressedAddress.channel == channel, one_of(conn, SuppressedAddress.address, addresses))).tuples().all())
     return {wanted[(ch, addr)] for ch, addr in found}
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app, g
+from flask import current_app, g, url_for
 
 from ...errors import NotFound
 from ...rendering import filters
@@ -25,16 +25,10 @@ def now() -> dt.datetime:
     return state().clock()
 
 
-def hand_off_run(svc: Any, pending: Any) -> None:
-    """Hand an accepted run on: its shards to the Celery workers when a broker is configured
-    (queued before the 202 answers), else to this process's background threads."""
-    from ...distributed.dispatch import submit_run
-    from ...pipeline import finish_run
-
-    if svc.settings.distributed:
-        submit_run(svc, pending)
-    else:
-        state().submit(finish_run, svc, pending)
+def accepted(report: Any) -> dict[str, Any]:
+    """A RunReport as the 202 (or a replay's 200) body: where to follow the run."""
+    return {"run_id": report.run_id, "status": report.status.value, "replayed": report.replayed,
+            "event_key": report.event_key, "url": url_for("runs.get_run", run_id=report.run_id)}
 
 
 def today(value: dt.date | None = None) -> dt.date:
@@ -106,7 +100,8 @@ class RunSchema(ma.Schema):
     started_at = ma.fields.String(allow_none=True)
     finished_at = ma.fields.String(allow_none=True)
     replayed = ma.fields.Boolean()
-    shards = ma.fields.Nested(ShardsSchema)
+    rule_ids = ma.fields.List(ma.fields.String(), metadata={"description": "the run's rules, in priority order"})
+    shards = ma.fields.Nested(ShardsSchema, allow_none=True)
     rules = ma.fields.List(ma.fields.Nested(RuleCountsSchema))
 
 

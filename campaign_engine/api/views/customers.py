@@ -12,8 +12,11 @@ import marshmallow as ma
 from flask import g, request
 
 from ...errors import NotFound, Problem, ValidationFailed
+from ...imports import COLUMNS, KINDS, parse_row
 from ...store import customers as store
-from ...store.importers import COLUMNS, KINDS, import_csv, parse_row, upsert_rows
+from ...store.csv_import import import_csv
+from ...store.upsert import upsert_rows
+from ...vocabulary import Tier
 from ..auth import ADMIN, READ
 from ..blueprint import ApiBlueprint
 from ..errors import ErrorSchema
@@ -23,7 +26,7 @@ from .messages import MessageQuery, message_page
 blp = ApiBlueprint("customers", __name__, url_prefix="/api/v1",
                    description="Customers, consents, products, deposits and imports")
 
-TIERS = ["diamond", "platinum", "gold", "regular", "restricted"]
+TIERS = [tier.value for tier in Tier]
 # Money and rates leave the API as exact decimal text ("1234.50"), never as binary floats.
 DECIMAL_TEXT = {"type": "string", "format": "decimal", "example": "1234.50"}
 

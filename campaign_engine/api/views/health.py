@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from sqlalchemy import text
 
+from ...store import fires, scheduler_jobs
+from ...store.db import ping
 from ..blueprint import ApiBlueprint
-from ...store import schedule
 from .common import services
 
 blp = ApiBlueprint("health", __name__, url_prefix="", description="Probes")
@@ -27,8 +27,8 @@ class ReadySchema(ma.Schema):
 def _scheduler_state(svc) -> str:  # type: ignore[no-untyped-def]
     """Jobs in the shared store and the last fire, whichever process runs the scheduler."""
     with svc.db.connect() as conn:
-        jobs = schedule.next_run_times(conn)
-        last = schedule.last_fire(conn)
+        jobs = scheduler_jobs.next_run_times(conn)
+        last = fires.last_fire(conn)
     if not jobs:
         return "no scheduled jobs (is a scheduler process running?)"
     return f"{len(jobs)} job(s); last fire {last.isoformat() if last else 'never'}"
@@ -48,8 +48,7 @@ def readyz():  # type: ignore[no-untyped-def]
     """Database reachable, rules loaded, scheduler state."""
     svc = services()
     try:
-        with svc.db.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(svc.db)
         database = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         database = f"unreachable: {type(exc).__name__}"

@@ -13,7 +13,7 @@ from ...rulebook.loader import Rulebook, parse_rule_text
 from ...rulebook.model import All, AnyOf, FieldRef, Node, Not, Rule
 from ..auth import READ, RULES
 from ..blueprint import ApiBlueprint
-from ...store import schedule
+from ...store import scheduler_jobs
 from .common import load_body, now, record, services, state, today
 
 blp = ApiBlueprint("rules", __name__, url_prefix="/api/v1/rules", description="Campaign rules")
@@ -111,7 +111,7 @@ def rule_data(rule: Rule, next_runs: dict[str, Any], broken_files: set[str]) -> 
 def _next_runs() -> dict[str, Any]:
     """From the shared job store: the scheduler may run in another process."""
     with services().db.connect() as conn:
-        return schedule.next_run_times(conn)
+        return scheduler_jobs.next_run_times(conn)
 
 
 @blp.route("", methods=["GET"])

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import jsonify, url_for
+from flask import jsonify
 
-from ...errors import NotFound
-from ...pipeline import begin_scheduled, finish_run
+from ...pipeline import ScheduledRunRequest, get_report, start_run
 from ...store import runs as run_store
 from ..auth import READ, RUN
 from ..blueprint import ApiBlueprint
-from .common import (PageArgs, RunAcceptedSchema, RunSchema, existing_id, now, numeric_cursor, record,
-                     services, hand_off_run, today)
+from .common import (PageArgs, RunAcceptedSchema, RunSchema, accepted, existing_id, now, numeric_cursor, record,
+                     services, today)
 
 blp = ApiBlueprint("runs", __name__, url_prefix="/api/v1/runs", description="Campaign runs and their counts")
 
@@ -62,11 +61,7 @@ def list_runs(args):  # type: ignore[no-untyped-def]
 @blp.response(200, RunSchema)
 def get_run(run_id: int):  # type: ignore[no-untyped-def]
     """One run with per-rule counts and suppression reasons."""
-    with services().db.connect() as conn:
-        report = run_store.get_run(conn, existing_id("run", run_id))
-    if report is None:
-        raise NotFound("run", run_id)
-    return report
+    return get_report(services(), existing_id("run", run_id)).as_dict()
 
 
 @blp.route("", methods=["POST"])
@@ -74,16 +69,12 @@ def get_run(run_id: int):  # type: ignore[no-untyped-def]
 @blp.arguments(RunRequestSchema)
 @blp.response(202, RunAcceptedSchema, description="accepted: the run proceeds in the background")
 @blp.alt_response(200, schema=RunSchema, description="a dry run's report (nothing written)")
-def start_run(body):  # type: ignore[no-untyped-def]
+def create_run(body):  # type: ignore[no-untyped-def]
     """Run scheduled rules now for a date."""
-    svc = services()
-    pending = begin_scheduled(svc, today=today(body.get("date")), now=now(), rule_ids=body.get("rules"),
-                              dry_run=body["dry_run"])
-    if pending.dry_run:  # its own schema: the 202 schema would drop the counts
-        return jsonify(RunSchema().dump(finish_run(svc, pending)))
-    assert pending.run_id is not None
-    record("run", f"run:{pending.run_id}", {"date": pending.today.isoformat(),
-                                             "rules": [r.id for r in pending.rules]})
-    hand_off_run(svc, pending)
-    return {"run_id": pending.run_id, "status": "running", "replayed": False, "event_key": None,
-            "url": url_for("runs.get_run", run_id=pending.run_id)}, 202
+    request = ScheduledRunRequest(today(body.get("date")), tuple(body.get("rules") or ()), dry_run=body["dry_run"])
+    report = start_run(services(), request, now=now(), wait=False)
+    if report.dry_run:  # its own schema: the 202 schema would drop the counts
+        return jsonify(RunSchema().dump(report.as_dict()))
+    record("run", f"run:{report.run_id}", {"date": report.date.isoformat(),
+                                            "rules": list(report.rule_ids)})
+    return accepted(report), 202

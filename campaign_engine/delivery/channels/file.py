@@ -10,9 +10,10 @@ import datetime as dt
 import json
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import ClassVar, Self, TextIO
 
 from ..channel import Outgoing, Sent, TransientSendError
+from .options import ChannelOptions
 
 #: One encoder for every line (json.dumps with options builds a new one per call).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -21,12 +22,21 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 class FileChannel:
     """Appends each message as a JSON line to `path` (its folders are created)."""
 
+    channel_type: ClassVar[str] = "file"
     provider = "file"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._file: TextIO | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_options(cls, options: ChannelOptions) -> Self:
+        """Settings `{type: file, path: instance/outbox/sms.jsonl}`; a relative path is under `options.base_dir`."""
+        path = options.path("path")
+        options.finish()
+        assert path is not None
+        return cls(path)
 
     def __repr__(self) -> str:
         return f"FileChannel({str(self.path)!r})"

@@ -39,15 +39,17 @@ import hashlib
 import hmac
 import http.client
 import json
+import re
 import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 from ..channel import Outgoing, PermanentSendError, SendError, Sent, TransientSendError
+from .options import ChannelOptions
 
 #: Our names for the request fields -> the provider's JSON names.
 DEFAULT_FIELDS: Mapping[str, str] = {"to": "mobile", "text": "content", "id": "request_id"}
@@ -92,6 +94,8 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 class HttpSmsChannel:
     """Sends SMS messages to an HTTP gateway (http.client, keep-alive)."""
 
+    channel_type: ClassVar[str] = "http_sms"
+
     def __init__(self, *, url: str, timeout: float = 5.0, auth: HeaderAuth | HmacAuth | None = None,
                  fields: Mapping[str, str] | None = None, response_id_field: str = "message_id",
                  provider: str = "http_sms", success_field: str | None = None, success_value: Any = None,
@@ -126,6 +130,55 @@ class HttpSmsChannel:
 
     def __repr__(self) -> str:
         return f"HttpSmsChannel({self.provider!r}, {self._host}:{self._port or ''}{self._target})"
+
+    @classmethod
+    def from_options(cls, options: ChannelOptions) -> Self:
+        """Settings `{type: http_sms, url: ..., timeout: 5, auth: {...}, fields: {...}, response_id_field: ...,
+        provider: ..., success_field: ..., success_value: ..., transient_codes: [...], transient_statuses: [...],
+        headers: {...}, extra_fields: {...}, ca_file: ...}` (see the channels package)."""
+        url = options.text("url", required=True)
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                options.problem("url", "must be an http:// or https:// URL with a host")
+            else:
+                try:
+                    _ = parts.port
+                except ValueError:
+                    options.problem("url", "has a bad port")
+        timeout = options.number("timeout", default=5.0)
+        auth = _auth_from_options(options)
+        fields = options.mapping("fields")
+        if fields is not None:
+            for key, value in fields.items():
+                if key not in FIELD_NAMES:
+                    options.problem(f"fields.{key}", f"unknown field; one of: {', '.join(FIELD_NAMES)}")
+                elif not isinstance(value, str) or not value:
+                    options.problem(f"fields.{key}", "must be the provider's field name")
+            merged = {**DEFAULT_FIELDS, **{k: v for k, v in fields.items() if isinstance(v, str)}}
+            if len(set(merged.values())) != len(merged):
+                options.problem("fields", "two of our fields map to the same provider field")
+        response_id_field = options.text("response_id_field", default="message_id")
+        provider = options.text("provider", default="http_sms")
+        success_field = options.text("success_field")
+        success_value = options.get("success_value")
+        if success_field and success_value is None:
+            options.problem("success_value", "required with success_field")
+        if success_value is not None and not success_field:
+            options.problem("success_field", "required with success_value")
+        transient_codes = _list_option(options, "transient_codes", (str, int), "provider codes")
+        transient_statuses = _list_option(options, "transient_statuses", (int,), "HTTP statuses")
+        if any(not 400 <= status < 600 for status in transient_statuses):
+            options.problem("transient_statuses", "HTTP statuses 400-599 only")
+        headers = _headers_option(options, "headers")
+        extra_fields = options.mapping("extra_fields")
+        context = options.ssl_context()
+        options.finish()
+        assert url is not None and response_id_field is not None and provider is not None
+        return cls(url=url, timeout=timeout, auth=auth, fields=fields, response_id_field=response_id_field,
+                   provider=provider, success_field=success_field, success_value=success_value,
+                   transient_codes=transient_codes, transient_statuses=transient_statuses,
+                   headers=headers, extra_fields=extra_fields, ssl_context=context)
 
     def send(self, message: Outgoing) -> Sent:
         key = message.idempotency_key or f"ce-message-{message.message_id}"
@@ -280,3 +333,71 @@ def _network_reason(exc: BaseException, timeout: float) -> str:
         return f"connection failed: {exc.strerror}"
     text = " ".join(str(exc).split())[:_REASON_CHARS]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --- reading the options (from_options) ------------------------------------------
+
+
+def _auth_from_options(options: ChannelOptions) -> HeaderAuth | HmacAuth | None:
+    auth = options.mapping("auth")
+    if auth is None:
+        return None
+    if "hmac_secret" in auth:
+        required, optional = {"hmac_secret"}, {"signature_header", "timestamp_header"}
+    elif "header" in auth or "value" in auth:
+        required, optional = {"header", "value"}, set()
+    else:
+        options.problem("auth", "either {header: ..., value: ...} or {hmac_secret: ..., signature_header: ..., "
+                                "timestamp_header: ...}")
+        return None
+    problems = len(options.problems)
+    for key in sorted(required - set(auth)):
+        options.problem(f"auth.{key}", "missing")
+    for key, value in auth.items():
+        if key not in required | optional:
+            options.problem(f"auth.{key}", "unknown option")
+        elif not isinstance(value, str) or not value:
+            options.problem(f"auth.{key}", "must be a non-empty string")
+        elif key in ("header", "signature_header", "timestamp_header") and not _HEADER_NAME.match(value):
+            options.problem(f"auth.{key}", "must be an HTTP header name")
+        elif key == "value" and not _header_value_ok(value):
+            options.problem(f"auth.{key}", "must be one line of Latin-1 text")
+    if len(options.problems) > problems:
+        return None
+    if "hmac_secret" in auth:
+        return HmacAuth(auth["hmac_secret"], auth.get("signature_header", "X-Signature"),
+                        auth.get("timestamp_header", "X-Timestamp"))
+    return HeaderAuth(auth["header"], auth["value"])
+
+
+def _list_option(options: ChannelOptions, key: str, types: tuple[type, ...], what: str) -> list[Any]:
+    value = options.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or any(
+            isinstance(item, bool) or not isinstance(item, types) for item in value):
+        options.problem(key, f"must be a list of {what}")
+        return []
+    return list(value)
+
+
+def _headers_option(options: ChannelOptions, key: str) -> dict[str, str]:
+    value = options.mapping(key)
+    if value is None:
+        return {}
+    if not all(isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) and _header_value_ok(v)
+               for k, v in value.items()):
+        options.problem(key, "must map HTTP header names to one-line Latin-1 strings")
+        return {}
+    return dict(value)
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
+
+def _header_value_ok(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return "\r" not in value and "\n" not in value

@@ -19,8 +19,10 @@ from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import ClassVar, Self
 
 from ..channel import Outgoing, PermanentSendError, SendError, Sent, TransientSendError
+from .options import ChannelOptions
 
 SECURITY_MODES = ("starttls", "ssl", "none")
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
@@ -44,6 +46,7 @@ class _Rejected(Exception):
 class SmtpChannel:
     """Sends `Outgoing` email messages over SMTP (smtplib)."""
 
+    channel_type: ClassVar[str] = "smtp"
     provider = "smtp"
 
     def __init__(self, *, host: str, from_address: str, port: int | None = None,
@@ -73,6 +76,37 @@ class SmtpChannel:
 
     def __repr__(self) -> str:
         return f"SmtpChannel({self.host}:{self.port}, security={self.security})"
+
+    @classmethod
+    def from_options(cls, options: ChannelOptions) -> Self:
+        """Settings `{type: smtp, host: ..., port: 587, security: starttls, username: ..., password: ...,
+        from_address: ..., from_name: ..., reply_to: ..., timeout: 10, local_hostname: ..., ca_file: ...}`."""
+        host = options.text("host", required=True)
+        port = options.port("port")
+        security = options.text("security", default="starttls", choices=SECURITY_MODES)
+        username = options.text("username")
+        password = options.get("password")
+        if password is not None and not isinstance(password, str):
+            options.problem("password", "must be a string")
+        if bool(username) != bool(password):
+            options.problem("password" if username else "username", "username and password go together")
+        from_address = options.text("from_address", required=True)
+        from_name = options.text("from_name")
+        reply_to = options.text("reply_to")
+        for key, address in (("from_address", from_address), ("reply_to", reply_to)):
+            if address is not None and not _is_ascii_address(address):
+                options.problem(key, "must be an email address (ASCII)")
+        timeout = options.number("timeout", default=10.0)
+        local_hostname = options.text("local_hostname")
+        context = options.ssl_context()
+        if security == "none" and context is not None:
+            options.problem("ca_file", "only used with security starttls or ssl")
+        options.finish()
+        assert host is not None and from_address is not None and security is not None
+        return cls(host=host, port=port, security=security, username=username,
+                   password=password if username else None, from_address=from_address,
+                   from_name=from_name, reply_to=reply_to, timeout=timeout,
+                   local_hostname=local_hostname, ssl_context=context)
 
     # --- sending -------------------------------------------------------------------
 
@@ -271,6 +305,11 @@ class _Stale(Exception):
 def _looks_like_address(address: str) -> bool:
     local, at, domain = address.rpartition("@")
     return bool(at and local and domain) and not any(c in address for c in " \t\r\n<>,;\"")
+
+
+def _is_ascii_address(address: str) -> bool:
+    """Our own addresses (From, Reply-To) are checked harder than recipients: ASCII, a dot in the domain."""
+    return _looks_like_address(address) and address.isascii() and "." in address.rpartition("@")[2]
 
 
 def _text(value: bytes | str) -> str:

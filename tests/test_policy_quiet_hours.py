@@ -1,16 +1,15 @@
-"""Frequency caps and quiet hours, in the customer's calendar (Asia/Shanghai)."""
+"""Quiet hours: each channel's sending window, in the customer's calendar (Asia/Shanghai)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from campaign_engine.policy.schedule import Cap, Window, cap_window_start, is_capped, next_send_time
+from campaign_engine.policy.quiet_hours import Window, next_send_time
 
 SH = ZoneInfo("Asia/Shanghai")
 DAY = Window(dt.time(8), dt.time(21))
 NIGHT = Window(dt.time(22), dt.time(6))  # spans midnight
-CAPS = (Cap(1, 1), Cap(7, 3))
 
 
 def local(y, m, d, h, mi=0):
@@ -41,21 +40,3 @@ def test_window_spanning_midnight_contains_the_night_and_waits_in_the_day():
 def test_next_send_time_without_a_window_is_now():
     now = local(2026, 3, 10, 3)
     assert next_send_time(now, None, SH) == now
-
-
-def test_is_capped_one_a_day():
-    day = dt.date(2026, 3, 10)
-    assert not is_capped(day, [], CAPS)
-    assert is_capped(day, [day], CAPS)
-    assert not is_capped(day, [day - dt.timedelta(days=1)], CAPS)
-
-
-def test_is_capped_three_in_any_seven_calendar_days():
-    day = dt.date(2026, 3, 10)
-    three = [day - dt.timedelta(days=n) for n in (1, 3, 6)]
-    assert is_capped(day, three, CAPS)
-    assert not is_capped(day, [day - dt.timedelta(days=n) for n in (1, 3, 7)], CAPS)  # 7 days back is outside
-
-
-def test_cap_window_start_reaches_the_longest_cap():
-    assert cap_window_start(dt.date(2026, 3, 10), CAPS) == dt.date(2026, 3, 4)

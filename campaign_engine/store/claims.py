@@ -1,4 +1,4 @@
-"""Delivery state in the outbox: claiming due messages, recording outcomes, taking over dead claims.
+"""Claims on outbox messages for the delivery worker: claiming due ones, recording outcomes, taking over dead claims.
 
 A message moves queued/scheduled -> sending (claimed by one worker until its
 claim expires) -> sent | failed, or back to queued with a later due_at (a retry,
@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 from sqlalchemy import Connection, Engine, bindparam, func, select, union_all, update
 
 from ..vocabulary import MessageStatus
-from .models import Message
+from .models import Message, table_of
 
 #: Statuses a worker claims once due_at has passed.
 CLAIMABLE = (MessageStatus.QUEUED.value, MessageStatus.SCHEDULED.value)
@@ -136,7 +136,7 @@ def claim_due(conn: Connection, *, worker: str, now: dt.datetime, limit: int, le
     return rows
 
 
-_messages = Message.__table__
+_messages = table_of(Message)
 _c = _messages.c
 
 

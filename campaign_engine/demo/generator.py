@@ -1,7 +1,7 @@
 """Realistic demo data of a Chinese retail bank, deterministic for a seed.
 
 Pure: no database, no I/O, no clock. Generators stream plain dicts shaped like the typed rows the
-importer produces (dates, Decimals, booleans), so `store.importers.upsert_rows` writes them as is.
+importer produces (dates, Decimals, booleans), so `store.upsert.upsert_rows` writes them as is.
 Customer i's tier, AUM and risk level come from a hash of (seed, i), so the deposit and holding
 generators agree with the customer generator without keeping any customer in memory.
 """
@@ -17,7 +17,7 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Any
 
-from .vocabulary import Tier, risk_rank
+from ..vocabulary import Tier, risk_rank
 
 _M64 = (1 << 64) - 1
 _UNIT = 2.0 ** -53

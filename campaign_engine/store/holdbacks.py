@@ -1,4 +1,5 @@
-"""Queries for the contact policy's second look, just before a claimed message is sent."""
+"""Holding back claimed messages at the last moment: the contact flags the pre-send check reads,
+and the suppressions and reschedules it writes for the messages it keeps from sending."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Sequence
 from sqlalchemy import Connection, and_, bindparam, select, update
 from sqlalchemy.orm import aliased
 
-from .models import Consent, Customer, Message
+from .models import Consent, Customer, Message, table_of
 
 _SmsConsent = aliased(Consent)
 _EmailConsent = aliased(Consent)
@@ -28,14 +29,15 @@ def contact_flags(conn: Connection, customer_ids: Sequence[str]) -> dict[str, di
             for cid, dnc, sms, email in rows}
 
 
-_SUPPRESS = (update(Message.__table__)
-             .where(Message.__table__.c.id == bindparam("m_id"), Message.__table__.c.status == "sending")
+_MESSAGES = table_of(Message)
+_SUPPRESS = (update(_MESSAGES)
+             .where(_MESSAGES.c.id == bindparam("m_id"), _MESSAGES.c.status == "sending")
              .values(status="suppressed", suppressed_reason=bindparam("m_reason"), claimed_by=None,
                      claim_expires_at=None))
-_RESCHEDULE = (update(Message.__table__)
-               .where(Message.__table__.c.id == bindparam("m_id"), Message.__table__.c.status == "sending")
+_RESCHEDULE = (update(_MESSAGES)
+               .where(_MESSAGES.c.id == bindparam("m_id"), _MESSAGES.c.status == "sending")
                .values(status="scheduled", due_at=bindparam("m_due"), claimed_by=None, claim_expires_at=None,
-                       attempts=Message.__table__.c.attempts - 1))
+                       attempts=_MESSAGES.c.attempts - 1))
 
 
 def suppress_claimed(conn: Connection, reasons: Sequence[tuple[int, str]]) -> None:

@@ -1,0 +1,319 @@
+"""One rule over one batch of candidates: rows -> facts -> verdicts -> contact decisions -> outbox rows.
+
+`prepare_rule` does once per rule and run what every batch shares (run-wide namespaces, the
+candidate plan, templates, the product's risk); `process_batch` evaluates, decides, renders
+and writes one batch, counting every outcome in the rule's RuleStats; `run_rule` streams a
+rule's candidates in a shard through it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import CampaignEngineError, Problem, TemplateError, ValidationFailed
+from ..events import Event
+from ..facts.calendar import calendar_facts
+from ..facts.namespaces import FactSet, customer_facts, deposit_facts, flattener, product_facts
+from ..policy.contact import ConsentRecord, Contact, Decision, decide_contact
+from ..policy.caps import cap_window_start, is_capped
+from ..policy.quiet_hours import next_send_time
+from ..rendering.environment import RenderedMessage, TemplateSet, load_template_set, render_message
+from ..rulebook.model import Rule, referenced_fields
+from ..selection.plan import CandidatePlan, plan_candidates
+from ..settings import Settings
+from ..unsubscribe import unsubscribe_url
+from ..vocabulary import Channel, EventType, MessageStatus, SubjectType
+from .ports import CandidateRow
+from .report import RuleStats
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Customers whose id is in [lower, upper) (None: unbounded); a run is one or more shards."""
+
+    number: int
+    lower: str | None = None
+    upper: str | None = None
+
+
+WHOLE = Shard(0)
+
+
+@dataclass
+class Match:
+    """One candidate that satisfied a rule, and what became of it."""
+
+    facts: FactSet
+    namespaces: dict[str, Any]  # what the template sees
+    dedupe_key: str
+    consents: Mapping[Channel, ConsentRecord]
+    decision: Decision | None = None
+    due_at: dt.datetime | None = None  # when it may be sent (quiet hours push it to the window)
+    message: RenderedMessage | None = None
+    error: str | None = None
+
+
+@dataclass
+class RuleRun:
+    """Everything one rule needs for one run, prepared once before any candidate is read."""
+
+    rule: Rule
+    today: dt.date
+    shared: dict[str, Any]  # run-wide namespaces: event, calendar, rule, product
+    plan: CandidatePlan
+    templates: TemplateSet
+    product_risk_rank: int | None
+    occurrence: str  # the part of the idempotency key naming this run's occurrence
+    flatten: Callable[[Mapping[str, Any]], dict[str, Any]]  # namespaces -> the engine's fact
+    needs_holds: bool  # conditions or template read customer.holds (one more query per batch)
+
+
+# --------------------------------------------------------------------------- facts
+
+def consents(candidate: CandidateRow) -> dict[Channel, ConsentRecord]:
+    data = candidate.customer
+    return {
+        Channel.SMS: ConsentRecord(bool(data["sms_consent"]), data["sms_consent_source"], data["sms_consent_at"]),
+        Channel.EMAIL: ConsentRecord(bool(data["email_consent"]), data["email_consent_source"],
+                                     data["email_consent_at"]),
+    }
+
+
+def fact_sets(candidates: Sequence[CandidateRow], holds: Mapping[str, list[str]],
+              today: dt.date) -> list[FactSet]:
+    out = []
+    for c in candidates:
+        data = c.customer
+        customer = customer_facts(data, today, sms_consent=bool(data["sms_consent"]),
+                                  email_consent=bool(data["email_consent"]),
+                                  holds=holds.get(data["customer_id"], ()))
+        deposit = deposit_facts(c.deposit, c.product, today) if c.deposit is not None else None
+        out.append(FactSet(customer, deposit))
+    return out
+
+
+DEDUPE_KEY_MAX = 255
+
+
+def _bounded(key: str) -> str:
+    """Keys stay readable; one longer than the column keeps its head and a hash of the whole."""
+    if len(key) <= DEDUPE_KEY_MAX:
+        return key
+    return f"{key[:DEDUPE_KEY_MAX - 66]}#{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def dedupe_key(prep: RuleRun, facts: FactSet) -> str:
+    """The idempotency key of a match: one message per rule and occurrence."""
+    if facts.deposit is not None:
+        subject = f"deposit|{facts.deposit['deposit_id']}"
+        if prep.rule.trigger.event is None:  # once per deposit maturity, whatever day it matched
+            return _bounded(f"{prep.rule.id}|{subject}|maturity:{facts.deposit['maturity_date']}")
+    else:
+        subject = f"customer|{facts.customer['customer_id']}"
+    return _bounded(f"{prep.rule.id}|{subject}|{prep.occurrence}")
+
+
+# --------------------------------------------------------------------------- one rule
+
+def prepare_rule(services: Services, rule: Rule, today: dt.date, event: Event | None) -> RuleRun:
+    shared: dict[str, Any] = {
+        "calendar": calendar_facts(today, services.holidays),
+        "rule": {"id": rule.id, "name": rule.name, "category": rule.category.value},
+    }
+    product_risk_rank = None
+    if event is not None:
+        shared["event"] = dict(event.data)
+        if rule.trigger.event is EventType.PRODUCT_LAUNCH:
+            product_risk_rank = event.data["product"]["risk_rank"]
+    if rule.product:
+        product = services.store.load_product(rule.product)
+        if product is None:
+            raise ValidationFailed([Problem(f"unknown product {rule.product!r}", file=rule.file,
+                                            line=rule.line, rule=rule.id, field="product")], what="rule")
+        shared["product"] = product_facts(product)
+        product_risk_rank = shared["product"]["risk_rank"]
+    templates = load_template_set(services.templates, rule.template)
+    return RuleRun(
+        rule=rule, today=today, shared=shared, plan=plan_candidates(rule, today, shared),
+        templates=templates, product_risk_rank=product_risk_rank,
+        occurrence=f"event:{event.key}" if event else f"date:{today.isoformat()}",
+        needs_holds="customer.holds" in referenced_fields(rule.conditions) or templates.may_use("holds"),
+        flatten=flattener(referenced_fields(rule.conditions)),
+    )
+
+
+@dataclass
+class ContactState:
+    """Per batch: what the caps and the suppression list already hold for its customers."""
+
+    planned: dict[tuple[str, str], list[dt.datetime]]  # (customer, channel) -> due times
+    blocked: set[tuple[str, str]]  # (channel, address) on the suppression list
+
+    def due_at(self, settings: Settings, channel: Channel, now: dt.datetime) -> dt.datetime:
+        return next_send_time(now, settings.quiet_hours.get(channel.value), settings.tz)
+
+    def capped(self, settings: Settings, customer_id: str, channel: Channel, now: dt.datetime) -> bool:
+        tz = settings.tz
+        day = self.due_at(settings, channel, now).astimezone(tz).date()
+        earlier = [t.astimezone(tz).date() for t in self.planned.get((customer_id, channel.value), ())]
+        return is_capped(day, earlier, settings.frequency_caps)
+
+
+def contact_state(services: Services, prep: RuleRun, matches: Sequence[Match], now: dt.datetime) -> ContactState:
+    """One query each for the batch: planned marketing messages (caps) and suppressed addresses."""
+    settings = services.settings
+    addresses = [(c.value, m.facts.customer["mobile"] if c is Channel.SMS else m.facts.customer["email"])
+                 for m in matches for c in prep.rule.channels]
+    planned: dict[tuple[str, str], list[dt.datetime]] = {}
+    blocked = services.store.blocked_addresses(addresses)
+    if prep.rule.is_marketing and settings.frequency_caps and matches:
+        local_today = now.astimezone(settings.tz).date()
+        since_day = cap_window_start(local_today, settings.frequency_caps)
+        since = dt.datetime.combine(since_day, dt.time(), tzinfo=settings.tz)
+        planned = services.store.planned_marketing(sorted({m.facts.customer["customer_id"] for m in matches}),
+                                                   since)
+    return ContactState(planned, blocked)
+
+
+def decide_and_render(services: Services, prep: RuleRun, match: Match, state: ContactState,
+                      now: dt.datetime) -> None:
+    customer = match.facts.customer
+    settings = services.settings
+    cid = customer["customer_id"]
+    contact = Contact(
+        mobile=customer["mobile"], email=customer["email"], do_not_contact=bool(customer["do_not_contact"]),
+        risk_rank=customer["risk_rank"], consents=match.consents,
+        capped=frozenset(c for c in prep.rule.channels
+                         if prep.rule.is_marketing and state.capped(settings, cid, c, now)),
+        blocked=frozenset(c for c in prep.rule.channels
+                          if (c.value, customer["mobile"] if c is Channel.SMS else customer["email"]) in state.blocked))
+    match.decision = decide_contact(contact, category=prep.rule.category, channels=prep.rule.channels,
+                                    template_channels=prep.templates.channels,
+                                    product_risk_rank=prep.product_risk_rank)
+    if not match.decision.send:
+        return
+    assert match.decision.channel is not None
+    match.due_at = state.due_at(settings, match.decision.channel, now)
+    if prep.rule.is_marketing:  # later matches of this batch see this one under the caps
+        state.planned.setdefault((cid, match.decision.channel.value), []).append(match.due_at)
+    context = match.namespaces
+    if prep.rule.is_marketing and match.decision.channel is Channel.EMAIL:
+        context = {**context, "unsubscribe_url": unsubscribe_url(settings.public_base_url, settings.secret_key,
+                                                                 cid, Channel.EMAIL.value)}
+    try:
+        match.message = render_message(
+            prep.templates, match.decision.channel.value, context,
+            signature=services.settings.sms_signature,
+            opt_out=services.settings.sms_opt_out if prep.rule.is_marketing else None)
+    except TemplateError as exc:
+        match.error = str(exc)
+
+
+def message_row(prep: RuleRun, match: Match, run_id: int, now: dt.datetime) -> dict[str, Any]:
+    decision = match.decision
+    assert decision is not None and decision.channel is not None
+    message = match.message
+    facts = match.facts
+    subject_type = SubjectType.DEPOSIT if facts.deposit is not None else SubjectType.CUSTOMER
+    consent = decision.consent
+    return {
+        "dedupe_key": match.dedupe_key, "run_id": run_id, "rule_id": prep.rule.id,
+        "category": prep.rule.category.value, "priority": prep.rule.priority,
+        "customer_id": facts.customer["customer_id"], "subject_type": subject_type.value,
+        "subject_id": facts.deposit["deposit_id"] if facts.deposit else facts.customer["customer_id"],
+        "channel": decision.channel.value, "recipient": decision.recipient,
+        "status": (MessageStatus.FAILED if message is None else
+                   MessageStatus.SCHEDULED if match.due_at and match.due_at > now else MessageStatus.QUEUED).value,
+        "subject": message.subject if message else None, "body": message.body if message else None,
+        "html": message.html if message else None,
+        "sms_segments": message.sms.segments if message and message.sms else None,
+        "error": match.error, "consent_source": consent.source if consent else None,
+        "consent_at": consent.recorded_at if consent else None, "created_at": now,
+        "due_at": match.due_at or now,
+    }
+
+
+def evaluate_batch(services: Services, prep: RuleRun,
+                   candidates: Sequence[CandidateRow]) -> tuple[list[FactSet], list[dict[str, Any]], list[bool]]:
+    """One batch of candidates -> their facts, namespaces and the engine's verdicts."""
+    holds: Mapping[str, list[str]] = {}
+    if prep.needs_holds:
+        holds = services.store.load_holds(sorted({c.customer["customer_id"] for c in candidates}))
+    facts = fact_sets(candidates, holds, prep.today)
+    namespaces = [fs.namespaces(prep.shared) for fs in facts]
+    verdicts = services.engine.evaluate(prep.rule.id, [prep.flatten(ns) for ns in namespaces])
+    return facts, namespaces, verdicts
+
+
+def process_batch(services: Services, prep: RuleRun, candidates: Sequence[CandidateRow], stats: RuleStats,
+                  *, run_id: int | None, now: dt.datetime,
+                  on_match: Callable[[Match], None] | None = None) -> None:
+    """Evaluate, decide, render and write one batch of candidates (a dry run: run_id None, writes nothing)."""
+    facts, namespaces, verdicts = evaluate_batch(services, prep, candidates)
+    stats.candidates += len(candidates)
+    matches = []
+    for candidate, fs, ns, hit in zip(candidates, facts, namespaces, verdicts):
+        if hit:
+            matches.append(Match(fs, ns, dedupe_key(prep, fs), consents(candidate)))
+    stats.matched += len(matches)
+    done = services.store.existing_messages([m.dedupe_key for m in matches])
+    for written in (done[m.dedupe_key] for m in matches if m.dedupe_key in done):
+        if run_id is not None and written.run_id == run_id:  # this run's shard, executed again
+            setattr(stats, written.outcome, getattr(stats, written.outcome) + 1)
+        else:
+            stats.duplicates += 1
+    fresh = [m for m in matches if m.dedupe_key not in done]
+    state = contact_state(services, prep, fresh, now)
+    rows = []
+    for match in fresh:
+        decide_and_render(services, prep, match, state, now)
+        assert match.decision is not None
+        if on_match is not None:
+            on_match(match)
+        if match.decision.suppressed is not None:
+            stats.suppressed[match.decision.suppressed.value] += 1
+        elif run_id is not None:
+            rows.append(message_row(prep, match, run_id, now))
+        elif match.message is None:
+            stats.failed += 1
+        elif match.due_at and match.due_at > now:  # dry run: would be scheduled
+            stats.scheduled += 1
+        else:
+            stats.queued += 1  # dry run: would be queued
+    if not rows:
+        return
+    inserted = services.store.insert_messages(rows)
+    for row in rows:
+        if row["dedupe_key"] not in inserted:
+            stats.duplicates += 1  # another run wrote it between our check and insert
+        elif row["status"] == MessageStatus.QUEUED.value:
+            stats.queued += 1
+        elif row["status"] == MessageStatus.SCHEDULED.value:
+            stats.scheduled += 1
+        else:
+            stats.failed += 1
+
+
+def run_rule(services: Services, rule: Rule, today: dt.date, *, run_id: int | None, now: dt.datetime,
+             event: Event | None = None, shard: Shard = WHOLE) -> RuleStats:
+    """One rule over its candidates in a shard; its failure is recorded, never raised."""
+    stats = RuleStats(rule.id)
+    started = time.perf_counter()
+    try:
+        prep = prepare_rule(services, rule, today, event)
+        plan = replace(prep.plan, customer_from=shard.lower, customer_to=shard.upper)
+        for batch in services.store.select_candidates(plan, services.settings.batch_size):
+            process_batch(services, prep, batch, stats, run_id=run_id, now=now)
+    except CampaignEngineError as exc:  # bad rule data, the engine, the store (StoreError): this rule only
+        stats.error = str(exc)
+        log.error("run %s rule %s failed: %s", run_id, rule.id, exc)
+    stats.seconds = time.perf_counter() - started
+    return stats

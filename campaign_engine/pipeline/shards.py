@@ -1,0 +1,124 @@
+"""A recorded run's shards: planning them, executing one (again, after a lost worker), closing the run.
+
+A run is recorded with its rules in priority order and split into customer-id ranges; each
+shard executes every rule for its customers only, highest priority first, so per-customer caps
+decide exactly as in one pass. Whoever finishes the last shard closes the run (the store's one
+conditional UPDATE makes that exactly one closer) with totals summed by report.summarize_shards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from ..errors import NotFound
+from ..events import Event
+from ..rulebook.model import Rule
+from ..vocabulary import EventType, RunKind, ShardStatus
+from .batch import WHOLE, Shard, run_rule
+from .report import RuleStats, summarize_shards
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+SHARD_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class AcceptedRun:
+    """A run as executed: recorded (run_id) unless dry, with its rules and its event, if any."""
+
+    run_id: int | None
+    kind: RunKind
+    today: dt.date
+    rules: tuple[Rule, ...]  # in priority order
+    now: dt.datetime
+    event: Event | None = None
+    missing: tuple[str, ...] = ()  # rule ids of the run that this process has not loaded
+
+    @property
+    def event_key(self) -> str | None:
+        return self.event.key if self.event else None
+
+
+def in_priority_order(rules: Sequence[Rule]) -> tuple[Rule, ...]:
+    return tuple(sorted(rules, key=lambda r: (-r.priority, r.id)))
+
+
+def load_run(services: Services, run_id: int) -> AcceptedRun:
+    """A recorded run as this process executes it: its rules from this process's rulebook, its
+    event from the canonical form stored with it (not validated again)."""
+    record = services.store.run_record(run_id)
+    if record is None:
+        raise NotFound("run", run_id)
+    rule_ids = record["rule_ids"] or []
+    rules = tuple(services.rulebook.rules[r] for r in rule_ids if r in services.rulebook.rules)
+    event = None
+    if record["event_key"]:
+        event = Event.from_canonical(EventType(record["event_key"].split(":", 1)[0]), record["event_payload"])
+    return AcceptedRun(run_id, RunKind(record["kind"]), record["run_date"], rules, record["started_at"], event,
+                       missing=tuple(r for r in rule_ids if r not in services.rulebook.rules))
+
+
+def run_rules(services: Services, run: AcceptedRun, shard: Shard = WHOLE) -> list[RuleStats]:
+    """Every rule of the run over one shard's customers, highest priority first (when the caps
+    force a choice, it has taken the slot already); a rule's failure is recorded in its stats
+    without stopping the others."""
+    stats = [run_rule(services, rule, run.today, run_id=run.run_id, now=run.now, event=run.event, shard=shard)
+             for rule in run.rules]
+    stats += [RuleStats(rule_id, error=f"rule {rule_id} is not in this worker's rule folder")
+              for rule_id in run.missing]
+    return stats
+
+
+def plan_shards(services: Services, run_id: int) -> list[int]:
+    """Record the run's shards: customer-id ranges of about `shard_size` customers each."""
+    bounds = services.store.plan_shards(run_id, services.settings.shard_size)
+    log.info("run %s: %s shard(s) of up to %s customers", run_id, len(bounds), services.settings.shard_size)
+    return list(range(len(bounds)))
+
+
+@dataclass
+class ShardOutcome:
+    stats: list[RuleStats]
+    closed: dict[str, Any] | None  # the run's totals when this shard was its last one
+
+
+def execute_shard(services: Services, run_id: int, shard_no: int, *, worker: str,
+                  clock: Callable[[], dt.datetime]) -> ShardOutcome | None:
+    """Execute one recorded shard, again if an earlier attempt was lost (its messages stand:
+    the idempotency keys keep them single, and they count as this run's). None when the
+    shard has already finished. Other errors propagate: the executor retries or fails it."""
+    claimed = services.store.claim_shard(run_id, shard_no, worker=worker, now=clock())
+    if claimed is None:
+        log.info("run %s shard %s already finished", run_id, shard_no)
+        return None
+    if claimed["attempts"] > SHARD_ATTEMPTS:  # its worker keeps dying on it (memory? a crash?)
+        return ShardOutcome([], fail_shard(
+            services, run_id, shard_no, f"given up after {SHARD_ATTEMPTS} attempts whose workers were lost",
+            now=clock()))
+    if claimed["attempts"] > 1:
+        log.warning("run %s shard %s: attempt %s", run_id, shard_no, claimed["attempts"])
+    run = load_run(services, run_id)
+    stats = run_rules(services, run, Shard(shard_no, claimed["lower"], claimed["upper"]))
+    services.store.finish_shard(run_id, shard_no, status=ShardStatus.COMPLETED,
+                                stats=[s.as_dict() for s in stats], error=None, now=clock())
+    return ShardOutcome(stats, close_run(services, run_id, clock()))
+
+
+def fail_shard(services: Services, run_id: int, shard_no: int, error: str, *,
+               now: dt.datetime) -> dict[str, Any] | None:
+    """Give a shard up (its retries are spent); the run closes when its other shards are done."""
+    log.error("run %s shard %s failed: %s", run_id, shard_no, error)
+    services.store.finish_shard(run_id, shard_no, status=ShardStatus.FAILED, stats=[], error=error, now=now)
+    return close_run(services, run_id, now)
+
+
+def close_run(services: Services, run_id: int, now: dt.datetime) -> dict[str, Any] | None:
+    """Close the run if no shard is left (exactly one caller does); its totals, or None."""
+    closed = services.store.close_if_done(run_id, now=now, summarize=summarize_shards)
+    if closed is not None:
+        log.info("run %s finished: %s", run_id, closed["status"])
+    return closed
