@@ -3,8 +3,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV := .venv
 BIN := $(VENV)/bin
 CUSTOMERS ?= 10000
+# `mypy --strict` over the pure core (the whole package is checked by plain `mypy`, see pyproject.toml)
+MYPY_STRICT := campaign_engine/rulebook campaign_engine/facts campaign_engine/selection campaign_engine/policy \
+	campaign_engine/rendering campaign_engine/evaluation/compiler.py campaign_engine/evaluation/explain.py \
+	campaign_engine/vocabulary.py campaign_engine/errors.py
 
-.PHONY: run serve test bench clean
+.PHONY: run serve test typecheck bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +31,10 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+typecheck: $(VENV)/.installed
+	$(BIN)/python -m mypy
+	$(BIN)/python -m mypy --strict --no-warn-unused-configs $(MYPY_STRICT)
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run_batch.py
