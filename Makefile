@@ -6,7 +6,8 @@ CUSTOMERS ?= 10000
 # `mypy --strict` over the pure core (the whole package is checked by plain `mypy`, see pyproject.toml)
 MYPY_STRICT := campaign_engine/rulebook campaign_engine/facts campaign_engine/selection campaign_engine/policy \
 	campaign_engine/rendering campaign_engine/evaluation/compiler.py campaign_engine/evaluation/explain.py \
-	campaign_engine/vocabulary.py campaign_engine/errors.py
+	campaign_engine/vocabulary.py campaign_engine/errors.py campaign_engine/masking.py \
+	campaign_engine/effect
 
 .PHONY: run serve test typecheck bench clean
 

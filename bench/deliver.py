@@ -1,12 +1,15 @@
 """Benchmark: queue N messages, then drain them through the delivery worker.
 
     .venv/bin/python bench/deliver.py [--messages 100000] [--workers 1|2] [--batch-size 200]
-                                      [--database-url URL] [--no-gateway]
+                                      [--lease 30] [--heartbeat 5] [--database-url URL] [--no-gateway]
 
 Drains N messages through the file channel, then (when tests/gateway_server.py is there) N more
 through the local HTTP SMS gateway, a separate process on 127.0.0.1; prints messages/s per phase
-and the machine. Each worker is its own process with its own DeliveryWorker. Uses a fresh SQLite
-file under bench/out/ unless --database-url names another database, which must have no messages.
+and the machine. Each worker is its own process with its own DeliveryWorker, recording every outcome
+before its next send and renewing its claims every `--heartbeat` seconds while a pass lasts (a pass
+of 200 at these rates lasts well under the default 5 s: lower it to measure the renewals' cost).
+Uses a fresh SQLite file under bench/out/ unless --database-url names another database: a
+PostgreSQL one named bench* is created if missing and emptied; any other must have no messages.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import multiprocessing as mp
+import os
 import subprocess
 import sys
 import time
@@ -25,7 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import OUT, database, fresh_sqlite_url, machine  # noqa: E402
+from common import OUT, _empty_postgres, database, fresh_sqlite_url, machine  # noqa: E402
+from sqlalchemy import make_url  # noqa: E402
 
 from campaign_engine.delivery.channels import build_channel  # noqa: E402
 from campaign_engine.delivery.worker import DeliveryWorker  # noqa: E402
@@ -60,25 +65,30 @@ def queue_messages(url: str, n: int, *, prefix: str, now: dt.datetime) -> float:
     return time.perf_counter() - started
 
 
-def _worker(url: str, channel_config: dict[str, Any], batch_size: int, index: int, ready: Any, go: Any,
-            results: Any) -> None:
+def _worker(url: str, channel_config: dict[str, Any], batch_size: int, lease: float, heartbeat: float,
+            index: int, ready: Any, go: Any, results: Any) -> None:
     engine = make_engine(url)
     channel = build_channel(channel_config, name="sms")
-    worker = DeliveryWorker(engine, {"sms": channel}, worker_id=f"bench-{index}", batch_size=batch_size)
+    worker = DeliveryWorker(engine, {"sms": channel}, worker_id=f"bench-{index}", batch_size=batch_size,
+                            lease=dt.timedelta(seconds=lease), heartbeat=dt.timedelta(seconds=heartbeat))
     ready.release()
     go.wait()
     started = time.perf_counter()
     counts = worker.run_until_idle()
+    counts["renewals"] = worker.renewals
     results.put((index, counts, time.perf_counter() - started))
+    worker.close()
     channel.close()
     engine.dispose()
 
 
-def drain(url: str, channel_config: dict[str, Any], *, workers: int, batch_size: int) -> tuple[float, dict[str, int]]:
+def drain(url: str, channel_config: dict[str, Any], *, workers: int, batch_size: int, lease: float,
+          heartbeat: float) -> tuple[float, dict[str, int]]:
     """Seconds for `workers` processes to send everything due, and their summed counts."""
     ctx = mp.get_context("spawn")
     ready, go, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, channel_config, batch_size, i, ready, go, results))
+    procs = [ctx.Process(target=_worker, args=(url, channel_config, batch_size, lease, heartbeat, i, ready, go,
+                                               results))
              for i in range(workers)]
     for p in procs:
         p.start()
@@ -104,7 +114,7 @@ def report(name: str, n: int, elapsed: float, counts: dict[str, int], url: str) 
         by_status = claims.count_by_status(conn)
     print(f"{name}: {n} messages in {elapsed:.2f} s = {n / elapsed:,.0f} messages/s; "
           f"sent {counts.get('sent', 0)}, retried {counts.get('retried', 0)}, failed {counts.get('failed', 0)}, "
-          f"stale {counts.get('stale', 0)}; outbox now {by_status}")
+          f"stale {counts.get('stale', 0)}, claim renewals {counts.get('renewals', 0)}; outbox now {by_status}")
 
 
 def start_gateway() -> tuple[subprocess.Popen[str], int]:
@@ -138,6 +148,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--workers", type=int, choices=(1, 2), default=1)
     parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--lease", type=float, default=30.0, help="claim lease, seconds (delivery_lease)")
+    parser.add_argument("--heartbeat", type=float, default=5.0,
+                        help="claim renewal interval, seconds (delivery_heartbeat)")
     parser.add_argument("--database-url")
     parser.add_argument("--no-gateway", action="store_true", help="skip the HTTP gateway phase")
     args = parser.parse_args()
@@ -147,18 +160,21 @@ def main() -> None:
     url = args.database_url
     if url is None:
         url = fresh_sqlite_url(f"deliver_{n}")
+    elif make_url(url).get_backend_name() == "postgresql" and (make_url(url).database or "").startswith("bench"):
+        _empty_postgres(url)
     upgrade_database(url)
     with make_engine(url).connect() as conn:
         if claims.count_by_status(conn):
             raise SystemExit("the database already has messages: name an empty one")
-    print(f"machine: {machine()}; database: {database(url)}; workers: {args.workers} "
-          f"(processes), batch {args.batch_size}")
+    print(f"machine: {machine()}; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"database: {database(url)}; workers: {args.workers} "
+          f"(processes), batch {args.batch_size}, lease {args.lease:g} s, heartbeat {args.heartbeat:g} s")
 
     print(f"queue {n} messages: {queue_messages(url, n, prefix='file', now=now):.2f} s")
     jsonl = OUT / "deliver_sms.jsonl"
     jsonl.unlink(missing_ok=True)
-    elapsed, counts = drain(url, {"type": "file", "path": str(jsonl)}, workers=args.workers,
-                            batch_size=args.batch_size)
+    timing = dict(workers=args.workers, batch_size=args.batch_size, lease=args.lease, heartbeat=args.heartbeat)
+    elapsed, counts = drain(url, {"type": "file", "path": str(jsonl)}, **timing)
     report("file channel", n, elapsed, counts, url)
     with open(jsonl, encoding="utf-8") as lines:
         written = sum(1 for _ in lines)
@@ -170,8 +186,7 @@ def main() -> None:
     gateway, port = start_gateway()
     try:
         baseline(port, min(n, 5000))
-        elapsed, counts = drain(url, {"type": "http_sms", "url": f"http://127.0.0.1:{port}/sms"},
-                                workers=args.workers, batch_size=args.batch_size)
+        elapsed, counts = drain(url, {"type": "http_sms", "url": f"http://127.0.0.1:{port}/sms"}, **timing)
         report("HTTP gateway (local process)", n, elapsed, counts, url)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sent") as answer:
             sent = json.load(answer)
@@ -180,6 +195,7 @@ def main() -> None:
     finally:
         gateway.terminate()
         gateway.wait()
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from .clock import utc_now
 from .errors import CampaignEngineError, ConfigError, NotFound, Problem, ValidationFailed
 from .settings import Settings, load_settings
 from .store.db import DatabaseError
-from .vocabulary import Role, RunStatus
+from .vocabulary import CUSTOMER_RISK_LEVELS, MessageStatus, Role, RunKind, RunStatus
 
 if TYPE_CHECKING:
     from .pipeline import RunReport
@@ -137,7 +137,7 @@ def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None) 
 
 
 @main.command("import")
-@click.argument("kind", type=click.Choice(["customers", "products", "deposits", "holdings"]))
+@click.argument("kind", type=click.Choice(["customers", "products", "deposits", "holdings", "conversions"]))
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
 @_guard
@@ -145,11 +145,10 @@ def import_(ctx: click.Context, kind: str, file: Path) -> None:
     """Upsert rows from a CSV file; bad rows are reported with their line, good rows kept."""
     from .store.csv_import import import_csv
 
-    report = import_csv(_db(ctx), kind, file, now=_now())
+    report = import_csv(_db(ctx), kind, file, now=_now(), tz=_settings(ctx).tz)
     for problem in report.problems:
         click.echo(f"{problem}", err=True)
-    click.echo(f"{kind}: {report.rows} row(s) read, {report.upserted} upserted, "
-               f"{len(report.problems)} problem(s)")
+    click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
 
@@ -161,33 +160,65 @@ def rules() -> None:
 
 @rules.command("validate")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--date", "date_", help="Run date whose official calendar to check (default today).")
 @click.pass_context
 @_guard
-def rules_validate(ctx: click.Context, as_json: bool) -> None:
-    """Check every rule file and render every template against a sample context."""
-    from .pipeline import validate_rules
+def rules_validate(ctx: click.Context, as_json: bool, date_: str | None) -> None:
+    """Check every rule file, render every template against a sample context and check the product
+    codes and types rules name against the database's products; any problem exits 2 (bad input).
+    A run date whose official calendar is not announced yet is a warning naming the rules it stops."""
+    from .facts.official import load_holidays
+    from .pipeline.validate import calendar_warnings, catalogue_warnings, read_catalogue, validate_rules
     from .rendering.environment import build_environment
     from .rulebook.loader import load_rulebook
+    from .store.sql_store import SqlStore
 
     settings = _settings(ctx)
     rulebook = load_rulebook(settings.rules_dir, settings.templates_dir)
-    problems = validate_rules(rulebook, build_environment(settings.templates_dir), settings)
+    catalogue = read_catalogue(SqlStore(_db(ctx)))
+    problems = validate_rules(rulebook, build_environment(settings.templates_dir), settings, catalogue)
+    warnings = catalogue_warnings(rulebook, catalogue) + calendar_warnings(
+        rulebook, load_holidays(settings.holidays_file), _today(settings, date_))
     if as_json:
-        click.echo(_json({"rules": sorted(rulebook.rules), "problems": [p.as_dict() for p in problems]}))
+        click.echo(_json({"rules": sorted(rulebook.rules), "problems": [p.as_dict() for p in problems],
+                          "warnings": [w.as_dict() for w in warnings]}))
     else:
         for problem in problems:
             click.echo(str(problem), err=True)
-        click.echo(f"{len(rulebook.rules)} rule(s) loaded, {len(problems)} problem(s)")
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        click.echo(f"{len(rulebook.rules)} rule(s) loaded, {len(problems)} problem(s)"
+                   + (f", {len(warnings)} warning(s)" if warnings else ""))
     if problems:
-        sys.exit(1)
+        sys.exit(2)
 
 
-LEGEND = ("candidates: read by the rule's SQL; matched: passed its conditions; queued: in the outbox, due now; "
-          "sched: in the outbox, due when the sending window opens; dup: already sent for this occurrence "
-          "(written by an earlier run); failed: could not be rendered")
+LEGEND = ("candidates: read by the rule's SQL; matched: passed its conditions; queued: written, due now; "
+          "sched: written, due when the sending window opens; dup: already written for this occurrence "
+          "by an earlier run (nothing new); failed: could not be rendered (`retry` once fixed)")
 
 
-def _print_run(report: RunReport) -> None:
+def _width(text: str) -> int:
+    """Columns a terminal gives text (Chinese characters take two)."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str | None, columns: int) -> str:
+    text = text or "-"
+    return text + " " * max(0, columns - _width(text))
+
+
+def _local(settings: Settings, value: dt.datetime | None) -> str:
+    """A moment in the configured time zone, with its offset: 2026-03-10 09:30+08:00."""
+    return value.astimezone(settings.tz).isoformat(sep=" ", timespec="minutes") if value else "-"
+
+
+def _print_run(report: RunReport, services: Any) -> None:
+    """A run report for a person: header, per-rule table with the rules' names, a legend, where
+    the run's SMS wait for their window, and how to follow a run still running."""
+    settings = services.settings
     head = f"run {report.run_id or '(dry run)'} {report.date.isoformat()} {report.status.value}"
     if report.replayed:
         head += " (event already handled: this is its first run)"
@@ -196,19 +227,30 @@ def _print_run(report: RunReport) -> None:
         head += f" ({shards.completed}/{shards.total} shards completed"
         head += f", {shards.failed} failed)" if shards.failed else ")"
     click.echo(head)
+    if report.started_at:
+        click.echo(f"started {_local(settings, report.started_at)}"
+                   + (f", finished {_local(settings, report.finished_at)}" if report.finished_at else ""))
     if report.error:
         click.echo(f"error: {report.error}")
     if not report.finished:
         click.echo(f"run {report.run_id} is running: `campaign-engine report {report.run_id}` shows where it stands")
         return
-    click.echo(f"{'rule':32} {'candidates':>10} {'matched':>8} {'queued':>7} {'sched':>6} {'dup':>6} "
+    names = {rule_id: rule.name for rule_id, rule in services.rulebook.rules.items()}
+    labels = {r.rule: f"{r.rule} {names.get(r.rule, '')}".rstrip() for r in report.rules}
+    column = max([_width(label) for label in labels.values()] + [32])
+    click.echo(f"{'rule':{column}} {'candidates':>10} {'matched':>8} {'queued':>7} {'sched':>6} {'dup':>6} "
                f"{'failed':>6}  suppressed")
     for r in report.rules:
         suppressed = ", ".join(f"{k}={v}" for k, v in sorted(r.suppressed.items())) or "-"
-        click.echo(f"{r.rule:32} {r.candidates:>10} {r.matched:>8} {r.queued:>7} "
+        label = labels[r.rule] + " " * (column - _width(labels[r.rule]))
+        click.echo(f"{label} {r.candidates:>10} {r.matched:>8} {r.queued:>7} "
                    f"{r.scheduled:>6} {r.duplicates:>6} {r.failed:>6}  {suppressed}")
+        if r.held_out:
+            click.echo(f"  held out: {r.held_out} (holdout or control group: recorded as held_out, never sent)")
         if r.error:
             click.echo(f"  error: {r.error}")
+        if r.skipped:
+            click.echo(f"  skipped: {r.skipped}")
         if r.delivery:
             states = dict(r.delivery)
             later = states.pop("suppressed", {})
@@ -216,11 +258,28 @@ def _print_run(report: RunReport) -> None:
             if later:
                 line += "; suppressed later: " + ", ".join(f"{k}={v}" for k, v in sorted(later.items()))
             click.echo(f"  now: {line}")
+    import textwrap
+
+    click.echo(textwrap.fill(LEGEND, width=110, subsequent_indent="  "))
+    waiting = sum(r.scheduled for r in report.rules)
+    if waiting:
+        click.echo(f"{waiting} message(s) wait for their sending window ({_windows(settings)}); "
+                   "`campaign-engine send` delivers them once it opens")
 
 
-def _finish(report: RunReport, as_json: bool) -> None:
+def _windows(settings: Settings) -> str:
+    from .policy.quiet_hours import next_send_time
+
+    parts = []
+    for channel, window in sorted(settings.quiet_hours.items()):
+        opens = next_send_time(_now(), window, settings.tz)
+        parts.append(f"{channel} {window.start:%H:%M}-{window.end:%H:%M}, next opens {_local(settings, opens)}")
+    return "; ".join(parts) or "no sending hours set"
+
+
+def _finish(report: RunReport, as_json: bool, services: Any) -> None:
     """Print a run's report; exit 1 unless it completed (or is still running on the workers)."""
-    click.echo(_json(report.as_dict())) if as_json else _print_run(report)
+    click.echo(_json(report.as_dict())) if as_json else _print_run(report, services)
     if not report.finished:
         return
     if report.status is not RunStatus.COMPLETED:
@@ -249,7 +308,7 @@ def run(ctx: click.Context, rule_ids: tuple[str, ...], all_rules: bool, date_: s
         raise click.UsageError("give --rule or --all, not both")
     services = _services(ctx)
     request = ScheduledRunRequest(_today(services.settings, date_), tuple(rule_ids), dry_run=dry_run)
-    _finish(start_run(services, request, now=_now(), wait=not no_wait), as_json)
+    _finish(start_run(services, request, now=_now(), wait=not no_wait), as_json, services)
 
 
 @main.command()
@@ -267,7 +326,8 @@ def event(ctx: click.Context, event_type: str, data: str, dry_run: bool, as_json
 
     payload = parse_event(parse_event_type(event_type), _read_json(data))
     services = _services(ctx)
-    _finish(start_run(services, EventRunRequest(payload, dry_run=dry_run), now=_now(), wait=not no_wait), as_json)
+    _finish(start_run(services, EventRunRequest(payload, dry_run=dry_run), now=_now(), wait=not no_wait), as_json,
+            services)
 
 
 @main.command()
@@ -280,7 +340,8 @@ def resume(ctx: click.Context, run_id: int, as_json: bool, no_wait: bool) -> Non
     """Finish a run left `running` by a lost process: execute its unfinished shards again."""
     from .pipeline import resume_run
 
-    _finish(resume_run(_services(ctx), run_id, now=_now(), wait=not no_wait), as_json)
+    services = _services(ctx)
+    _finish(resume_run(services, run_id, now=_now(), wait=not no_wait), as_json, services)
 
 
 @main.command()
@@ -306,8 +367,19 @@ def preview(ctx: click.Context, rule_id: str, customer_id: str | None, date_: st
         return
     if customer_id is None:
         c = result["counts"]
+        waiting: dict[str, int] = {}  # local time the sending window opens -> messages (channels merged)
+        for entry in result["scheduled_for"]:
+            at = _local_time(entry["at"])
+            waiting[at] = waiting.get(at, 0) + entry["count"]
+        scheduled = f"{c['scheduled']} scheduled"
+        if len(waiting) == 1:
+            scheduled += f" for {next(iter(waiting))}"
+        elif waiting:
+            scheduled += f" ({', '.join(f'{n} for {at}' for at, n in waiting.items())})"
+        failed = f", {c['failed']} would fail to render" if c["failed"] else ""
         click.echo(f"{rule_id} on {result['date']}: {c['candidates']} candidates, {c['matched']} matched, "
-                   f"{c['queued']} would be queued, {c['duplicates']} already sent, suppressed {c['suppressed']}")
+                   f"{c['queued']} would be queued now, {scheduled}, {c['duplicates']} already written"
+                   f"{failed}, suppressed {c['suppressed']}")
         for item in result["sample"]:
             _print_match(item)
         return
@@ -315,46 +387,88 @@ def preview(ctx: click.Context, rule_id: str, customer_id: str | None, date_: st
         click.echo(f"{subject['subject_id']}: {'MATCHES' if subject['matches'] else 'does not match'}")
         for line in subject["explanation"]:
             click.echo(f"  {line}")
-        if subject["matches"]:
+        if subject["matches"] or "existing_message" in subject:
             _print_match(subject)
 
 
 def _print_match(item: dict[str, Any]) -> None:
-    if "suppressed" in item:
+    if "existing_message" in item:
+        m = item["existing_message"]
+        due = f", due {_local_time(m['due_at'])}" if m["status"] == "scheduled" and m["due_at"] else ""
+        click.echo(f"  -> {item['customer_id']}: already written: message #{m['id']}, {m['status']} by "
+                   f"{m['channel']}{due} (run {m['run_id']})")
+    elif "suppressed" in item:
         click.echo(f"  -> {item['customer_id']}: suppressed ({item['suppressed']})")
     elif item.get("error"):
         click.echo(f"  -> {item['customer_id']} by {item['channel']}: FAILED {item['error']}")
     elif "channel" in item:
         segments = f" [{item['sms_segments']} SMS part(s)]" if item.get("sms_segments") else ""
         subject = f"{item['subject']} | " if item.get("subject") else ""
-        click.echo(f"  -> {item['customer_id']} by {item['channel']}{segments}: {subject}{item['body']}")
+        when = f", scheduled for {_local_time(item['scheduled_for'])}" if item.get("scheduled_for") else ""
+        click.echo(f"  -> {item['customer_id']} by {item['channel']}{segments}{when}: {subject}{item['body']}")
+
+
+def _local_time(iso: str) -> str:
+    """'2026-03-11T08:00:00+08:00' -> '2026-03-11 08:00 +08:00' (a preview's times are local already)."""
+    text = dt.datetime.fromisoformat(iso).isoformat(sep=" ", timespec="minutes")
+    return f"{text[:16]} {text[16:]}"
+
+
+MESSAGE_LINE = 90  # terminal columns of a body on a message's one line (without --full)
+
+
+def _cut(text: str, columns: int) -> str:
+    """`text` in at most `columns` terminal columns, ending in … when it had to be cut."""
+    if _width(text) <= columns:
+        return text
+    kept, used = [], 1  # the ellipsis takes one column
+    for ch in text:
+        used += _width(ch)
+        if used > columns:
+            break
+        kept.append(ch)
+    return "".join(kept) + "…"
 
 
 @main.command()
 @click.option("--rule", "rule_id")
 @click.option("--customer", "customer_id")
-@click.option("--status")
+@click.option("--status", type=click.Choice([s.value for s in MessageStatus]))
 @click.option("--run", "run_id", type=int)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--full", is_flag=True, help="Whole subjects and bodies (default: one line per message).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_guard
 def messages(ctx: click.Context, rule_id: str | None, customer_id: str | None, status: str | None,
-             run_id: int | None, limit: int, as_json: bool) -> None:
-    """Messages in the outbox and history, newest first."""
+             run_id: int | None, limit: int, full: bool, as_json: bool) -> None:
+    """Messages in the outbox and history, newest first; recipients as `cli_contact_data` says."""
+    from .masking import shown
     from .store.outbox import query_messages
 
+    settings = _settings(ctx)
     with _db(ctx).connect() as conn:
         rows = query_messages(conn, rule_id=rule_id, customer_id=customer_id, status=status,
                               run_id=run_id, limit=limit)
+    rows = [shown(r, ("recipient",), settings.cli_contact_data) for r in rows]
     if as_json:
-        keep = ("id", "rule_id", "customer_id", "subject_id", "channel", "status", "subject", "body",
-                "sms_segments", "error", "run_id", "created_at")
+        keep = ("id", "rule_id", "customer_id", "subject_id", "channel", "recipient", "status", "subject", "body",
+                "sms_segments", "error", "run_id", "created_at", "due_at", "history")
         click.echo(_json([{("rule" if k == "rule_id" else k): r[k] for k in keep} for r in rows]))
         return
     for r in rows:
-        body = (r["body"] or r["error"] or "").replace("\n", " ")
-        click.echo(f"#{r['id']} {r['status']:9} {r['rule_id']} {r['customer_id']} {r['channel']}: {body[:90]}")
+        head = (f"#{r['id']} {r['status']:9} {r['rule_id']} {r['customer_id']} {r['channel']} "
+                f"{r['recipient'] or '-'} due {_local(settings, r['due_at'])}")
+        if full:
+            click.echo(head)
+            for text in (f"subject: {r['subject']}" if r["subject"] else None, r["body"],
+                         f"error: {r['error']}" if r["error"] else None):
+                for line in (text or "").splitlines():
+                    click.echo(f"  {line}")
+            continue
+        click.echo(f"{head}: {_cut(' '.join((r['body'] or r['error'] or '').split()), MESSAGE_LINE)}")
+    if not rows:
+        click.echo("no messages match")
 
 
 @main.command()
@@ -366,8 +480,206 @@ def report(ctx: click.Context, run_id: int, as_json: bool) -> None:
     """A run's per-rule counts and suppression reasons."""
     from .pipeline import get_report
 
-    result = get_report(_services(ctx), run_id)
-    click.echo(_json(result.as_dict())) if as_json else _print_run(result)
+    services = _services(ctx)
+    result = get_report(services, run_id)
+    click.echo(_json(result.as_dict())) if as_json else _print_run(result, services)
+
+
+@main.command("runs")
+@click.option("--kind", type=click.Choice([k.value for k in RunKind]))
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]))
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def runs_(ctx: click.Context, kind: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """Runs, newest first (`report RUN_ID` shows one)."""
+    from .store.runs import list_runs
+
+    settings = _settings(ctx)
+    with _db(ctx).connect() as conn:
+        items = list_runs(conn, kind=kind, status=status, limit=limit)
+    if as_json:
+        click.echo(_json(items))
+        return
+    for r in items:
+        started = _local(settings, dt.datetime.fromisoformat(r["started_at"]))
+        what = r["event_key"] or r["kind"]
+        click.echo(f"run {r['run_id']:<6} {r['date']} {r['status']:22} {what:32} started {started}")
+        if r["error"]:
+            click.echo(f"  error: {r['error']}")
+    if not items:
+        click.echo("no runs yet: `campaign-engine run --all` runs today's scheduled rules")
+
+
+@main.command("products")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def products_(ctx: click.Context, as_json: bool) -> None:
+    """The product catalogue (codes that rules' `product:` and `holds contains` name)."""
+    from .store.customers import list_products
+
+    with _db(ctx).connect() as conn:
+        items = list_products(conn)
+    if as_json:
+        click.echo(_json(items))
+        return
+    for p in items:
+        rate = f"{float(p['rate']):.2f}%" if p.get("rate") is not None else "-"
+        click.echo(f"{p['product_code']:12} {p['type']:14} {p['risk_level'] or '-':3} {rate:>7}  {p['name']}")
+    if not items:
+        click.echo("no products: `campaign-engine import products FILE.csv` or `demo-data`")
+
+
+@main.command("customers")
+@click.option("--tier", help="diamond, platinum, gold, regular, restricted (or 钻石/白金/金/普通/限制)")
+@click.option("--city")
+@click.option("--branch")
+@click.option("--manager", "manager_id")
+@click.option("--risk-level", type=click.Choice(CUSTOMER_RISK_LEVELS))
+@click.option("--after", help="the last customer id of the previous page")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def customers_(ctx: click.Context, tier: str | None, city: str | None, branch: str | None, manager_id: str | None,
+               risk_level: str | None, after: str | None, limit: int, as_json: bool) -> None:
+    """Customers in id order, filtered (ids to preview a rule with); no contact data is shown."""
+    from .store.customers import list_customers
+    from .vocabulary import parse_tier
+
+    tier_value = None
+    if tier:
+        try:
+            tier_value = parse_tier(tier)
+        except ValueError as exc:
+            raise ValidationFailed([Problem(str(exc), field="tier")], what="customers filter") from None
+    with _db(ctx).connect() as conn:
+        items = list_customers(conn, limit=limit, after=after, tier=tier_value, city=city, branch=branch,
+                               manager_id=manager_id, risk_level=risk_level)
+    shown = ("customer_id", "name", "tier", "risk_level", "city", "branch", "manager_id", "birth_date", "aum")
+    if as_json:
+        click.echo(_json([{k: c.get(k) for k in shown} for c in items]))
+        return
+    for c in items:
+        click.echo(f"{c['customer_id']:12} {_pad(c['name'], 8)} {c['tier']:10} {c['risk_level'] or '-':3} "
+                   f"{_pad(c['city'], 6)} {_pad(c['branch'], 20)} {c['manager_id'] or '-':8} aum {c['aum']}")
+    if not items:
+        click.echo("no customers match")
+
+
+@main.command()
+@click.option("--run", "run_id", type=click.IntRange(min=1), help="The failed messages of this run.")
+@click.option("--rule", "rule_id", help="The failed messages of this rule (with --run: of that run only).")
+@click.option("--message", "message_ids", type=click.IntRange(min=1), multiple=True,
+              help="This message (repeatable); instead of --run/--rule.")
+@click.option("--status", type=click.Choice(["failed"]), default="failed", show_default=True,
+              help="The status of the messages to retry.")
+@click.option("--dry-run", is_flag=True, help="Render and decide, write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def retry(ctx: click.Context, run_id: int | None, rule_id: str | None, message_ids: tuple[int, ...], status: str,
+          dry_run: bool, as_json: bool) -> None:
+    """Render failed messages again with the live rule and template and queue them: the same message,
+    under the same idempotency key, with the contact policy decided again now (exit 1 when any stays failed)."""
+    from .pipeline.retry import RetryRequest, retry_messages
+    from .store import audit
+
+    request = RetryRequest(message_ids=message_ids, run_id=run_id, rule_id=rule_id, status=status,
+                           dry_run=dry_run)
+    services = _services(ctx)
+    result = retry_messages(services, request, now=_now(), actor="cli")
+    if not dry_run and result.messages:
+        with services.db.begin() as conn:
+            audit.record(conn, actor="cli", action="messages.retry", target=result.audit_target(), now=_now(),
+                         details=result.audit_details())
+    if as_json:
+        click.echo(_json(result.as_dict()))
+    else:
+        skips = ", ".join(f"{k}={v}" for k, v in sorted(result.skips().items()))
+        verb = "would retry" if dry_run else "retried"
+        click.echo(f"{'dry run: ' if dry_run else ''}{verb} {result.retried} message(s), skipped {result.skipped}"
+                   + (f" ({skips})" if skips else ""))
+        skipped = [m for m in result.messages if m.skipped_because]
+        for m in skipped[:RETRY_LINES]:
+            click.echo(f"  #{m.id} {m.status or '-'}: {m.skipped_because}" + (f": {m.error}" if m.error else ""))
+        if len(skipped) > RETRY_LINES:
+            click.echo(f"  ... and {len(skipped) - RETRY_LINES} more (--json lists every message)")
+    if result.unresolved:
+        sys.exit(1)
+
+
+RETRY_LINES = 50  # skipped messages listed by `retry` without --json
+
+
+def _date_option(value: str | None, name: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD", param_hint=name) from None
+
+
+def _percent(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def _print_effect(result: Any, services: Any) -> None:
+    """An effect report for a person: the verdict first, then each arm, the lift and what it caused."""
+    data = result.as_dict()
+    rule = services.rulebook.get(data["rule"])
+    goal = rule.goal if rule is not None else None
+    what = f"goal {goal.type.value}" if goal else "goal"
+    if goal and (goal.product_code or goal.product_type):
+        what += f" of {goal.product_code or goal.product_type}"
+    period = f"{data['from'] or '…'} .. {data['to'] or '…'}"
+    click.echo(f"{data['rule']} {rule.name if rule else ''}".rstrip()
+               + f": contacts {period}, {what} within {data['window_days']} days")
+    click.echo("readable: yes" if data["readable"] else f"readable: no: {data['reason']}")
+    for arm in ("treated", "holdout"):
+        a = data[arm]
+        ci = f" [{_percent(a['ci'][0])}, {_percent(a['ci'][1])}]" if a["ci"] else ""
+        click.echo(f"  {arm:8} n={a['n']:,}  converted={a['conversions']:,}  rate={_percent(a['rate'])}{ci}  "
+                   f"amount={a['amount']:,.2f}")
+    lift = data["lift"]
+    if lift["absolute"] is not None:
+        relative = f"  relative {lift['relative'] * 100:+.1f}%" if lift["relative"] is not None else ""
+        click.echo(f"  lift     {lift['absolute'] * 100:+.2f} pp [{lift['ci'][0] * 100:+.2f}, "
+                   f"{lift['ci'][1] * 100:+.2f}]{relative}  p={lift['p_value']:.3g}")
+        inc = data["incremental"]
+        click.echo(f"  caused   {inc['conversions']:,.1f} conversions, amount {inc['amount']:,.2f}")
+    click.echo(f"  success rate (精准营销成功率, converted of contacted): {_percent(data['success_rate'])}")
+
+
+@main.command("effect")
+@click.option("--rule", "rule_id", help="One rule (default: every live rule with a goal).")
+@click.option("--from", "date_from", help="First local day of contacts, YYYY-MM-DD (default: the first).")
+@click.option("--to", "date_to", help="Last local day of contacts, included (default: today).")
+@click.option("--run", "run_id", type=click.IntRange(min=1), help="Only this run's contacts.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def effect(ctx: click.Context, rule_id: str | None, date_from: str | None, date_to: str | None,
+           run_id: int | None, as_json: bool) -> None:
+    """A rule's effect: its contacts against its holdout, with 95 % intervals (read it once, at the end)."""
+    from .pipeline.effect import EffectRequest, effect_report, rules_with_goals
+
+    services = _services(ctx)
+    first, last = _date_option(date_from, "--from"), _date_option(date_to, "--to")
+    rule_ids = [rule_id] if rule_id else rules_with_goals(services)
+    reports = [effect_report(services, EffectRequest(r, first, last, run_id), now=_now()) for r in rule_ids]
+    if as_json:
+        click.echo(_json(reports[0].as_dict() if rule_id else [r.as_dict() for r in reports]))
+        return
+    if not reports:
+        click.echo("no live rule has a goal: add `goal: {type: ..., within_days: 14}` to a rule file")
+    for n, result in enumerate(reports):
+        if n:
+            click.echo("")
+        _print_effect(result, services)
 
 
 @main.group()

@@ -84,10 +84,10 @@ class TemplateError(CampaignEngineError):
 class NotFound(CampaignEngineError):
     """A named thing (rule, customer, run, message) does not exist."""
 
-    def __init__(self, kind: str, key: object):
+    def __init__(self, kind: str, key: object, hint: str | None = None):
         self.kind = kind
         self.key = key
-        super().__init__(f"{kind} {key!r} not found")
+        super().__init__(f"{kind} {key!r} not found" + (f"; {hint}" if hint else ""))
 
 
 class EngineError(CampaignEngineError):

@@ -54,6 +54,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from .clock import utc_now
 from .pipeline import ScheduledRunRequest, Services, start_run
+from .pipeline.calendar_checks import unannounced_year, workday_skip
 from .rulebook.cron import WEEKDAYS, CronField, Crontab, parse_crontab
 from .rulebook.loader import Rulebook
 from .rulebook.model import Rule
@@ -170,6 +171,11 @@ def fire(services: Services, rule_id: str, *, owner: str, now: dt.datetime) -> i
                       "run it by hand", rule_id, today, fire_id)
         raise
     log.info("scheduled rule %s for %s: run %s %s", rule_id, today, report.run_id, report.status.value)
+    rule = services.rulebook.rules[rule_id]
+    if rule.trigger.workdays_only and unannounced_year(today, services.holidays) is None:
+        skipped = workday_skip(rule, today, services.holidays)
+        if skipped:  # the cron fires every day it names; the run records the rule as skipped
+            log.info("scheduled rule %s for %s: skipped, %s", rule_id, today, skipped)
     return report.run_id
 
 

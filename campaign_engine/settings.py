@@ -18,12 +18,30 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ruamel.yaml import YAML, YAMLError
 
 from .errors import ConfigError, Problem
+from .masking import ContactData
 from .policy.caps import Cap
 from .policy.quiet_hours import Window
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = PROJECT_ROOT / "config" / "campaign_engine.yaml"
 ENV_PREFIX = "CAMPAIGN_ENGINE_"
+
+
+@dataclass(frozen=True)
+class ControlGroup:
+    """`control_group: {percent, salt}`: customers no marketing rule contacts (issue #11).
+
+    Assignment is effect.assignment's bucket of the customer id under `hash_salt`, the salt behind
+    the prefix `control_group:` that no rule's holdout salt may have (rulebook.loader), so the
+    control group is independent of every rule's holdout.
+    """
+
+    percent: float
+    salt: str
+
+    @property
+    def hash_salt(self) -> str:
+        return f"control_group:{self.salt}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,10 @@ class Settings:
     celery_visibility_timeout: int
     delivery_tasks: int
     redis_url: str | None
+    delivery_lease: int
+    delivery_heartbeat: int
+    cli_contact_data: ContactData  # how `campaign-engine messages` prints recipients
+    control_group: ControlGroup | None  # the global control group of marketing rules; None: none
 
     @property
     def distributed(self) -> bool:
@@ -76,9 +98,9 @@ class Settings:
 
 _PATH_KEYS = {"rules_dir", "templates_dir", "holidays_file"}
 _INT_KEYS = {"batch_size", "preview_sample", "api_rate_limit", "shard_size", "celery_visibility_timeout",
-             "delivery_tasks"}
+             "delivery_tasks", "delivery_lease", "delivery_heartbeat"}
 _MAY_BE_ZERO = {"api_rate_limit", "delivery_tasks"}
-_JSON_KEYS = ("channels", "webhooks", "send_rates", "frequency_caps", "quiet_hours")
+_JSON_KEYS = ("channels", "webhooks", "send_rates", "frequency_caps", "quiet_hours", "control_group")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -115,6 +137,25 @@ def _windows(raw: Any, source: str | None, problems: list[Problem]) -> dict[str,
     problems.append(Problem("channel: {start: 'HH:MM', end: 'HH:MM'} with start != end", file=source,
                             field="quiet_hours"))
     return {}
+
+
+def _control_group(raw: Any, source: str | None, problems: list[Problem]) -> ControlGroup | None:
+    """None, {} or percent 0: no control group; else percent 0..50 in steps of 0.01 and a salt."""
+    from .effect.assignment import holdout_slots
+
+    if raw is None or raw == {}:
+        return None
+    try:
+        percent = float(raw.get("percent", 0))
+        salt = str(raw.get("salt") or "default")
+        if set(raw) <= {"percent", "salt"} and 0 <= percent <= 50 and "\0" not in salt:
+            holdout_slots(percent)
+            return ControlGroup(percent, salt) if percent > 0 else None
+    except (TypeError, ValueError, AttributeError):
+        pass
+    problems.append(Problem("{percent: 0..50 (steps of 0.01; 0: none), salt: text}", file=source,
+                            field="control_group"))
+    return None
 
 
 def _resolve_sqlite_path(url: str, root: Path) -> str:
@@ -160,6 +201,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         except (TypeError, ValueError):
             problems.append(Problem("must be a whole number" + ("" if key in _MAY_BE_ZERO else " above 0"),
                                     file=sources.get(key), field=key))
+    if (not {p.field for p in problems} & {"delivery_lease", "delivery_heartbeat"}
+            and values["delivery_heartbeat"] * 3 > values["delivery_lease"]):
+        problems.append(Problem("at most a third of delivery_lease", file=sources.get("delivery_heartbeat"),
+                                field="delivery_heartbeat"))
     for key in _PATH_KEYS:
         path = Path(str(values[key]))
         values[key] = path if path.is_absolute() else PROJECT_ROOT / path
@@ -198,6 +243,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values["celery_queue"] = str(values["celery_queue"])
     values["frequency_caps"] = _caps(values["frequency_caps"], sources.get("frequency_caps"), problems)
     values["quiet_hours"] = _windows(values["quiet_hours"], sources.get("quiet_hours"), problems)
+    values["control_group"] = _control_group(values["control_group"], sources.get("control_group"), problems)
+    try:
+        values["cli_contact_data"] = ContactData(str(values["cli_contact_data"]).strip().lower())
+    except ValueError:
+        problems.append(Problem("full or masked", file=sources.get("cli_contact_data"), field="cli_contact_data"))
     try:
         ZoneInfo(str(values["timezone"]))
     except (ZoneInfoNotFoundError, ValueError):

@@ -19,6 +19,17 @@ class Tier(StrEnum):
 TIER_ALIASES = {"钻石": Tier.DIAMOND, "白金": Tier.PLATINUM, "金": Tier.GOLD, "普通": Tier.REGULAR,
                 "限制": Tier.RESTRICTED}
 
+
+
+def parse_tier(text: str) -> Tier:
+    """`gold` or `金` -> Tier.GOLD; ValueError naming the tiers otherwise."""
+    value = TIER_ALIASES.get(text.strip()) or next((t for t in Tier if t.value == text.strip().lower()), None)
+    if value is None:
+        raise ValueError(f"unknown tier {text!r} (tiers: " + ", ".join(
+            f"{t.value}/{zh}" for zh, t in TIER_ALIASES.items()) + ")")
+    return value
+
+
 CUSTOMER_RISK_LEVELS = ("C1", "C2", "C3", "C4", "C5")
 PRODUCT_RISK_LEVELS = ("R1", "R2", "R3", "R4", "R5")
 
@@ -59,6 +70,24 @@ class MessageStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
+    HELD_OUT = "held_out"  # in a holdout or the control group: never sent, takes its cap slot (issue #11)
+
+
+class HoldoutGroup(StrEnum):
+    """Why a held_out message was held out: the rule's own holdout or the global control group."""
+
+    RULE = "rule"
+    CONTROL_GROUP = "control_group"
+
+
+class ConversionType(StrEnum):
+    """What a customer did that a rule's goal may count (conversions: API, CSV, deposit/holding imports)."""
+
+    DEPOSIT_OPEN = "deposit_open"
+    DEPOSIT_RENEWAL = "deposit_renewal"
+    PRODUCT_PURCHASE = "product_purchase"
+    HOLDING_INCREASE = "holding_increase"
+    CUSTOM = "custom"
 
 
 class SuppressionReason(StrEnum):

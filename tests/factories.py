@@ -115,3 +115,19 @@ def fire_event(services: Any, event_type: Any, payload: Any, *, now: dt.datetime
 
     return start_run(services, EventRunRequest(parse_event(event_type, payload), dry_run=dry_run),
                      now=now).as_dict()
+
+
+def world_cli(world: World) -> Any:
+    """`campaign-engine` in this process on the world's database, rule folder and templates."""
+    from click.testing import CliRunner
+
+    from campaign_engine.cli import main
+
+    env = {"CAMPAIGN_ENGINE_DATABASE_URL": world.settings.database_url,
+           "CAMPAIGN_ENGINE_RULES_DIR": str(world.settings.rules_dir),
+           "CAMPAIGN_ENGINE_TEMPLATES_DIR": str(world.settings.templates_dir)}
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Any:
+        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+    return invoke

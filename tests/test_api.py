@@ -30,8 +30,8 @@ ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 40
                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
                415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error"}
 
-STARTER_RULES = ["birthday-greeting", "holiday-greeting", "large-transaction-followup", "product-launch",
-                 "rate-change-notice", "td-maturity-reminder"]
+STARTER_RULES = ["birthday-greeting", "holiday-greeting", "large-transaction-followup", "lunar-birthday-greeting",
+                 "product-launch", "rate-change-notice", "td-maturity-reminder"]
 
 RATE_CHANGE = {"event_id": "rc-1", "product_type": "time_deposit", "old_rate": 1.65, "new_rate": 1.45,
                "effective_date": "2026-03-20"}
@@ -605,7 +605,7 @@ def test_api_events_large_transaction_concerns_only_its_customer(bank):
     bank.wait()
     run = bank.call("GET", resp.get_json()["url"], "viewer").get_json()
     assert [(r["candidates"], r["queued"]) for r in run["rules"]] == [(1, 1)]
-    [message] = bank.call("GET", "/api/v1/messages", "viewer").get_json()["items"]
+    [message] = bank.call("GET", "/api/v1/messages", "admin").get_json()["items"]  # admin: the recipient unmasked
     assert (message["customer_id"], message["channel"], message["recipient"]) == ("C2", "sms", "13800000002")
     assert "¥800,000.00" in message["body"]
 
@@ -624,7 +624,8 @@ def test_api_runs_start_answers_202_then_completed_with_per_rule_counts(bank):
         "completed", "scheduled", "2026-03-10", False, None)
     assert run["started_at"].startswith("2026-03-10T01:00:00") and run["finished_at"] is not None
     counts = {r["rule"]: (r["matched"], r["queued"]) for r in run["rules"]}
-    assert counts == {"birthday-greeting": (1, 1), "holiday-greeting": (0, 0), "td-maturity-reminder": (1, 1)}
+    assert counts == {"birthday-greeting": (1, 1), "holiday-greeting": (0, 0), "td-maturity-reminder": (1, 1),
+                      "lunar-birthday-greeting": (0, 0)}
     assert bank.count(Message) == 2
 
 
@@ -656,7 +657,8 @@ def test_api_runs_dry_run_answers_the_report_with_per_rule_counts(bank):
     report = bank.call("POST", "/api/v1/runs", "operator", json={"date": "2026-03-10", "dry_run": True}).get_json()
     assert report["dry_run"] is True and report["date"] == "2026-03-10"
     counts = {r["rule"]: r["queued"] for r in report["rules"]}
-    assert counts == {"birthday-greeting": 1, "holiday-greeting": 0, "td-maturity-reminder": 1}
+    assert counts == {"birthday-greeting": 1, "holiday-greeting": 0, "td-maturity-reminder": 1,
+                      "lunar-birthday-greeting": 0}
 
 
 def test_api_runs_unknown_rule_answers_404_and_event_rule_answers_400(bank):
@@ -773,8 +775,8 @@ def test_api_messages_get_one(api):
     assert {k: message[k] for k in ("id", "run_id", "rule_id", "customer_id", "channel", "recipient", "status",
                                     "subject", "body", "consent_source")} == {
         "id": ids[3], "run_id": runs["b"], "rule_id": "rate-change-notice", "customer_id": "C1",
-        "channel": "email", "recipient": "c1@example.com", "status": "queued", "subject": "主题",
-        "body": "正文3", "consent_source": "test"}
+        "channel": "email", "recipient": "c***@example.com", "status": "queued", "subject": "主题",
+        "body": "正文3", "consent_source": "test"}  # masked for a viewer: tests/test_api_contact_masking.py
     assert dt.datetime.fromisoformat(message["created_at"]) == NOW - dt.timedelta(hours=2)
     assert dt.datetime.fromisoformat(message["consent_at"]) == NOW - dt.timedelta(days=100)
     assert_error(api.call("GET", f"/api/v1/messages/{ids[-1] + 1}", "viewer"), 404)
@@ -848,7 +850,7 @@ def test_api_rules_list_reports_problems_of_the_rule_folder(make_api, settings, 
     body = make_api(folder).call("GET", "/api/v1/rules", "viewer").get_json()
     assert [r["id"] for r in body["items"]] == ["good"]
     assert body["problems"] == [{"file": "bad.yaml", "line": 7, "rule": "bad", "field": "conditions.customer.tierr",
-                                 "reason": "unknown field 'customer.tierr'"}]
+                                 "reason": "unknown field 'customer.tierr' (did you mean 'customer.tier'?)"}]
 
 
 def test_api_rules_get_one_with_source_and_conditions(api):
@@ -868,7 +870,7 @@ def test_api_rules_validate_good_yaml(api):
         "td-maturity-reminder", "td-maturity-copy")
     resp = api.call("POST", "/api/v1/rules/validate", "marketer", json={"source": source, "file": "copy.yaml"})
     assert resp.status_code == 200
-    assert resp.get_json() == {"valid": True, "rules": ["td-maturity-copy"], "problems": []}
+    assert resp.get_json() == {"valid": True, "rules": ["td-maturity-copy"], "problems": [], "warnings": []}
     assert [r["id"] for r in api.call("GET", "/api/v1/rules", "viewer").get_json()["items"]] == STARTER_RULES
 
 
@@ -993,13 +995,13 @@ def test_api_rules_preview_for_one_customer_explains_each_condition(bank):
                     json={"date": "2026-03-10", "customer_id": "C1"}).get_json()
     [subject] = yes["subjects"]
     assert (yes["customer_id"], subject["matches"], subject["selected_by_sql"]) == ("C1", True, True)
-    assert [c["result"] for c in subject["conditions"]["children"]] == [True, True]
+    assert [c["result"] for c in subject["conditions"]["children"]] == [True, True, True]
     assert subject["body"].startswith("【XX银行】张先生")
     no = bank.call("POST", "/api/v1/rules/birthday-greeting/preview", "marketer",
                    json={"date": "2026-03-10", "customer_id": "C2"}).get_json()
     [subject] = no["subjects"]
     assert subject["matches"] is False and "body" not in subject
-    assert [c["result"] for c in subject["conditions"]["children"]] == [False, True]
+    assert [c["result"] for c in subject["conditions"]["children"]] == [False, True, True]
     assert subject["explanation"][0].startswith("✗")
     assert bank.count(Message) == 0 and bank.count(CampaignRun) == 0
 
@@ -1032,7 +1034,7 @@ def test_api_customers_list_with_filters_and_cursor(bank):
     assert [c["customer_id"] for c in bank.call("GET", "/api/v1/customers?manager_id=RM0002&risk_level=C4",
                                                  "viewer").get_json()["items"]] == ["C3"]
     first = pages[0][0]
-    assert (first["aum"], first["birth_date"], first["mobile"]) == ("300000.00", "1980-03-10", "13800000001")
+    assert (first["aum"], first["birth_date"], first["mobile"]) == ("300000.00", "1980-03-10", "138****0001")
 
 
 def test_api_customers_get_with_consents(bank):
@@ -1059,7 +1061,7 @@ def test_api_customers_put_creates_then_updates(api):
     updated = api.call("PUT", "/api/v1/customers/C9", "admin", json=update).get_json()
     assert (updated["tier"], updated["mobile"], updated["city"], updated["aum"]) == (
         "diamond", "13912340000", None, "0.00")  # a PUT replaces the whole record
-    assert api.call("GET", "/api/v1/customers/C9", "viewer").get_json() == updated
+    assert api.call("GET", "/api/v1/customers/C9", "admin").get_json() == updated
     assert api.count(Customer) == 1
 
 
@@ -1247,12 +1249,12 @@ def test_api_audit_every_change_records_the_key_actor(bank, make_api):
         (bank.actor("admin"), "import", "customers"),
     ]
     assert all(e["at"] == NOW for e in entries)
-    assert entries[0]["details"] == {"rules": 6, "kept": [], "problems": 0}
+    assert entries[0]["details"] == {"rules": 7, "kept": [], "problems": 0}
     assert entries[1]["details"] == {"run_id": event["run_id"], "rules": ["large-transaction-followup"]}
     assert entries[2]["details"] == {"date": "2026-03-10", "rules": [  # in the priority order they run in
-        "td-maturity-reminder", "birthday-greeting", "holiday-greeting"]}
+        "td-maturity-reminder", "birthday-greeting", "lunar-birthday-greeting", "holiday-greeting"]}
     assert entries[3]["details"] == {"source": "branch form", "suppressed_messages": 0}
-    assert entries[8]["details"] == {"rows": 0, "upserted": 0, "problems": 0}
+    assert entries[8]["details"] == {"rows": 0, "upserted": 0, "refused": 0, "problems": 0}
     assert bank.actor("admin").startswith("key:admin-key#")
 
 
@@ -1286,7 +1288,7 @@ def test_api_health_readyz_reports_database_and_rules(api):
     assert resp.status_code == 200
     body = resp.get_json()
     assert {k: body[k] for k in ("status", "database", "rules", "rule_problems")} == {
-        "status": "ready", "database": "ok", "rules": 6, "rule_problems": 0}
+        "status": "ready", "database": "ok", "rules": 7, "rule_problems": 0}
     assert isinstance(body["scheduler"], str) and body["scheduler"]
 
 
@@ -1313,8 +1315,8 @@ def test_api_openapi_describes_every_blueprint(api):
                  "/api/v1/deposits/{deposit_id}", "/api/v1/receipts/{provider}", "/api/v1/inbound/sms/{provider}",
                  "/u/{token}"):
         assert path in paths, path
-    assert {t["name"] for t in spec["tags"]} == {"health", "rules", "events", "runs", "messages", "customers",
-                                                  "webhooks"}
+    assert {t["name"] for t in spec["tags"]} == {"health", "rules", "events", "runs", "messages", "retries",
+                                                  "customers", "effect", "webhooks"}
     assert spec["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
     start_run = paths["/api/v1/runs"]["post"]
     assert {"202", "200", "401", "403"} <= set(start_run["responses"])

@@ -29,6 +29,8 @@ PURE_CORE = (
     "campaign_engine.evaluation.compiler",
     "campaign_engine.evaluation.explain",
     "campaign_engine.imports",
+    "campaign_engine.masking",
+    "campaign_engine.effect",
 )
 FRAMEWORKS = ("flask", "flask_smorest", "sqlalchemy", "alembic", "celery", "apscheduler", "redis", "requests",
               "httpx", "smtplib", "socket", "urllib.request", "durable", "durable_rules_engine")

@@ -74,7 +74,7 @@ def test_cli_rules_validate_names_file_line_and_field(cli, tmp_path, monkeypatch
                                        "template: birthday\n", encoding="utf-8")
     monkeypatch.setenv("CAMPAIGN_ENGINE_RULES_DIR", str(rules))
     result = CliRunner().invoke(main, ["rules", "validate"], catch_exceptions=False)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input
     assert "broken.yaml:6, rule x, field conditions.customer.agee: unknown field" in result.output
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import signal
 import subprocess
 import sys
@@ -11,12 +13,13 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from campaign_engine.clock import utc_now
 from campaign_engine.delivery.channel import Outgoing, PermanentSendError, Sent, TransientSendError
 from campaign_engine.delivery.retry import MAX_ATTEMPTS, backoff, decide, describe, next_attempt
 from campaign_engine.delivery.send_rates import TokenBucket
@@ -231,6 +234,26 @@ def test_release_claims_gives_the_attempt_back(engine, now):
     assert {(m.status, m.attempts, m.due_at, m.claimed_by) for m in messages(engine)} == {("queued", 0, later, None)}
 
 
+def test_renew_claims_extends_only_the_live_claims_of_this_worker(engine, now):
+    live, done, taken, expired = queue(engine, now, 4)
+    short = dt.timedelta(seconds=1)
+    claim(engine, worker="w", now=now, limit=2)
+    claim(engine, worker="w", now=now, limit=2, lease=short)
+    later = now + dt.timedelta(seconds=2)
+    assert [r["id"] for r in claim(engine, worker="other", now=later, limit=1)] == [taken]
+    with engine.connect() as conn, claims.write_transaction(conn, immediate=False):
+        assert claims.mark_sent(conn, done, worker="w", provider="p", provider_message_id=None, now=now)
+    with engine.connect() as conn, claims.write_transaction(conn, immediate=False):
+        kept = claims.renew_claims(conn, [live, done, taken, expired], worker="w", now=later, lease=LEASE)
+        assert claims.renew_claims(conn, [], worker="w", now=later, lease=LEASE) == set()
+    assert kept == {live}
+    rows = {m.id: m for m in messages(engine)}
+    assert (rows[live].status, rows[live].claimed_by, rows[live].claim_expires_at) == ("sending", "w", later + LEASE)
+    assert (rows[done].status, rows[done].claim_expires_at) == ("sent", None)
+    assert (rows[taken].claimed_by, rows[taken].claim_expires_at) == ("other", later + LEASE)
+    assert (rows[expired].claimed_by, rows[expired].claim_expires_at) == ("w", now + short)  # not revived
+
+
 def test_write_transaction_begins_immediate_on_sqlite(engine, now):
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite only: PostgreSQL claims with FOR UPDATE SKIP LOCKED")
@@ -328,13 +351,14 @@ def test_delivery_worker_two_workers_send_every_message_exactly_once(engine, dat
 
 KILLED_WORKER = """
     import datetime as dt, sys, time
-    from campaign_engine.delivery.channel import Sent
+    from campaign_engine.delivery.channel import PermanentSendError, Sent, TransientSendError
     from campaign_engine.delivery.worker import DeliveryWorker
     from campaign_engine.store.db import make_engine
 
     url, log_path = sys.argv[1], sys.argv[2]
 
     class SlowGateway:
+        # Has each message from the moment it logs it; then refuses some for good, some for now.
         provider = "gw"
 
         def __init__(self):
@@ -343,18 +367,22 @@ KILLED_WORKER = """
         def send(self, message):
             time.sleep(0.005)
             self.log.write(f"{message.message_id}\\n")  # the gateway has it from here on
+            if message.message_id % 5 == 2:
+                raise PermanentSendError("invalid number", provider="gw")
+            if message.message_id % 7 == 3:
+                raise TransientSendError("HTTP 503", provider="gw")
             return Sent("gw", f"gw-{message.message_id}")
 
         def close(self):
             pass
 
     worker = DeliveryWorker(make_engine(url), {"sms": SlowGateway()}, worker_id="doomed", batch_size=40,
-                            lease=dt.timedelta(seconds=1))
+                            lease=dt.timedelta(seconds=1), pause_after=1000)
     worker.run_until_idle()
 """
 
 
-def test_delivery_worker_killed_mid_batch_loses_nothing_and_resends_at_most_the_one_in_flight(
+def test_delivery_worker_killed_mid_batch_leaves_at_most_the_one_in_flight_unrecorded(
         engine, database_url, now, tmp_path):
     ids = queue(engine, now, 300)
     log_path = tmp_path / "sent_by_doomed.txt"
@@ -365,25 +393,36 @@ def test_delivery_worker_killed_mid_batch_loses_nothing_and_resends_at_most_the_
 
     wait_for(lambda: len(lines()) >= 60 or proc.poll() is not None, "the doomed worker to send some")
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=WAIT)
-    assert proc.returncode == -signal.SIGKILL
+    _, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == -signal.SIGKILL, err
     first = [int(line) for line in lines() if line.endswith("\n")]
     assert 60 <= len(first) < 300 and len(set(first)) == len(first)
-    left_sending = {m.id for m in messages(engine, status="sending")}  # the batch it held, if any
-    assert {m.claimed_by for m in messages(engine, status="sending")} <= {"doomed"}
+    at_kill = {m.id: m for m in messages(engine)}
+    assert {m.claimed_by for m in at_kill.values() if m.status == "sending"} <= {"doomed"}
+    # Every message the gateway answered is recorded, whatever the answer; at most the one in flight is not.
+    unrecorded = {i for i in first if at_kill[i].status == "sending"}
+    assert len(unrecorded) <= 1
+    for i in set(first) - unrecorded:
+        expected = "failed" if i % 5 == 2 else "queued" if i % 7 == 3 else "sent"
+        assert (i, at_kill[i].status, at_kill[i].attempts) == (i, expected, 1)
+    assert {at_kill[i].error for i in first if i % 5 == 2 and i not in unrecorded} == {"gw: invalid number"}
+    retried = [at_kill[i] for i in first if at_kill[i].status == "queued"]
+    assert retried and all(m.due_at > now and m.error == "gw: HTTP 503" for m in retried)
 
-    time.sleep(1.1)  # the doomed worker's lease (1 s) runs out
+    # An hour later (the retries due, the dead worker's claims long expired) another worker sends the rest.
     channel = FakeChannel("gw")
-    worker = DeliveryWorker(engine, {"sms": channel}, worker_id="heir", batch_size=40)
-    worker.run_until_idle()
+    later = utc_now() + dt.timedelta(hours=1)
+    DeliveryWorker(engine, {"sms": channel}, worker_id="heir", batch_size=40,
+                   clock=lambda: later).run_until_idle()
     second = channel.ids
-    assert sorted(set(first) | set(second)) == ids  # nothing lost
     assert len(set(second)) == len(second)
-    resent = set(first) & set(second)
-    assert len(resent) <= 1  # at most the message in flight when the worker died
-    assert statuses(engine) == {"sent": 300}
-    for m in messages(engine, claimed_by=None):
-        assert m.attempts == (2 if m.id in left_sending else 1)
+    assert set(second) == {i for i, m in at_kill.items() if m.status in ("queued", "sending")}
+    # Sent again: the retries, and at most the one in flight; a recorded refusal never.
+    assert {i for i in set(first) & set(second) if at_kill[i].status != "queued"} == unrecorded
+    refused = {i for i in first if i % 5 == 2}
+    assert refused & set(second) <= unrecorded
+    assert {m.id for m in messages(engine, status="failed")} == refused - unrecorded
+    assert statuses(engine) == {"sent": len(ids) - len(refused - unrecorded), "failed": len(refused - unrecorded)}
 
 
 def test_delivery_worker_retries_transient_failure_with_backoff_then_fails(engine, now):
@@ -499,11 +538,117 @@ def test_delivery_worker_hands_back_claims_before_its_lease_runs_out(engine, now
 
     channel = FakeChannel("gw", on_send=slow_send)
     worker = DeliveryWorker(engine, {"sms": channel}, clock=clock, lease=dt.timedelta(seconds=60))
-    counts = worker.run_once()
-    # Deadline: lease 60 s minus a fifth = 48 s: sends start at 0, 10, 20, 30 and 40 s.
-    assert (counts["sent"], counts["released"]) == (5, 5)
-    assert channel.ids == ids[:5]
+    counts = worker.run_once()  # over in milliseconds: no renewal (every 10 s of real time) comes
+    # Deadline without a renewal: the lease (60 s) minus half of it: sends start at 0, 10 and 20 s.
+    assert (counts["sent"], counts["released"]) == (3, 7)
+    assert channel.ids == ids[:3]
     assert {(m.status, m.attempts, m.claimed_by) for m in messages(engine, status="queued")} == {("queued", 0, None)}
+
+
+def test_delivery_worker_records_each_outcome_before_the_next_send(engine, now):
+    queue(engine, now, 12)
+    queue(engine, now, 12, channel="email")
+    attempted: dict[str, list[int]] = {"sms": [], "email": []}
+    unrecorded: list[tuple[int, list[int]]] = []
+
+    def check_earlier_recorded(message: Outgoing) -> None:
+        earlier = list(attempted[message.channel])
+        with engine.connect() as conn:
+            pending = list(conn.execute(select(Message.id).where(Message.id.in_(earlier),
+                                                                  Message.status == "sending")).scalars())
+        if pending:
+            unrecorded.append((message.message_id, pending))
+        attempted[message.channel].append(message.message_id)
+
+    def answer(message: Outgoing) -> Exception | None:
+        return [None, PermanentSendError("invalid number", provider="gw"),
+                TransientSendError("HTTP 503", provider="gw")][message.message_id % 3]
+
+    sms = FakeChannel("gw", fail=answer, on_send=check_earlier_recorded)
+    email = FakeChannel("mail", fail=answer, on_send=check_earlier_recorded)
+    worker = DeliveryWorker(engine, {"sms": sms, "email": email}, clock=Clock(now), pause_after=100)
+    counts = worker.run_once()
+    worker.close()
+    assert unrecorded == []
+    assert (counts["sent"], counts["failed"], counts["retried"]) == (8, 8, 8)
+    assert statuses(engine) == {"sent": 8, "failed": 8, "queued": 8}
+
+
+def test_delivery_worker_slow_channel_keeps_its_claims_past_the_lease(engine):
+    lease, heartbeat = dt.timedelta(seconds=3), dt.timedelta(seconds=0.5)
+    ids = queue(engine, utc_now(), 16)
+    sending, stop = threading.Event(), threading.Event()
+    rival_claimed: list[int] = []
+
+    def rival() -> None:  # another worker claiming all the while
+        sending.wait(WAIT)
+        while not stop.is_set():
+            rival_claimed.extend(r["id"] for r in claim(engine, worker="rival", now=utc_now(), lease=lease))
+            time.sleep(0.05)
+
+    channel = FakeChannel("gw", delay=0.25, on_send=lambda m: sending.set())
+    worker = DeliveryWorker(engine, {"sms": channel}, worker_id="slow", lease=lease, heartbeat=heartbeat)
+    thread = threading.Thread(target=rival)
+    thread.start()
+    began = time.monotonic()
+    try:
+        counts = worker.run_once()
+    finally:
+        stop.set()
+        thread.join(WAIT)
+        worker.close()
+    assert time.monotonic() - began > 1.2 * lease.total_seconds()  # 16 sends of 0.25 s: 4 s
+    assert (counts["sent"], counts["released"], counts["stale"]) == (16, 0, 0)
+    assert channel.ids == ids
+    assert rival_claimed == []
+    assert statuses(engine) == {"sent": 16}
+
+
+#: A database that refuses every claim renewal (an UPDATE keeping a row `sending` and changing its
+#: expiry) with an error, and lets every other write through: a worker that cannot renew.
+REFUSE_RENEWALS = {
+    "sqlite": ["CREATE TRIGGER refuse_renewal BEFORE UPDATE OF claim_expires_at ON messages "
+               "WHEN OLD.status = 'sending' AND NEW.status = 'sending' "
+               "BEGIN SELECT RAISE(ABORT, 'renewal refused'); END"],
+    "postgresql": ["CREATE FUNCTION refuse_renewal() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN RAISE EXCEPTION 'renewal refused'; END $$",
+                   "CREATE TRIGGER refuse_renewal BEFORE UPDATE OF claim_expires_at ON messages FOR EACH ROW "
+                   "WHEN (OLD.status = 'sending' AND NEW.status = 'sending') EXECUTE FUNCTION refuse_renewal()"],
+}
+ALLOW_RENEWALS = {
+    "sqlite": ["DROP TRIGGER refuse_renewal"],
+    "postgresql": ["DROP TRIGGER refuse_renewal ON messages", "DROP FUNCTION refuse_renewal()"],
+}
+
+
+@contextlib.contextmanager
+def renewals_refused(engine) -> Iterator[None]:
+    with engine.begin() as conn:
+        for statement in REFUSE_RENEWALS[engine.dialect.name]:
+            conn.exec_driver_sql(statement)
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            for statement in ALLOW_RENEWALS[engine.dialect.name]:
+                conn.exec_driver_sql(statement)
+
+
+def test_delivery_worker_that_cannot_renew_stops_sending_before_its_lease_ends(engine, caplog):
+    lease, heartbeat, delay = dt.timedelta(seconds=2), dt.timedelta(seconds=0.25), 0.1
+    queue(engine, utc_now(), 40)
+    channel = FakeChannel("gw", delay=delay)
+    worker = DeliveryWorker(engine, {"sms": channel}, worker_id="w", lease=lease, heartbeat=heartbeat)
+    with renewals_refused(engine), caplog.at_level(logging.WARNING, logger="campaign_engine.delivery.worker"):
+        began = time.monotonic()
+        counts = worker.run_once()
+    worker.close()
+    assert "could not renew its claims" in caplog.text and "renewal refused" in caplog.text
+    # Half the lease without a renewal: sending stops (about 10 sends of 0.1 s); the rest goes back.
+    assert 0 < counts["sent"] < 40 and counts["released"] == 40 - counts["sent"]
+    assert channel.times[-1] + delay - began < lease.total_seconds()  # the last send ended in time
+    assert statuses(engine) == {"sent": counts["sent"], "queued": counts["released"]}
+    assert {(m.attempts, m.claimed_by) for m in messages(engine, status="queued")} == {(0, None)}
 
 
 def test_delivery_worker_outcome_after_takeover_is_stale(engine, now):

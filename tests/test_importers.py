@@ -141,14 +141,80 @@ def test_import_csv_customers_upsert_updates_existing(engine, tmp_path, now):
     assert as_utc(row.updated_at) == later
 
 
-def test_import_csv_customers_duplicate_id_last_wins(engine, tmp_path, now):
+def test_import_csv_customers_duplicate_id_refused_and_first_row_kept(engine, tmp_path, now):
     rows = [customer(name="甲"), customer(name="乙"), customer(customer_id="C00000002"), customer(name="丙")]
-    for batch_size in (5000, 1):
+    for batch_size in (5000, 1):  # in one batch or across batches alike
         path = write_csv(tmp_path / f"dup{batch_size}.csv", "customers", rows)
         report = import_csv(engine, "customers", path, now=now, batch_size=batch_size)
-        assert report.ok and report.rows == 4
-        assert get_customer(engine, "C00000001").name == "丙"
+        assert (report.rows, report.upserted, report.refused) == (4, 2, 2)
+        assert [str(p) for p in report.problems] == [
+            f"{path}:3, field customer_id: customer_id 'C00000001' also on line 2; the first row was kept",
+            f"{path}:5, field customer_id: customer_id 'C00000001' also on line 2; the first row was kept"]
+        assert get_customer(engine, "C00000001").name == "甲"
         assert count(engine, Customer) == 2
+
+
+def test_import_csv_duplicate_of_a_refused_row_refused_too(engine, tmp_path, now):
+    path = write_csv(tmp_path / "c.csv", "customers", [
+        customer(tier="golden"), customer(), customer(customer_id=" C00000001 ", name="")])
+
+    report = import_csv(engine, "customers", path, now=now)
+
+    assert (report.rows, report.upserted, report.refused) == (3, 0, 3)
+    again = "customer_id 'C00000001' also on line 2; only the first row is imported, and it was refused"
+    assert [(p.line, p.field, p.reason) for p in report.problems] == [
+        (2, "tier", "unknown tier 'golden'"), (3, "customer_id", again),
+        (4, "name", "name is required"), (4, "customer_id", again)]
+    assert count(engine, Customer) == 0
+
+
+def test_import_csv_each_kind_refuses_a_repeated_key(engine, tmp_path, now):
+    seed_products(engine, now)
+    seed_customer(engine, tmp_path, now)
+    product = {"product_code": "TD3M", "name": "3个月定期存款", "type": "time_deposit", "risk_level": "R1"}
+    holding = {"customer_id": "C00000001", "product_code": "FUND-EQ01", "amount": "1"}
+    for kind, rows, reason in [
+        ("products", [product, {**product, "name": "改名"}], "product_code 'TD3M' also on line 2"),
+        ("deposits", [deposit(), deposit(amount="2")], "deposit_id 'D1' also on line 2"),
+        ("holdings", [holding, {**holding, "amount": "2"}, {**holding, "product_code": "TD1Y"}],
+         "customer_id 'C00000001' and product_code 'FUND-EQ01' also on line 2"),
+    ]:
+        report = import_csv(engine, kind, write_csv(tmp_path / f"{kind}.csv", kind, rows), now=now)
+        assert [(p.line, p.reason) for p in report.problems] == [(3, f"{reason}; the first row was kept")], kind
+        assert (report.rows, report.upserted, report.refused) == (len(rows), len(rows) - 1, 1), kind
+    with engine.connect() as conn:
+        assert conn.execute(select(Product.name).where(Product.product_code == "TD3M")).scalar_one() == "3个月定期存款"
+        assert conn.execute(select(Deposit.amount)).scalar_one() == Decimal("50000.00")
+        assert sorted(conn.execute(select(Holding.product_code, Holding.amount)).all()) == [
+            ("FUND-EQ01", Decimal("1")), ("TD1Y", Decimal("1"))]
+
+
+def test_import_csv_nul_in_a_value_refused_and_rest_of_file_kept(engine, tmp_path, now):
+    # PostgreSQL cannot store a NUL: refused as the row's problem, not a failed batch
+    path = write_csv(tmp_path / "c.csv", "customers", [
+        customer(customer_id="C1"), customer(customer_id="C2", name="王\x00小明", city="上\x00海"),
+        customer(customer_id="C3\x00"), customer(customer_id="C4", email="a\x00@b.com"), customer(customer_id="C5")])
+
+    report = import_csv(engine, "customers", path, now=now, batch_size=2)
+
+    nul = "contains a NUL character (U+0000), which cannot be stored"
+    assert [(p.line, p.field, p.reason) for p in report.problems] == [
+        (3, "name", nul), (3, "city", nul), (4, "customer_id", nul), (5, "email", nul)]
+    assert str(report.problems[0]) == f"{path}:3, field name: {nul}"
+    assert (report.rows, report.upserted, report.refused) == (5, 2, 3)
+    with engine.connect() as conn:
+        assert set(conn.execute(select(Customer.customer_id)).scalars()) == {"C1", "C5"}
+
+
+def test_import_csv_summary_adds_up(engine, tmp_path, now):
+    path = write_csv(tmp_path / "c.csv", "customers", [
+        customer(customer_id="C1"), customer(customer_id="C2", tier="x", aum="y"), customer(customer_id="C1"),
+        customer(customer_id="C4")])
+
+    report = import_csv(engine, "customers", path, now=now)
+
+    assert report.rows == report.upserted + report.refused
+    assert report.summary() == "customers: 4 row(s) read: 2 upserted, 2 refused (3 problem(s))"
 
 
 def test_import_csv_customers_bad_rows_reported_and_good_rows_kept(engine, tmp_path, now):
@@ -167,7 +233,7 @@ def test_import_csv_customers_bad_rows_reported_and_good_rows_kept(engine, tmp_p
     report = import_csv(engine, "customers", path, now=now)
 
     assert not report.ok
-    assert (report.rows, report.upserted, report.skipped) == (9, 2, 7)
+    assert (report.rows, report.upserted, report.refused) == (9, 2, 7)
     assert located(report) == {(3, "tier"), (4, "birth_date"), (5, "customer_id"), (6, "mobile"),
                                (7, "email"), (8, "aum"), (9, "risk_level"), (9, "sms_consent")}
     reasons = {p.field: p.reason for p in report.problems}
@@ -203,7 +269,7 @@ def test_import_csv_line_numbers_count_physical_lines(engine, tmp_path, now):
     write_csv(path, "customers", [good])
     with open(path, "a", encoding="utf-8", newline="") as handle:
         handle.write("\n")  # blank line 4
-        csv.writer(handle).writerow([customer(customer_id="C2", tier="golden")[c]
+        csv.writer(handle).writerow([customer(customer_id="C2", tier="golden").get(c, "")
                                      for c in COLUMNS["customers"]])
 
     report = import_csv(engine, "customers", path, now=now)
@@ -220,7 +286,7 @@ def test_import_csv_wrong_field_count_reported(engine, tmp_path, now):
     report = import_csv(engine, "customers", path, now=now)
 
     assert [(p.line, p.field) for p in report.problems] == [(3, None)]
-    assert "expected 17 fields, found 3" in report.problems[0].reason
+    assert "expected 18 fields, found 3" in report.problems[0].reason
     assert report.upserted == 1
 
 
@@ -541,9 +607,42 @@ def test_import_csv_deposits_unknown_customer_and_product_reported(engine, tmp_p
     reasons = {(p.line, p.field): p.reason for p in report.problems}
     assert reasons[(3, "customer_id")] == "unknown customer 'C99999999'"
     assert reasons[(4, "product_code")] == "unknown product_code 'TD9Y'"
-    assert (report.rows, report.upserted, report.skipped) == (8, 2, 6)
+    assert (report.rows, report.upserted, report.refused) == (8, 2, 6)
+    assert report.rows == report.upserted + report.refused
     with engine.connect() as conn:
         assert set(conn.execute(select(Deposit.deposit_id)).scalars()) == {"D1", "D8"}
+
+
+def test_import_csv_bad_row_reports_every_problem_at_once_references_last(engine, tmp_path, now):
+    seed_products(engine, now)
+    seed_customer(engine, tmp_path, now)
+    path = write_csv(tmp_path / "deposits.csv", "deposits", [
+        deposit(amount="-1", product_code="TD9Y", open_date="2026-03-10", maturity_date="2026-03-01"),
+        deposit(deposit_id="D2", customer_id="C404", account_no="x", product_code="NOPE"),
+        deposit(deposit_id="D1", product_code="TD9Y"),  # a repeated id, and an unknown product
+    ])
+
+    report = import_csv(engine, "deposits", path, now=now)
+
+    assert [(p.line, p.field) for p in report.problems] == [
+        (2, "amount"), (2, "maturity_date"), (2, "product_code"),
+        (3, "account_no"), (3, "customer_id"), (3, "product_code"),
+        (4, "deposit_id"), (4, "product_code")]
+    assert (report.rows, report.upserted, report.refused) == (3, 0, 3)
+    assert report.problems[2].reason == "unknown product_code 'TD9Y'"
+    assert count(engine, Deposit) == 0
+
+
+def test_import_csv_file_of_bad_rows_has_references_checked_in_batches(engine, tmp_path, now):
+    seed_products(engine, now)
+    seed_customer(engine, tmp_path, now)
+    rows = [deposit(deposit_id=f"D{i}", amount="-1", product_code="TD9Y") for i in range(5)]
+
+    report = import_csv(engine, "deposits", write_csv(tmp_path / "d.csv", "deposits", rows), now=now, batch_size=2)
+
+    assert [(p.line, p.field) for p in report.problems] == [
+        (line, field) for line in range(2, 7) for field in ("amount", "product_code")]
+    assert (report.rows, report.upserted, report.refused) == (5, 0, 5)
 
 
 def test_import_csv_holdings_imported_and_unknown_references_reported(engine, tmp_path, now):
@@ -559,14 +658,15 @@ def test_import_csv_holdings_imported_and_unknown_references_reported(engine, tm
 
     report = import_csv(engine, "holdings", path, now=now)
 
-    assert located(report) == {(3, "product_code"), (4, "customer_id"), (5, "product_code")}
+    # line 6 repeats line 2's customer and product: refused, line 2 kept
+    assert located(report) == {(3, "product_code"), (4, "customer_id"), (5, "product_code"), (6, "customer_id")}
     with engine.connect() as conn:
         assert conn.execute(select(Holding.customer_id, Holding.product_code, Holding.amount)).all() == [
-            ("C00000001", "FUND-EQ01", Decimal("20000.50"))]
+            ("C00000001", "FUND-EQ01", Decimal("10000"))]
 
 
 def test_import_csv_each_kind_has_columns_and_parsers():
-    assert KINDS == ("customers", "products", "deposits", "holdings")
+    assert KINDS == ("customers", "products", "deposits", "holdings", "conversions")
     for kind in KINDS:
         row, problems = parse_row(kind, {}, today=dt.date(2026, 3, 10))
         assert row is None and problems and all(p.field in COLUMNS[kind] for p in problems)
@@ -583,9 +683,10 @@ def test_import_csv_problems_sorted_by_line_and_capped(engine, tmp_path, now):
     capped = import_csv(engine, "deposits", path, now=now, batch_size=4, max_problems=3)
 
     lines = [p.line for p in full.problems]
-    assert lines == sorted(lines) and len(lines) == 8 and full.skipped == 8
-    assert len(capped.problems) == 4 and capped.skipped == 8
-    assert capped.problems[-1].reason == "5 more problem(s) not listed"
+    # 8 bad rows, two of them with two problems (a bad amount and an unknown customer)
+    assert lines == sorted(lines) and len(lines) == 10 and full.refused == 8
+    assert len(capped.problems) == 4 and capped.refused == 8 and capped.problem_count == 10
+    assert capped.problems[-1].reason == "7 more problem(s) not listed"
 
 
 # --------------------------------------------------------------------------- module boundaries

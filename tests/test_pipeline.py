@@ -129,23 +129,26 @@ def test_run_holiday_rule_reads_no_candidates_on_an_ordinary_day(world):
 
 
 def test_run_template_error_fails_one_message_not_the_run(world):
-    world.template("fragile", {"sms.txt.j2": "{% if customer.tier == 'gold' %}{{ customer.nickname }}{% endif %}您好"})
+    # renders against the sample context (tier gold), fails on a platinum customer's data
+    world.template("fragile", {"sms.txt.j2": "{% if customer.tier == 'platinum' %}{{ customer.nickname }}{% endif %}您好"})
     world.rule("f.yaml", rule_yaml("fragile", "  customer.aum: {gte: 0}\n", category="service",
                                    channels="[sms]", template="fragile"))
-    world.add("customers", customer("C1", tier="gold"), customer("C2", tier="regular"))
+    world.add("customers", customer("C1", tier="platinum"), customer("C2", tier="regular"))
     report = run_day(world.services(), today=TODAY, now=NOW)
     counts = rule_counts(report, "fragile")
     assert (counts["queued"], counts["failed"]) == (1, 1)
     failed = world.messages(status="failed")[0]
     assert failed.customer_id == "C1" and "nickname" in failed.error and failed.body is None
-    assert report["status"] == "completed"
+    assert report["status"] == "completed_with_errors"  # the run finished, and says a message failed
+    assert "1 message(s) failed: fragile 1" in report["error"]
 
 
 def test_run_sandbox_escape_in_template_fails_the_message(world):
-    world.template("evil", {"sms.txt.j2": "{{ ''.__class__.__mro__ }}"})
-    world.rule("e.yaml", rule_yaml("evil", "  customer.tier: gold\n", category="service",
+    # on the sample context (tier gold) it renders, so the rule is live; on C1's data it escapes
+    world.template("evil", {"sms.txt.j2": "{% if customer.tier == 'platinum' %}{{ ''.__class__.__mro__ }}{% endif %}您好"})
+    world.rule("e.yaml", rule_yaml("evil", "  customer.tier: platinum\n", category="service",
                                    channels="[sms]", template="evil"))
-    world.add("customers", customer("C1"))
+    world.add("customers", customer("C1", tier="platinum"))
     run_day(world.services(), today=TODAY, now=NOW)
     [msg] = world.messages()
     assert msg.status == "failed" and "object" not in (msg.body or "")
@@ -401,3 +404,41 @@ def test_report_shows_where_each_rules_messages_stand_now(world):
     [rule] = report["rules"]
     assert rule["queued"] == 3  # when the run wrote them
     assert rule["delivery"] == {"queued": 2, "suppressed": {"opted_out": 1}}  # now
+
+
+def test_validate_rules_checks_product_references_against_the_store_catalogue(world):
+    from campaign_engine.pipeline.validate import catalogue_warnings, read_catalogue
+
+    world.rule("p.yaml", rule_yaml("promo", "  customer.holds: {contains: time_depost}\n", extra="product: FUND-EQ01\n"))
+    services = world.services()
+    catalogue = read_catalogue(services.store)
+    [problem] = validate_rules(services.rulebook, services.templates, services.settings, catalogue)
+    assert (problem.rule, problem.line, problem.field) == ("promo", 7, "conditions.customer.holds.contains")
+    assert problem.reason == "no product has the code or type 'time_depost' (did you mean 'time_deposit'?)"
+    assert catalogue_warnings(services.rulebook, catalogue) == []
+
+
+def test_starter_pack_validates_against_the_demo_catalogue(world, settings):
+    from campaign_engine.demo.loader import load_demo_data
+    from campaign_engine.pipeline.validate import catalogue_warnings, read_catalogue
+
+    load_demo_data(world.engine, 50, seed=7, today=TODAY, now=NOW)
+    services = open_services(settings)
+    world.opened.append(services)
+    catalogue = read_catalogue(services.store)
+    assert catalogue.checkable
+    assert validate_rules(services.rulebook, services.templates, services.settings, catalogue) == []
+    assert catalogue_warnings(services.rulebook, catalogue) == []
+
+
+def test_event_rule_runs_are_not_recorded_for_an_unknown_customer_but_a_known_one_runs(world):
+    world.rule("t.yaml", rule_yaml("big", "  event.amount: {gte: 500000}\n", category="service",
+                                   trigger="{event: large_transaction}", channels="[sms]"))
+    world.add("customers", customer("C1"))
+    payload = {"event_id": "lt-9", "customer_id": "C2", "account_no": "6222020012345678",
+               "amount": 800000, "direction": "in", "occurred_at": "2026-03-10T09:30:00+08:00"}
+    services = world.services()
+    with pytest.raises(EventPayloadError):
+        fire_event(services, EventType.LARGE_TRANSACTION, payload, now=NOW)
+    report = fire_event(services, EventType.LARGE_TRANSACTION, {**payload, "customer_id": "C1"}, now=NOW)
+    assert rule_counts(report, "big")["queued"] == 1  # the same event id, now valid, is a first run

@@ -438,11 +438,22 @@ def _indent(text: str) -> str:
 
 # --------------------------------------------------------------------------- load_rulebook
 
+BIRTHDAY_PARTS = {"sms.txt.j2": "{{ customer.name }}，生日快乐", "email.subject.j2": "{{ rule.name }}",
+                  "email.txt.j2": "{{ customer.name }}：生日快乐"}
+
+
+def template(templates: Path, name: str, parts: dict[str, str]) -> None:
+    (templates / name).mkdir(parents=True, exist_ok=True)
+    for part, text in parts.items():
+        (templates / name / part).write_text(text, encoding="utf-8")
+
+
 @pytest.fixture
 def folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A rule folder and a template folder holding a `birthday` template that renders."""
     rules, templates = tmp_path / "rules", tmp_path / "templates"
     rules.mkdir()
-    (templates / "birthday").mkdir(parents=True)
+    template(templates, "birthday", BIRTHDAY_PARTS)
     return rules, templates
 
 

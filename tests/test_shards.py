@@ -249,7 +249,7 @@ def test_worker_process_reloads_rules_when_their_files_change(database_url, engi
     first = tasks.services()
     try:
         assert tasks.services() is first  # unchanged files: the same services
-        rule_file = next(p for p in (tmp_path / "rules").glob("*.yaml") if "birthday" in p.read_text())
+        rule_file = next(p for p in sorted((tmp_path / "rules").glob("*.yaml")) if "birthday" in p.read_text())
         rule_file.write_text(rule_file.read_text(encoding="utf-8").replace(
             "name: ", "name: 新版 ", 1), encoding="utf-8")
         os.utime(rule_file, ns=(1, 1))  # a different stamp even within the clock's resolution

@@ -8,6 +8,7 @@ budget of /work/shared/BANK_SMS_NOTES.md (one part where possible, two at most).
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from ruamel.yaml import YAML
 from campaign_engine.rendering import build_environment, load_template_set, render_message
 from campaign_engine.rulebook.fields import sample_namespaces
 from campaign_engine.rulebook.loader import load_rulebook
+from campaign_engine.rulebook.model import Predicate, referenced_fields
 from campaign_engine.settings import DEFAULTS_FILE, PROJECT_ROOT
 
 RULES_DIR = PROJECT_ROOT / "rules"
@@ -28,12 +30,15 @@ STARTER_RULES = {
     "product-launch": "marketing",
     "holiday-greeting": "marketing",
     "large-transaction-followup": "service",
+    "lunar-birthday-greeting": "marketing",
 }
 # Values the database or an event payload may leave null; templates must not print "None".
 NULLABLE = (
     "customer.gender", "customer.manager_id", "customer.branch", "customer.city",
     "customer.email", "customer.risk_level", "customer.risk_rank",
-    "deposit.product", "deposit.rate", "deposit.open_date",
+    "deposit.product", "deposit.rate", "deposit.open_date", "deposit.payout_date",
+    "deposit.business_days_to_maturity", "customer.days_to_lunar_birthday",
+    "calendar.holiday", "calendar.holiday_day", "calendar.is_workday", "calendar.festival", "calendar.solar_term",
     "event.product_type", "event.product.rate", "event.product.min_amount",
 )
 VARIANTS = ("sample", "unknown_gender", "nulls")
@@ -198,12 +203,48 @@ def test_birthday_sms_uses_full_name_when_gender_unknown(rulebook, env, config):
     assert "张伟，" in _render(env, config, rule, "sms", _context(rule, "unknown_gender")).body
 
 
-@pytest.mark.parametrize(("holiday", "wish"), [("春节", "新春快乐"), ("中秋节", "中秋快乐")])
-def test_holiday_sms_greets_for_the_holiday(rulebook, env, config, holiday, wish):
+@pytest.mark.parametrize(("festival", "month", "day", "wish"), [
+    ("春节", 2, 17, "新春快乐"), ("中秋", 9, 25, "中秋快乐"), ("端午", 6, 19, "端午安康"),
+    (None, 10, 1, "国庆快乐"), ("中秋", 10, 1, "国庆中秋双节"),  # 2031-10-01 is both
+])
+def test_holiday_sms_greets_for_the_festival(rulebook, env, config, festival, month, day, wish):
     rule = rulebook.get("holiday-greeting")
-    message = _render(env, config, rule, "sms", _context(rule, calendar__holiday=holiday))
+    message = _render(env, config, rule, "sms", _context(rule, calendar__festival=festival, calendar__month=month,
+                                                        calendar__day=day))
     assert wish in message.body
     assert message.sms.segments == 1
+
+
+def test_holiday_rule_reads_festivals_not_the_official_holiday_block(rulebook):
+    rule = rulebook.get("holiday-greeting")
+    fields = referenced_fields(rule.conditions)
+    assert "calendar.festival" in fields and "calendar.holiday" not in fields
+
+
+def test_lunar_birthday_rule_greets_lunar_customers_only_and_solar_rule_the_others(rulebook):
+    lunar = rulebook.get("lunar-birthday-greeting")
+    solar = rulebook.get("birthday-greeting")
+    assert Predicate("customer.birthday_calendar", "eq", "lunar") in lunar.conditions.items
+    assert Predicate("customer.birthday_calendar", "eq", "solar") in solar.conditions.items
+
+
+def test_lunar_birthday_sms_names_the_lunar_date(rulebook, env, config):
+    rule = rulebook.get("lunar-birthday-greeting")
+    message = _render(env, config, rule, "sms", _context(rule, calendar__lunar_date="冬月初一"))
+    assert "农历冬月初一" in message.body and "生日快乐" in message.body
+    assert message.sms.segments == 1
+
+
+def test_td_maturity_says_when_the_money_is_paid_out_when_a_holiday_moves_it(rulebook, env, config):
+    rule = rulebook.get("td-maturity-reminder")
+    context = _context(rule, deposit__maturity_date=dt.date(2026, 10, 3), deposit__payout_date=dt.date(2026, 10, 8))
+    sms = _render(env, config, rule, "sms", context)
+    assert "2026年10月3日到期（遇节假日，本息10月8日到账）" in sms.body
+    assert sms.sms.segments <= 2, (sms.sms, sms.body)
+    email = _render(env, config, rule, "email", context)
+    assert "到账日：2026年10月8日" in email.body and "2026年10月8日" in email.html
+    same = _render(env, config, rule, "sms", _context(rule, deposit__payout_date=dt.date(2026, 3, 17)))
+    assert "到账" not in same.body
 
 
 @pytest.mark.parametrize(("product_type", "product_code"), [

@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     from ..bootstrap import open_services
     from ..runtime import Runtime
     from .errors import CampaignApi, register_error_handlers
+    from .input_limits import install_input_limits
     from .request_limits import RateLimiter
     from .views import BLUEPRINTS
 
@@ -47,7 +48,10 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     app.config.update(
         API_TITLE="campaign-engine", API_VERSION="v1", OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api/v1", OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_REDOC_PATH="docs", OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        # ReDoc shipped in the package (a file under api/static; api/templates/redoc.html loads it):
+        # the docs page loads nothing from another host. Static files (vendored, versioned paths): a day.
+        OPENAPI_REDOC_PATH="docs", OPENAPI_REDOC_URL="redoc/2.5.4/redoc.standalone.js",
+        SEND_FILE_MAX_AGE_DEFAULT=dt.timedelta(days=1),
         MAX_CONTENT_LENGTH=64 * 1024 * 1024, JSON_AS_ASCII=False,
     )
     app.config.update(config or {})
@@ -61,4 +65,5 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     register_error_handlers(app)
+    install_input_limits(app, api)  # deep JSON, NUL, absurd lengths: 400 before any view
     return app

@@ -75,7 +75,7 @@ class CampaignApi(Api):
         if data.get("details"):
             details.update(data["details"])
         message = data.get("message") or (error.description if status != 500 else "internal error")
-        if status == 400 and "fields" in details:
+        if status == 400 and "fields" in details and not data.get("message"):
             message = "the request is invalid: see details.fields"
         response, code = error_response(status, str(message), details)
         for name, value in error.get_headers():  # e.g. Allow on 405

@@ -46,16 +46,19 @@ class WorkerAndChannels:
 def build_delivery_worker(settings: Settings, db: Engine, *, clock: Callable[[], dt.datetime],
                           worker_id: str | None = None, batch_size: int = 200) -> WorkerAndChannels:
     """A DeliveryWorker over the `channels` setting: `send_rates` per channel (one bucket in Redis shared
-    by every worker when `rate_limit_url` is set), the contact policy checked again before each send,
-    and one-click unsubscribe links for marketing email.
+    by every worker when `rate_limit_url` is set), claims held `delivery_lease` seconds and renewed
+    every `delivery_heartbeat`, the contact policy checked again before each send, and one-click
+    unsubscribe links for marketing email.
 
-    `worker_id` names the worker's claims (by default host:pid:random). Raises ConfigError for bad channel settings. Opens no connection: the first send or
-    rate-limit check does.
+    `worker_id` names the worker's claims (by default host:pid:random). Raises ConfigError for bad
+    channel settings. Opens no connection: the first send or rate-limit check does.
     """
     channels = build_channels(settings.channels)
     url = settings.rate_limit_url
     try:
         worker = DeliveryWorker(db, channels, worker_id=worker_id, batch_size=batch_size, clock=clock,
+                                lease=dt.timedelta(seconds=settings.delivery_lease),
+                                heartbeat=dt.timedelta(seconds=settings.delivery_heartbeat),
                                 rates=settings.send_rates,
                                 bucket_factory=lambda name, rate: make_bucket(rate, url, channel=name),
                                 before_send=presend_check(db, settings, clock),

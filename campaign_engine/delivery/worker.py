@@ -6,15 +6,21 @@ reads the clock only through the `clock` it is given.
 Safety when several workers run, or one dies:
 - claims are row-level (SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite), so
   two workers never hold the same message;
-- each sent message is committed as sent before the next send of that channel
-  starts, so a worker killed mid-batch leaves at most the message
-  in flight per channel unrecorded; its claim expires after `lease` and the next
-  worker sends it again with the same idempotency key (the dedupe key), which a
-  de-duplicating provider drops;
-- a worker stops sending its claimed messages well before its lease runs out
-  (lease minus a fifth, at most a minute) and hands the rest back, so a claim is
-  not taken over while its owner still works on it; channel timeouts must stay
-  well under that margin;
+- every outcome (sent, a retry with its due time, failed for good) is committed
+  before the next send of that channel starts, so a worker killed mid-batch leaves
+  at most the message in flight per channel unrecorded; the next worker sends it
+  again with the same idempotency key (the dedupe key), which a de-duplicating
+  provider drops. A message with a recorded permanent refusal is never sent again;
+- claims are held for `lease` and renewed every `heartbeat` while the pass sends
+  (the calling thread renews while the channels' threads send), so a live worker
+  keeps its claims however slow its channel, and a dead worker's claims are taken
+  over within a lease of its last renewal;
+- a renewal extends only the claims this worker still holds; a claim it lost
+  (expired and taken over) is not sent. Sending stops once half the lease has
+  passed since the last successful renewal (the claim time at first) and the rest
+  is handed back, so a worker that cannot renew stops before its claims expire;
+  channel timeouts must stay under that half lease, so a send started in time ends
+  in time;
 - every outcome is written only if this worker still holds the claim: a worker
   that overran and was taken over cannot overwrite the newer state (counted "stale").
 
@@ -49,7 +55,7 @@ import socket
 import threading
 import uuid
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..clock import utc_now
@@ -84,6 +90,27 @@ def identity(rows: list[Row]) -> list[Row]:
     return rows
 
 
+#: Defaults of the `delivery_lease` and `delivery_heartbeat` settings.
+LEASE = dt.timedelta(seconds=30)
+HEARTBEAT = dt.timedelta(seconds=5)
+
+
+class HeldClaims:
+    """One pass's claims while its channels send them, as the heartbeat keeps them.
+
+    Written by the renewing thread, read by the sending ones: each attribute is
+    replaced whole (an atomic assignment), never changed in place.
+    """
+
+    def __init__(self, message_ids: Sequence[int], until: dt.datetime):
+        #: The claims still ours: an id missing here was lost (taken over, or given an outcome).
+        self.kept: frozenset[int] = frozenset(message_ids)
+        #: When the claims expire unless renewed again (the claim time + lease, then each renewal's).
+        self.until = until
+        #: Set when the pass is abandoned (the renewing thread was interrupted): stop sending.
+        self.abandoned = False
+
+
 class DeliveryWorker:
     """Sends due outbox messages through `channels` (keyed by message channel: "sms", "email").
 
@@ -91,7 +118,7 @@ class DeliveryWorker:
     """
 
     def __init__(self, db_engine: Engine, channels: Mapping[str, Channel], *, worker_id: str | None = None,
-                 batch_size: int = 200, lease: dt.timedelta = dt.timedelta(minutes=5),
+                 batch_size: int = 200, lease: dt.timedelta = LEASE, heartbeat: dt.timedelta | None = None,
                  rates: Mapping[str, float] | None = None, clock: Callable[[], dt.datetime] = utc_now,
                  max_attempts: int = MAX_ATTEMPTS, pause_after: int = 5,
                  pause: dt.timedelta = dt.timedelta(seconds=30),
@@ -101,15 +128,20 @@ class DeliveryWorker:
                  bucket_factory: Callable[[str, float], RateLimit] = local_bucket):
         if batch_size < 1 or pause_after < 1 or max_attempts < 1:
             raise ValueError("batch_size, pause_after and max_attempts must be at least 1")
-        if lease <= dt.timedelta(0):
-            raise ValueError("lease must be positive")
+        heartbeat = lease / 6 if heartbeat is None else heartbeat
+        if lease <= dt.timedelta(0) or heartbeat <= dt.timedelta(0) or heartbeat * 3 > lease:
+            raise ValueError("lease must be positive and heartbeat between 0 and a third of the lease")
         self.db = db_engine
         self.channels = dict(channels)
         self.worker_id = worker_id or default_worker_id()
         self.batch_size = batch_size
         self.lease = lease
-        #: Sending stops this long before the lease ends; the rest is handed back.
-        self.margin = min(lease / 5, dt.timedelta(minutes=1))
+        #: Claims are renewed this often while a pass sends; at most a third of the lease, so one
+        #: renewal may fail or come late without stopping the sending.
+        self.heartbeat = heartbeat
+        #: Sending stops this long before the claims expire (unless renewed first); the rest is handed
+        #: back. Room for a send started just before to end before another worker may take it over.
+        self.margin = lease / 2
         self.clock = clock
         self.max_attempts = max_attempts
         self.pause_after = pause_after
@@ -125,6 +157,8 @@ class DeliveryWorker:
         self._paused: dict[str, tuple[dt.datetime, dt.timedelta]] = {}  # until, last pause length
         self._stop = threading.Event()
         self._executor: ThreadPoolExecutor | None = None
+        #: Successful claim renewals so far (each one UPDATE): what the heartbeat costs.
+        self.renewals = 0
 
     # ------------------------------------------------------------------ passes
 
@@ -151,17 +185,17 @@ class DeliveryWorker:
         lanes: dict[str, list[Row]] = defaultdict(list)
         for row in to_send:
             lanes[row["channel"]].append(row)
-        deadline = now + self.lease - self.margin
-        if len(lanes) == 1:
-            results = [self._send_lane(name, lane, deadline) for name, lane in lanes.items()]
-        else:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=max(len(self.channels), 1),
-                                                    thread_name_prefix="delivery")
-            futures = [self._executor.submit(self._send_lane, name, lane, deadline)
-                       for name, lane in lanes.items()]
-            wait(futures)  # every lane records its outcomes, even when another one raised
-            results = [f.result() for f in futures]
+        held = HeldClaims([row["id"] for row in to_send], now + self.lease)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=max(len(self.channels), 1),
+                                                thread_name_prefix="delivery")
+        futures = [self._executor.submit(self._send_lane, name, lane, held) for name, lane in lanes.items()]
+        try:
+            self._keep_claims(held, futures)  # until every lane has recorded its outcomes
+        except BaseException:
+            held.abandoned = True
+            raise
+        results = [f.result() for f in futures]
         for result in results:
             counts.update(result)
         log.info("delivery pass by %s: %s", self.worker_id,
@@ -211,21 +245,48 @@ class DeliveryWorker:
             self._executor.shutdown(wait=True)
             self._executor = None
 
+    # ------------------------------------------------------------------ the heartbeat
+
+    def _keep_claims(self, held: HeldClaims, lanes: Sequence[Future[Counter[str]]]) -> None:
+        """Renew the pass's claims every `heartbeat` until every lane is done: the worker's heartbeat."""
+        interval = self.heartbeat.total_seconds()
+        while wait(lanes, timeout=interval).not_done:
+            self._renew(held)
+
+    def _renew(self, held: HeldClaims) -> None:
+        """One renewal: the claims still ours held another lease from now; a failure is logged, and
+        the lanes stop at the last renewal's lease minus the margin unless a later renewal succeeds."""
+        now = self.clock()
+        try:
+            with claims.autocommit_connection(self.db) as conn:
+                kept = claims.renew_claims(conn, sorted(held.kept), worker=self.worker_id, now=now,
+                                           lease=self.lease)
+        except Exception as exc:
+            log.warning("delivery worker %s could not renew its claims (%s); sending stops at %s unless "
+                        "a renewal succeeds", self.worker_id, describe(exc).splitlines()[0], held.until - self.margin)
+            return
+        held.kept = frozenset(kept)
+        held.until = now + self.lease
+        self.renewals += 1
+
     # ------------------------------------------------------------------ one channel's share
 
-    def _send_lane(self, name: str, rows: Sequence[Row], deadline: dt.datetime) -> Counter[str]:
-        """Send one channel's claimed rows in order; record each send at once, failures at the end."""
+    def _send_lane(self, name: str, rows: Sequence[Row], held: HeldClaims) -> Counter[str]:
+        """Send one channel's claimed rows in order, recording each outcome before the next send."""
         channel = self.channels[name]
         bucket = self._buckets.get(name)
         counts: Counter[str] = Counter()
-        retries: list[tuple[int, dt.datetime, str]] = []
-        failures: list[tuple[int, str]] = []
         started = 0  # rows[:started] were attempted (or given up); the rest is handed back
         release_until: dt.datetime | None = None
+
+        def stopping() -> bool:
+            return self._stop.is_set() or held.abandoned or self.clock() >= held.until - self.margin
+
         try:
+            # Each outcome commits by itself before the next send: a crash leaves at most the one in flight.
             with claims.autocommit_connection(self.db) as conn:
                 for i, row in enumerate(rows):
-                    if self._stop.is_set() or self.clock() >= deadline:
+                    if stopping():
                         break
                     if bucket is not None:
                         try:
@@ -234,14 +295,19 @@ class DeliveryWorker:
                             release_until = self._pause_channel(name, str(exc),
                                                                 cause="its rate limit is unavailable")
                             break
-                        if not granted or self.clock() >= deadline:
+                        if not granted or stopping():
                             break
                     started = i + 1
+                    if row["id"] not in held.kept:  # a renewal found it no longer ours: never send it
+                        counts["stale"] += 1
+                        log.warning("message %s: claim lost before sending (expired or taken over)", row["id"])
+                        continue
                     if row["attempts"] > self.max_attempts:
                         # Claimed again and again without an outcome: its worker died or overran mid-send.
                         reason = (f"gave up after {row['attempts'] - 1} attempts without an outcome "
                                   f"(worker stopped mid-send)")
-                        failures.append((row["id"], reason))
+                        applied = claims.mark_failed(conn, row["id"], worker=self.worker_id, error=reason)
+                        counts["failed" if applied else "stale"] += 1
                         continue
                     try:
                         if not row["recipient"]:
@@ -249,48 +315,43 @@ class DeliveryWorker:
                         url = self.unsubscribe_url(row) if self.unsubscribe_url else None
                         sent = channel.send(outgoing(row, url))
                     except Exception as exc:
-                        self._failed(row, exc, retries, failures)
+                        counts[self._record_failure(conn, row, exc)] += 1
                         if self._failing[name] >= self.pause_after:
                             release_until = self._pause_channel(name, describe(exc))
                             break
                         continue
                     self._failing[name] = 0
                     self._paused.pop(name, None)
-                    # Committed before the next send: a crash leaves at most this one message unrecorded.
                     applied = claims.mark_sent(conn, row["id"], worker=self.worker_id, provider=sent.provider,
                                                provider_message_id=sent.provider_message_id, now=self.clock())
                     counts["sent" if applied else "stale"] += 1
                     if not applied:
                         log.warning("message %s was sent after its claim was taken over", row["id"])
-        finally:
+        finally:  # on a connection of its own: the lane's may be what failed
             unsent = [row["id"] for row in rows[started:]]
-            with self.db.connect() as conn, claims.write_transaction(conn, immediate=False):
-                retried = claims.mark_retry_many(conn, retries, worker=self.worker_id)
-                failed = claims.mark_failed_many(conn, failures, worker=self.worker_id)
-                released = claims.release_claims(conn, unsent, worker=self.worker_id,
-                                                 due_at=release_until or self.clock())
-        counts["retried"] += retried
-        counts["failed"] += failed
+            released = self._release(unsent, release_until or self.clock()) if unsent else 0
         counts["released"] += released
-        counts["stale"] += len(retries) - retried + len(failures) - failed + len(unsent) - released
+        counts["stale"] += len(unsent) - released
         return counts
 
     def _release(self, message_ids: list[int], due_at: dt.datetime) -> int:
         with self.db.connect() as conn, claims.write_transaction(conn, immediate=False):
             return claims.release_claims(conn, message_ids, worker=self.worker_id, due_at=due_at)
 
-    def _failed(self, row: Row, exc: Exception, retries: list[tuple[int, dt.datetime, str]],
-                failures: list[tuple[int, str]]) -> None:
+    def _record_failure(self, conn: Any, row: Row, exc: Exception) -> str:
+        """Record a failed send at once, as a retry at its backoff or failed for good; the count it goes to."""
         reason = describe(exc)
         transient = not isinstance(exc, PermanentSendError)
         name = row["channel"]
         self._failing[name] = self._failing[name] + 1 if transient else 0
         if decide(exc, row["attempts"], max_attempts=self.max_attempts) == "retry":
-            retries.append((row["id"], next_attempt(row["attempts"], self.clock()), reason))
-        elif transient:
-            failures.append((row["id"], f"gave up after {row['attempts']} attempts: {reason}"))
-        else:
-            failures.append((row["id"], reason))
+            applied = claims.mark_retry(conn, row["id"], worker=self.worker_id,
+                                        due_at=next_attempt(row["attempts"], self.clock()), error=reason)
+            return "retried" if applied else "stale"
+        if transient:
+            reason = f"gave up after {row['attempts']} attempts: {reason}"
+        applied = claims.mark_failed(conn, row["id"], worker=self.worker_id, error=reason)
+        return "failed" if applied else "stale"
 
     def _pause_channel(self, name: str, reason: str, cause: str | None = None) -> dt.datetime:
         previous = self._paused.get(name)

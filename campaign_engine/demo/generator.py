@@ -17,6 +17,7 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Any
 
+from ..facts.derived import age
 from ..vocabulary import Tier, risk_rank
 
 _M64 = (1 << 64) - 1
@@ -222,6 +223,18 @@ def _birth_date(rng: random.Random, lowest: int, highest: int, mode: int) -> dt.
     return dt.date.fromordinal(int(rng.triangular(lowest, highest + 1, mode)))
 
 
+# Share of customers over LUNAR_AGE who celebrate their lunar birthday (农历生日) in the demo bank.
+LUNAR_SHARE, LUNAR_AGE = 0.15, 55
+
+
+def _birthday_calendar(seed: int, i: int, birth: dt.date, today: dt.date) -> str:
+    """lunar for LUNAR_SHARE of the customers over LUNAR_AGE, from a hash of (seed, i): the
+    generator's random stream (and so every other field) is the same as without it."""
+    if (age(birth, today) or 0) <= LUNAR_AGE:
+        return "solar"
+    return "lunar" if (_mix(_mix(seed & _M64) ^ (i << 20) ^ 0x4C554E) >> 11) * _UNIT < LUNAR_SHARE else "solar"
+
+
 def generate_customers(n: int, *, seed: int, today: dt.date) -> Iterator[dict[str, Any]]:
     """Stream n demo customers C00000001.. with contact data, consents, tier, AUM and risk level."""
     rng = random.Random(f"{seed}:customers")
@@ -258,11 +271,12 @@ def generate_customers(n: int, *, seed: int, today: dt.date) -> Iterator[dict[st
             email = f"{local}@{domain}"
         city, districts = _pick(rng, _CITIES)
         high = tier in (_DIAMOND, _PLATINUM, _GOLD)
+        birth = _birth_date(rng, lowest, highest, mode)
         yield {
             "customer_id": customer_id(i),
             "name": name,
             "gender": gender,
-            "birth_date": _birth_date(rng, lowest, highest, mode),
+            "birth_date": birth,
             "mobile": mobile,
             "email": email,
             "city": city,
@@ -276,6 +290,7 @@ def generate_customers(n: int, *, seed: int, today: dt.date) -> Iterator[dict[st
             "do_not_contact": rand() < 0.02,
             "language": "zh" if rand() < 0.95 else "en",
             "manager_id": f"RM{(i - 1) // 500 + 1:04d}" if high else None,
+            "birthday_calendar": _birthday_calendar(seed, i, birth, today),
         }
 
 

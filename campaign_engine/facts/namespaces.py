@@ -12,20 +12,40 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping
 
 from ..vocabulary import risk_rank
-from .derived import age, days_to_birthday, days_to_maturity
+from .derived import (age, business_days_to_maturity, days_to_birthday, days_to_lunar_birthday, days_to_maturity,
+                      payout_date)
+from .official import HolidayCalendar
 
 CUSTOMER_COLUMNS = (
     "customer_id", "name", "gender", "birth_date", "mobile", "email", "city", "branch", "tier",
-    "risk_level", "aum", "rate_sensitive", "do_not_contact", "language", "manager_id",
+    "risk_level", "aum", "rate_sensitive", "do_not_contact", "language", "manager_id", "birthday_calendar",
 )
 PRODUCT_COLUMNS = ("product_code", "name", "type", "risk_level", "rate", "min_amount", "launch_date")
 DEPOSIT_COLUMNS = ("deposit_id", "customer_id", "product_code", "account_no", "amount", "rate",
                    "open_date", "maturity_date", "auto_renew")
 
 
+# Derived fields computed only for a rule that reads them (conditions or templates): each costs
+# per candidate (bench/lunar_birthday.py measures it), and most rules read neither.
+LUNAR_BIRTHDAY_FIELDS = ("customer.days_to_lunar_birthday",)
+BUSINESS_DAY_FIELDS = ("deposit.payout_date", "deposit.business_days_to_maturity")
+
+
+@dataclass(frozen=True)
+class Derivations:
+    """Which derived fields on demand a rule's facts carry; a field left out is absent, not null."""
+
+    lunar_birthday: bool = False  # customer.days_to_lunar_birthday
+    business_days: HolidayCalendar | None = None  # deposit.payout_date, deposit.business_days_to_maturity
+
+
+NO_DERIVATIONS = Derivations()
+
+
 def customer_facts(row: Mapping[str, Any], today: dt.date, *, sms_consent: bool, email_consent: bool,
-                   holds: Iterable[str] = ()) -> dict[str, Any]:
-    """The customer namespace: stored columns, consents and derived fields."""
+                   holds: Iterable[str] = (), lunar_birthday: bool = False) -> dict[str, Any]:
+    """The customer namespace: stored columns, consents and derived fields (with `lunar_birthday`,
+    days_to_lunar_birthday too)."""
     facts = {name: row.get(name) for name in CUSTOMER_COLUMNS}
     birth = facts["birth_date"]
     facts.update(
@@ -36,6 +56,10 @@ def customer_facts(row: Mapping[str, Any], today: dt.date, *, sms_consent: bool,
         risk_rank=risk_rank(facts["risk_level"]),
         holds=sorted(set(holds)),
     )
+    if facts["birthday_calendar"] is None:  # a row read without the column (older callers)
+        facts["birthday_calendar"] = "solar"
+    if lunar_birthday:
+        facts["days_to_lunar_birthday"] = days_to_lunar_birthday(birth, today)
     return facts
 
 
@@ -48,10 +72,15 @@ def product_facts(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def deposit_facts(row: Mapping[str, Any], product: Mapping[str, Any] | None,
-                  today: dt.date) -> dict[str, Any]:
-    """The deposit namespace: stored columns, days_to_maturity and its product."""
+                  today: dt.date, business_days: HolidayCalendar | None = None) -> dict[str, Any]:
+    """The deposit namespace: stored columns, days_to_maturity and its product; with the official
+    calendar, payout_date and business_days_to_maturity too (None where it is not announced)."""
     facts = {name: row.get(name) for name in DEPOSIT_COLUMNS}
     facts["days_to_maturity"] = days_to_maturity(facts["maturity_date"], today)
+    if business_days is not None:
+        facts["payout_date"] = payout_date(facts["maturity_date"], business_days)
+        facts["business_days_to_maturity"] = business_days_to_maturity(facts["maturity_date"], today,
+                                                                       business_days)
     facts["product"] = product_facts(product)
     return facts
 

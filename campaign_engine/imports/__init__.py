@@ -6,7 +6,7 @@ campaign_engine.vocabulary: never SQLAlchemy, Flask or Celery. Writing rows to t
 the store's (store.upsert, store.csv_import); the reader hands good rows to a writer it is given.
 """
 
-from .reader import BatchWriter, ImportReport, read_csv
-from .rows import COLUMNS, KINDS, parse_row
+from .reader import BatchWriter, ImportReport, Rows, read_csv
+from .rows import COLUMNS, KEYS, KINDS, check_row, parse_row
 
-__all__ = ["COLUMNS", "KINDS", "BatchWriter", "ImportReport", "parse_row", "read_csv"]
+__all__ = ["COLUMNS", "KEYS", "KINDS", "BatchWriter", "ImportReport", "Rows", "check_row", "parse_row", "read_csv"]

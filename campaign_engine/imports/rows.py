@@ -1,5 +1,5 @@
-"""Import rows: the columns of each kind of import file and the per-column parsers that turn a
-row of text values into a typed row (dates, Decimals, booleans) or its located problems.
+"""Import rows: the columns and key of each kind of import file and the per-column parsers that
+turn a row of text values into a typed row (dates, Decimals, booleans) or its located problems.
 
 The same checks serve CSV files and API bodies. Columns with few distinct values have cached
 parsers, which the file reader's fast path looks up without a Python call per value.
@@ -14,18 +14,31 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..errors import Problem
-from ..vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, Tier
+from ..vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, ConversionType, Tier
 
-KINDS = ("customers", "products", "deposits", "holdings")
+KINDS = ("customers", "products", "deposits", "holdings", "conversions")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id", "name", "gender", "birth_date", "mobile", "email", "city", "branch",
                   "tier", "risk_level", "aum", "rate_sensitive", "sms_consent", "email_consent",
-                  "do_not_contact", "language", "manager_id"),
+                  "do_not_contact", "language", "manager_id", "birthday_calendar"),
     "products": ("product_code", "name", "type", "risk_level", "rate", "min_amount", "launch_date"),
     "deposits": ("deposit_id", "customer_id", "product_code", "account_no", "amount", "rate",
                  "open_date", "maturity_date", "auto_renew"),
     "holdings": ("customer_id", "product_code", "amount"),
+    # what a customer did, for the effect of rules' goals (issue #11): recorded once per conversion_id
+    "conversions": ("conversion_id", "customer_id", "type", "product_code", "amount", "occurred_at"),
+}
+# Columns a file may leave out (added after files were first exported): rows of such a file carry
+# no value for them, and the stored one stays as it is (a new customer gets the default, solar).
+OPTIONAL: dict[str, tuple[str, ...]] = {"customers": ("birthday_calendar",)}
+# The columns that identify a row: a file holds one row per key (a later one is refused).
+KEYS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id",),
+    "products": ("product_code",),
+    "deposits": ("deposit_id",),
+    "holdings": ("customer_id", "product_code"),
+    "conversions": ("conversion_id",),
 }
 
 
@@ -38,6 +51,9 @@ class BadValue(ValueError):
 
 Parser = Callable[[str], Any]
 
+# PostgreSQL text cannot hold a NUL; a file decoded as UTF-8 cannot hold any other unstorable character.
+NUL_REASON = "contains a NUL character (U+0000), which cannot be stored"
+
 
 def _text(max_len: int, *, required: bool = False) -> Parser:
     def parse(raw: str) -> str | None:
@@ -48,6 +64,8 @@ def _text(max_len: int, *, required: bool = False) -> Parser:
             return None
         if len(value) > max_len:
             raise BadValue(f"is longer than {max_len} characters")
+        if "\x00" in value:
+            raise BadValue(NUL_REASON)
         return value
     return parse
 
@@ -168,6 +186,8 @@ def _email(raw: str) -> str | None:
     if not value:
         return None
     if len(value) <= 254 and _EMAIL.fullmatch(value):
+        if "\x00" in value:
+            raise BadValue(NUL_REASON)
         return value
     raise BadValue(f"malformed email address {value!r}")
 
@@ -182,6 +202,18 @@ def _language(raw: str) -> str:
     if _LANGUAGE.fullmatch(value):
         return value
     raise BadValue(f"malformed language {raw.strip()!r}, expected e.g. zh or en")
+
+
+_BIRTHDAY_CALENDARS = {"solar": "solar", "lunar": "lunar", "公历": "solar", "阳历": "solar", "新历": "solar",
+                       "农历": "lunar", "阴历": "lunar", "": "solar"}
+
+
+def _birthday_calendar(raw: str) -> str:
+    """Which birthday the customer celebrates: solar (the default) or lunar (农历生日)."""
+    value = _BIRTHDAY_CALENDARS.get(raw.strip().lower())
+    if value is None:
+        raise BadValue(f"unknown birthday calendar {raw.strip()!r}, expected solar or lunar (公历/农历)")
+    return value
 
 
 _PRODUCT_TYPE = re.compile(r"[a-z_]{1,32}")
@@ -204,6 +236,32 @@ def _account_no(raw: str) -> str:
     if not value:
         raise BadValue("is required")
     raise BadValue(f"malformed account number {value!r}, expected 6 to 40 digits")
+
+
+def _moment(raw: str) -> dt.datetime | dt.date:
+    """An ISO 8601 date-time (with an offset, or naive: the configured time zone's, which the store
+    applies), or a date alone (`2026-03-12`: some time that day, which the store places)."""
+    value = raw.strip()
+    if not value:
+        raise BadValue("is required")
+    if len(value) >= 10 and value[4] == "-" and value[7] == "-":
+        try:
+            return dt.date.fromisoformat(value) if len(value) == 10 else dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise BadValue(f"malformed date-time {value!r}, expected e.g. 2026-03-12T10:30:00+08:00 or 2026-03-12")
+
+
+_CONVERSION_TYPES = {t.value: t.value for t in ConversionType}
+
+
+def _conversion_type(raw: str) -> str:
+    value = raw.strip().lower()
+    if value in _CONVERSION_TYPES:
+        return value
+    if not value:
+        raise BadValue("is required")
+    raise BadValue(f"unknown conversion type {raw.strip()!r} (types: {', '.join(_CONVERSION_TYPES)})")
 
 
 class _Cached:
@@ -244,7 +302,7 @@ _PARSERS: dict[str, dict[str, Parser]] = {
         "risk_level": _Cached(_choice(CUSTOMER_RISK_LEVELS, "risk level")),
         "aum": _decimal(16, 2, empty=Decimal(0)), "rate_sensitive": _BOOL, "sms_consent": _BOOL,
         "email_consent": _BOOL, "do_not_contact": _BOOL, "language": _Cached(_language),
-        "manager_id": _Cached(_text(32)),
+        "manager_id": _Cached(_text(32)), "birthday_calendar": _Cached(_birthday_calendar),
     },
     "products": {
         "product_code": _ID, "name": _text(128, required=True), "type": _product_type,
@@ -258,6 +316,9 @@ _PARSERS: dict[str, dict[str, Parser]] = {
     },
     "holdings": {"customer_id": _ID, "product_code": _Cached(_text(32, required=True)),
                  "amount": _MONEY_REQUIRED},
+    "conversions": {"conversion_id": _text(64, required=True), "customer_id": _ID,
+                    "type": _Cached(_conversion_type), "product_code": _Cached(_text(32)), "amount": _MONEY,
+                    "occurred_at": _moment},
 }
 # What the file reader's fast path calls per column: a cache lookup where there is one.
 FAST_PARSERS: dict[str, list[Parser]] = {
@@ -265,42 +326,65 @@ FAST_PARSERS: dict[str, list[Parser]] = {
     for kind, columns in COLUMNS.items()}
 
 
+# Checks across a row's values; also given a row some of whose values did not parse (absent).
+
+
 def _check_customer(row: dict[str, Any], today: dt.date) -> tuple[str, str] | None:
-    birth = row["birth_date"]
+    birth = row.get("birth_date")
     if birth is not None and birth > today:
         return "birth_date", f"birth date {birth.isoformat()} is in the future"
     return None
 
 
 def _check_deposit(row: dict[str, Any], today: dt.date) -> tuple[str, str] | None:
-    opened, matures = row["open_date"], row["maturity_date"]
+    opened, matures = row.get("open_date"), row.get("maturity_date")
     if opened is not None and matures is not None and matures < opened:
         return ("maturity_date",
                 f"maturity date {matures.isoformat()} is before open date {opened.isoformat()}")
     return None
 
 
+def _check_conversion(row: dict[str, Any], today: dt.date) -> tuple[str, str] | None:
+    occurred: dt.datetime | dt.date | None = row.get("occurred_at")
+    if occurred is None:
+        return None
+    day = occurred.date() if isinstance(occurred, dt.datetime) else occurred
+    if day > today + dt.timedelta(days=1):  # a day of slack for time zones
+        return "occurred_at", f"occurred_at {occurred.isoformat()} is in the future"
+    return None
+
+
 ROW_CHECKS: dict[str, Callable[[dict[str, Any], dt.date], tuple[str, str] | None]] = {
-    "customers": _check_customer, "deposits": _check_deposit}
+    "customers": _check_customer, "deposits": _check_deposit, "conversions": _check_conversion}
 
 
-def parse_row(kind: str, values: Mapping[str, str], *, today: dt.date, file: str | None = None,
-              line: int | None = None) -> tuple[dict[str, Any] | None, list[Problem]]:
-    """Check one row of text values of a kind: (typed row, []) or (None, its problems)."""
-    parsers = _PARSERS[kind]
+def check_row(kind: str, values: Mapping[str, str], *, today: dt.date, file: str | None = None,
+              line: int | None = None) -> tuple[dict[str, Any], list[Problem]]:
+    """Check one row of text values of a kind: (its typed values, every problem of the row).
+
+    With problems, the typed row holds only the values that parsed, so that the caller can still
+    check what they refer to (the import reports a row's unknown product with its other problems).
+    """
     row: dict[str, Any] = {}
     problems: list[Problem] = []
-    for column, parse in parsers.items():
+    optional = OPTIONAL.get(kind, ())
+    for column, parse in _PARSERS[kind].items():
+        if column in optional and column not in values:  # a file without the column: nothing to set
+            continue
         try:
             row[column] = parse(values.get(column) or "")
         except BadValue as bad:
             problems.append(Problem(f"{column} {bad}" if str(bad) == "is required" else str(bad),
                                     file=file, line=line, field=column))
-    if problems:
-        return None, problems
     check = ROW_CHECKS.get(kind)
-    if check is not None:
-        failed = check(row, today)
-        if failed is not None:
-            return None, [Problem(failed[1], file=file, line=line, field=failed[0])]
-    return row, []
+    failed = check(row, today) if check is not None else None
+    if failed is not None:
+        problems.append(Problem(failed[1], file=file, line=line, field=failed[0]))
+    return row, problems
+
+
+def parse_row(kind: str, values: Mapping[str, str], *, today: dt.date, file: str | None = None,
+              line: int | None = None) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Check one row of text values of a kind: (typed row, []) or (None, its problems)."""
+    row, problems = check_row(kind, values, today=today, file=file, line=line)
+    return (None, problems) if problems else (row, [])

@@ -16,9 +16,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import CampaignEngineError, Problem, TemplateError, ValidationFailed
+from ..effect.assignment import held_out, holdout_salt
 from ..events import Event
 from ..facts.calendar import calendar_facts
-from ..facts.namespaces import FactSet, customer_facts, deposit_facts, flattener, product_facts
+from ..facts.namespaces import (BUSINESS_DAY_FIELDS, LUNAR_BIRTHDAY_FIELDS, NO_DERIVATIONS, Derivations, FactSet,
+                                customer_facts, deposit_facts, flattener, product_facts)
+from ..facts.official import CalendarNotAnnounced
 from ..policy.contact import ConsentRecord, Contact, Decision, decide_contact
 from ..policy.caps import cap_window_start, is_capped
 from ..policy.quiet_hours import next_send_time
@@ -27,7 +30,8 @@ from ..rulebook.model import Rule, referenced_fields
 from ..selection.plan import CandidatePlan, plan_candidates
 from ..settings import Settings
 from ..unsubscribe import unsubscribe_url
-from ..vocabulary import Channel, EventType, MessageStatus, SubjectType
+from ..vocabulary import Channel, EventType, HoldoutGroup, MessageStatus, SubjectType
+from .calendar_checks import OfficialCalendarUnknown, check_official_calendar, workday_skip
 from .ports import CandidateRow
 from .report import RuleStats
 from .services import Services
@@ -59,6 +63,7 @@ class Match:
     due_at: dt.datetime | None = None  # when it may be sent (quiet hours push it to the window)
     message: RenderedMessage | None = None
     error: str | None = None
+    held_out: HoldoutGroup | None = None  # held out after the whole policy: recorded, never rendered or sent
 
 
 @dataclass
@@ -74,6 +79,8 @@ class RuleRun:
     occurrence: str  # the part of the idempotency key naming this run's occurrence
     flatten: Callable[[Mapping[str, Any]], dict[str, Any]]  # namespaces -> the engine's fact
     needs_holds: bool  # conditions or template read customer.holds (one more query per batch)
+    derive: Derivations = NO_DERIVATIONS  # derived fields the conditions or templates read (costly per candidate)
+    skipped: str | None = None  # why the rule does not run on this date (workdays_only): it reads nothing
 
 
 # --------------------------------------------------------------------------- facts
@@ -88,16 +95,30 @@ def consents(candidate: CandidateRow) -> dict[Channel, ConsentRecord]:
 
 
 def fact_sets(candidates: Sequence[CandidateRow], holds: Mapping[str, list[str]],
-              today: dt.date) -> list[FactSet]:
+              today: dt.date, derive: Derivations = NO_DERIVATIONS) -> list[FactSet]:
+    """Each candidate's customer (and deposit) facts, with the derived fields on demand in `derive`."""
     out = []
+    lunar, business_days = derive.lunar_birthday, derive.business_days
     for c in candidates:
         data = c.customer
         customer = customer_facts(data, today, sms_consent=bool(data["sms_consent"]),
                                   email_consent=bool(data["email_consent"]),
-                                  holds=holds.get(data["customer_id"], ()))
-        deposit = deposit_facts(c.deposit, c.product, today) if c.deposit is not None else None
+                                  holds=holds.get(data["customer_id"], ()), lunar_birthday=lunar)
+        deposit = (deposit_facts(c.deposit, c.product, today, business_days)
+                   if c.deposit is not None else None)
         out.append(FactSet(customer, deposit))
     return out
+
+
+def derivations(rule: Rule, templates: TemplateSet, services: Services) -> Derivations:
+    """The derived fields on demand that a rule's conditions or templates read."""
+    fields = referenced_fields(rule.conditions)
+
+    def reads(names: Sequence[str]) -> bool:
+        return any(f in fields or templates.may_use(f.rsplit(".", 1)[1]) for f in names)
+
+    return Derivations(lunar_birthday=reads(LUNAR_BIRTHDAY_FIELDS),
+                       business_days=services.holidays if reads(BUSINESS_DAY_FIELDS) else None)
 
 
 DEDUPE_KEY_MAX = 255
@@ -124,6 +145,10 @@ def dedupe_key(prep: RuleRun, facts: FactSet) -> str:
 # --------------------------------------------------------------------------- one rule
 
 def prepare_rule(services: Services, rule: Rule, today: dt.date, event: Event | None) -> RuleRun:
+    """What every batch of the rule shares on `today`; OfficialCalendarUnknown when the rule needs
+    the official calendar of a year not announced yet (calendar_checks)."""
+    check_official_calendar(rule, today, services.holidays)
+    skipped = workday_skip(rule, today, services.holidays)
     shared: dict[str, Any] = {
         "calendar": calendar_facts(today, services.holidays),
         "rule": {"id": rule.id, "name": rule.name, "category": rule.category.value},
@@ -141,12 +166,19 @@ def prepare_rule(services: Services, rule: Rule, today: dt.date, event: Event | 
         shared["product"] = product_facts(product)
         product_risk_rank = shared["product"]["risk_rank"]
     templates = load_template_set(services.templates, rule.template)
+    try:
+        plan = plan_candidates(rule, today, shared, services.holidays)
+    except CalendarNotAnnounced as exc:  # a business-day window reaching into an unannounced year
+        assert exc.day is not None
+        raise OfficialCalendarUnknown(exc.year, exc.day, ", ".join(
+            f for f in BUSINESS_DAY_FIELDS if f in referenced_fields(rule.conditions)), exc.source) from exc
     return RuleRun(
-        rule=rule, today=today, shared=shared, plan=plan_candidates(rule, today, shared),
+        rule=rule, today=today, shared=shared, plan=replace(plan, never=True) if skipped else plan,
         templates=templates, product_risk_rank=product_risk_rank,
         occurrence=f"event:{event.key}" if event else f"date:{today.isoformat()}",
         needs_holds="customer.holds" in referenced_fields(rule.conditions) or templates.may_use("holds"),
         flatten=flattener(referenced_fields(rule.conditions)),
+        derive=derivations(rule, templates, services), skipped=skipped,
     )
 
 
@@ -183,6 +215,21 @@ def contact_state(services: Services, prep: RuleRun, matches: Sequence[Match], n
     return ContactState(planned, blocked)
 
 
+def holdout_group(rule: Rule, customer_id: str, settings: Settings) -> HoldoutGroup | None:
+    """Whether a customer the policy lets this rule contact is held out instead, and by what.
+
+    The global control group first (marketing rules only), then the rule's own holdout; both are
+    deterministic buckets of the customer id (effect.assignment), the same in every process.
+    """
+    group = settings.control_group
+    if group is not None and rule.is_marketing and held_out(customer_id, group.hash_salt, group.percent):
+        return HoldoutGroup.CONTROL_GROUP
+    if rule.holdout is not None and held_out(customer_id, holdout_salt(rule.id, rule.holdout.salt),
+                                             rule.holdout.percent):
+        return HoldoutGroup.RULE
+    return None
+
+
 def decide_and_render(services: Services, prep: RuleRun, match: Match, state: ContactState,
                       now: dt.datetime) -> None:
     customer = match.facts.customer
@@ -204,6 +251,11 @@ def decide_and_render(services: Services, prep: RuleRun, match: Match, state: Co
     match.due_at = state.due_at(settings, match.decision.channel, now)
     if prep.rule.is_marketing:  # later matches of this batch see this one under the caps
         state.planned.setdefault((cid, match.decision.channel.value), []).append(match.due_at)
+    # After the whole policy, so both arms are customers we would really have contacted; a held-out
+    # match keeps the cap slot taken above, so no lower-priority campaign reaches it in its place.
+    match.held_out = holdout_group(prep.rule, cid, settings)
+    if match.held_out is not None:
+        return
     context = match.namespaces
     if prep.rule.is_marketing and match.decision.channel is Channel.EMAIL:
         context = {**context, "unsubscribe_url": unsubscribe_url(settings.public_base_url, settings.secret_key,
@@ -224,14 +276,17 @@ def message_row(prep: RuleRun, match: Match, run_id: int, now: dt.datetime) -> d
     facts = match.facts
     subject_type = SubjectType.DEPOSIT if facts.deposit is not None else SubjectType.CUSTOMER
     consent = decision.consent
+    # held out: the decision is recorded (no body, no recipient) with the time it would have been sent
+    status = (MessageStatus.HELD_OUT if match.held_out is not None else MessageStatus.FAILED if message is None
+              else MessageStatus.SCHEDULED if match.due_at and match.due_at > now else MessageStatus.QUEUED)
     return {
         "dedupe_key": match.dedupe_key, "run_id": run_id, "rule_id": prep.rule.id,
         "category": prep.rule.category.value, "priority": prep.rule.priority,
         "customer_id": facts.customer["customer_id"], "subject_type": subject_type.value,
         "subject_id": facts.deposit["deposit_id"] if facts.deposit else facts.customer["customer_id"],
-        "channel": decision.channel.value, "recipient": decision.recipient,
-        "status": (MessageStatus.FAILED if message is None else
-                   MessageStatus.SCHEDULED if match.due_at and match.due_at > now else MessageStatus.QUEUED).value,
+        "channel": decision.channel.value,
+        "recipient": None if match.held_out is not None else decision.recipient,
+        "status": status.value, "held_out_by": match.held_out.value if match.held_out is not None else None,
         "subject": message.subject if message else None, "body": message.body if message else None,
         "html": message.html if message else None,
         "sms_segments": message.sms.segments if message and message.sms else None,
@@ -247,7 +302,7 @@ def evaluate_batch(services: Services, prep: RuleRun,
     holds: Mapping[str, list[str]] = {}
     if prep.needs_holds:
         holds = services.store.load_holds(sorted({c.customer["customer_id"] for c in candidates}))
-    facts = fact_sets(candidates, holds, prep.today)
+    facts = fact_sets(candidates, holds, prep.today, prep.derive)
     namespaces = [fs.namespaces(prep.shared) for fs in facts]
     verdicts = services.engine.evaluate(prep.rule.id, [prep.flatten(ns) for ns in namespaces])
     return facts, namespaces, verdicts
@@ -282,6 +337,8 @@ def process_batch(services: Services, prep: RuleRun, candidates: Sequence[Candid
             stats.suppressed[match.decision.suppressed.value] += 1
         elif run_id is not None:
             rows.append(message_row(prep, match, run_id, now))
+        elif match.held_out is not None:
+            stats.held_out += 1  # dry run: would be held out
         elif match.message is None:
             stats.failed += 1
         elif match.due_at and match.due_at > now:  # dry run: would be scheduled
@@ -298,6 +355,8 @@ def process_batch(services: Services, prep: RuleRun, candidates: Sequence[Candid
             stats.queued += 1
         elif row["status"] == MessageStatus.SCHEDULED.value:
             stats.scheduled += 1
+        elif row["status"] == MessageStatus.HELD_OUT.value:
+            stats.held_out += 1
         else:
             stats.failed += 1
 
@@ -309,6 +368,7 @@ def run_rule(services: Services, rule: Rule, today: dt.date, *, run_id: int | No
     started = time.perf_counter()
     try:
         prep = prepare_rule(services, rule, today, event)
+        stats.skipped = prep.skipped
         plan = replace(prep.plan, customer_from=shard.lower, customer_to=shard.upper)
         for batch in services.store.select_candidates(plan, services.settings.batch_size):
             process_batch(services, prep, batch, stats, run_id=run_id, now=now)

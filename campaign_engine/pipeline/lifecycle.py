@@ -24,9 +24,10 @@ from ..rulebook.loader import Rulebook
 from ..rulebook.model import Rule
 from ..vocabulary import RunKind
 from .batch import WHOLE
+from .references import check_event_references
 from .report import RunReport, build_report, dry_run_report
 from .services import Services
-from .shards import AcceptedRun, in_priority_order, plan_shards, run_rules
+from .shards import AcceptedRun, in_priority_order, plan_shards, rules_not_live, run_rules
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,17 @@ RunRequest = ScheduledRunRequest | EventRunRequest
 
 
 def select_rules(rulebook: Rulebook, rule_ids: Sequence[str], *, scheduled: bool) -> list[Rule]:
-    """The named rules (enabled or not), or every enabled scheduled (or event) rule."""
+    """The named rules (enabled or not), or every enabled scheduled (or event) rule. A named rule
+    that is not live because its file is broken is bad input naming the file, line and problem."""
     if rule_ids:
+        broken = rules_not_live(rulebook)
+        problems = [p for r in rule_ids if rulebook.get(r) is None for p in broken.get(r, ())]
+        if problems:
+            raise ValidationFailed(problems, what=f"rule {', '.join(r for r in rule_ids if r in broken)} "
+                                                  f"(not live)")
         missing = [r for r in rule_ids if rulebook.get(r) is None]
         if missing:
-            raise NotFound("rule", ", ".join(missing))
+            raise NotFound("rule", ", ".join(missing), _unreadable_files(broken))
         rules = [rulebook.rules[r] for r in rule_ids]
         wrong = [r.id for r in rules if (r.trigger.schedule is None) == scheduled]
         if wrong:
@@ -73,6 +80,12 @@ def select_rules(rulebook: Rulebook, rule_ids: Sequence[str], *, scheduled: bool
                                             rule=r, field="rules") for r in wrong], what="run request")
         return rules
     return [r for r in rulebook.enabled() if (r.trigger.schedule is not None) == scheduled]
+
+
+def _unreadable_files(broken: dict[str, tuple[Problem, ...]]) -> str | None:
+    files = sorted({p.file for problems in broken.values() for p in problems if p.file and not p.rule})
+    return f"{', '.join(files)} could not be read, its rules are not live (`rules validate` says why)" \
+        if files else None
 
 
 def _replay(services: Services, event: Event) -> RunReport | None:
@@ -97,6 +110,7 @@ def start_run(services: Services, request: RunRequest, *, now: dt.datetime, wait
     notes which run a fire started).
     """
     if isinstance(request, EventRunRequest):
+        check_event_references(services, request.event)  # an unknown customer or product: bad input
         event: Event | None = request.event
         today = now.astimezone(services.settings.tz).date()
         rules = [r for r in services.rulebook.enabled() if r.trigger.event is request.event.type]
@@ -107,15 +121,19 @@ def start_run(services: Services, request: RunRequest, *, now: dt.datetime, wait
         rules = select_rules(services.rulebook, request.rule_ids, scheduled=True)
         kind = RunKind.SCHEDULED
     ordered = in_priority_order(rules)
+    # a run of every rule (not of named ones) names the rules it could not run, so it says what it left out
+    not_run = () if isinstance(request, ScheduledRunRequest) and request.rule_ids \
+        else tuple(sorted(rules_not_live(services.rulebook)))
     if request.dry_run:
-        run = AcceptedRun(None, kind, today, ordered, now, event)
+        run = AcceptedRun(None, kind, today, ordered, now, event, missing=not_run)
         return dry_run_report(kind, today, run_rules(services, run, WHOLE), event_key=run.event_key)
     if event is not None:
         replay = _replay(services, event)
         if replay is not None:
             return replay
     try:
-        run_id = services.store.record_run(kind=kind, run_date=today, now=now, rule_ids=[r.id for r in ordered],
+        run_id = services.store.record_run(kind=kind, run_date=today, now=now,
+                                           rule_ids=[r.id for r in ordered] + list(not_run),
                                            event_key=event.key if event else None,
                                            event_payload=event.canonical() if event else None)
     except AlreadyRecorded:  # the same event id arrived at the same moment: the other one is first

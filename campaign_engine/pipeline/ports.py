@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
+from ..effect.report import EffectCounts
+from ..rulebook.model import Goal
 from ..selection.plan import CandidatePlan
 from ..vocabulary import RunKind, ShardStatus
 
@@ -38,7 +40,69 @@ class WrittenMessage(Protocol):
     def run_id(self) -> int: ...
 
     @property
-    def outcome(self) -> str: ...  # queued | scheduled | failed
+    def outcome(self) -> str: ...  # queued | scheduled | held_out | failed
+
+
+class OutboxEntry(Protocol):
+    """The message an idempotency key already has, and where it stands now (what a preview shows)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def run_id(self) -> int: ...
+
+    @property
+    def status(self) -> str: ...  # a MessageStatus value
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def due_at(self) -> dt.datetime | None: ...
+
+
+class StoredMessage(Protocol):
+    """An outbox row as a retry sees it: where it came from, where it stands, its history so far."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def dedupe_key(self) -> str: ...
+
+    @property
+    def run_id(self) -> int: ...
+
+    @property
+    def rule_id(self) -> str: ...
+
+    @property
+    def customer_id(self) -> str: ...
+
+    @property
+    def subject_type(self) -> str: ...  # customer | deposit
+
+    @property
+    def subject_id(self) -> str: ...
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def retries(self) -> int: ...  # the version a retry's write checks
+
+    @property
+    def history(self) -> list[dict[str, Any]]: ...
 
 
 class RunStore(Protocol):
@@ -53,8 +117,13 @@ class RunStore(Protocol):
     def load_holds(self, customer_ids: Sequence[str]) -> dict[str, list[str]]: ...
     def load_product(self, code: str) -> dict[str, Any] | None: ...
 
+    # what the bank's data holds, for references a rule file or an event names (validate, references)
+    def known_products(self) -> Mapping[str, str]: ...  # product code -> product type
+    def customer_exists(self, customer_id: str) -> bool: ...
+
     # outbox and contact state
     def existing_messages(self, dedupe_keys: Sequence[str]) -> Mapping[str, WrittenMessage]: ...
+    def outbox_entries(self, dedupe_keys: Sequence[str]) -> Mapping[str, OutboxEntry]: ...
     def insert_messages(self, rows: Sequence[dict[str, Any]]) -> set[str]: ...
     def blocked_addresses(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]: ...
     def planned_marketing(self, customer_ids: Sequence[str],
@@ -74,6 +143,16 @@ class RunStore(Protocol):
                       summarize: Callable[[list[Any], list[str]], Any]) -> dict[str, Any] | None: ...
     def unfinished_shards(self, run_id: int) -> list[int]: ...
     def run_report(self, run_id: int) -> dict[str, Any] | None: ...
+
+    # retries of failed messages (pipeline.retry)
+    def messages_by_id(self, message_ids: Sequence[int]) -> Sequence[StoredMessage]: ...
+    def messages_to_retry(self, *, status: str, run_id: int | None, rule_id: str | None,
+                          after_id: int | None, limit: int) -> Sequence[StoredMessage]: ...
+    def apply_retries(self, outcomes: Sequence[dict[str, Any]]) -> set[int]: ...
+
+    # measuring effect (pipeline.effect): one aggregate over a rule's contacts and conversions
+    def effect_counts(self, *, rule_id: str, goal: Goal, holdout_group: str, since: dt.datetime | None,
+                      until: dt.datetime | None, run_id: int | None, now: dt.datetime) -> EffectCounts: ...
 
 
 class Executor(Protocol):

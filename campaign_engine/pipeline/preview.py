@@ -1,11 +1,19 @@
 """Preview: what a rule would do (counts, sample messages, one customer's condition by condition),
-through the same batch path as a run, writing nothing."""
+through the same batch path as a run, writing nothing.
+
+It says what a run started now would do: a match queued now, or scheduled for its channel's next
+sending window (quiet hours, in the configured time zone), or already in the outbox from an
+earlier run of the same occurrence (then the message written, not a decision that would never be
+taken).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import replace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..errors import NotFound, Problem, ValidationFailed
 from ..evaluation.explain import explain
@@ -14,6 +22,7 @@ from ..facts.namespaces import FactSet
 from ..selection.plan import CandidatePlan
 from .batch import (Match, consents, contact_state, decide_and_render, dedupe_key, fact_sets, prepare_rule,
                     process_batch)
+from .ports import OutboxEntry
 from .report import RuleStats
 from .services import Services
 
@@ -33,24 +42,35 @@ def preview(services: Services, rule_id: str, *, today: dt.date, now: dt.datetim
                                             rule=rule.id, field="event")], what="preview request")
         event = parse_event(rule.trigger.event, event_payload)
     sample_size = services.settings.preview_sample if sample is None else sample
+    tz = services.settings.tz
     prep = prepare_rule(services, rule, today, event)
     stats = RuleStats(rule.id)
     samples: list[dict[str, Any]] = []
+    waiting: Counter[tuple[dt.datetime, str]] = Counter()  # (due at, channel) of the would-be scheduled
 
     def keep(match: Match) -> None:
+        if _waits(match, now):
+            assert match.due_at is not None and match.decision is not None and match.decision.channel is not None
+            waiting[(match.due_at, match.decision.channel.value)] += 1
         if len(samples) < sample_size:
-            samples.append(_match_view(match))
+            samples.append(_match_view(match, now, tz))
 
     if customer_id is None:
         for batch in services.store.select_candidates(prep.plan, services.settings.batch_size):
             process_batch(services, prep, batch, stats, run_id=None, now=now, on_match=keep)
-        return {"rule": rule.id, "date": today.isoformat(), "counts": stats.as_dict(), "sample": samples}
+        return {"rule": rule.id, "date": today.isoformat(), "now": _local(now, tz), "counts": stats.as_dict(),
+                "scheduled_for": [{"at": _local(at, tz), "channel": channel, "count": count}
+                                  for (at, channel), count in sorted(waiting.items())],
+                "sample": samples}
 
     one = CandidatePlan(subject=rule.trigger.subject, customer_id=customer_id)
     subjects = []
     for batch in services.store.select_candidates(one, services.settings.batch_size):
         holds = services.store.load_holds([customer_id])
-        for candidate, fs in zip(batch, fact_sets(batch, holds, today)):
+        facts = fact_sets(batch, holds, today, prep.derive)
+        keys = [dedupe_key(prep, fs) for fs in facts]
+        written = services.store.outbox_entries(keys)
+        for candidate, fs, key in zip(batch, facts, keys):
             ns = fs.namespaces(prep.shared)
             outcome = explain(rule.conditions, ns)
             view: dict[str, Any] = {
@@ -59,14 +79,18 @@ def preview(services: Services, rule_id: str, *, today: dt.date, now: dt.datetim
                 "explanation": outcome.lines(),
                 "selected_by_sql": _in_plan(services, prep.plan, fs),
             }
-            if outcome.result:
-                match = Match(fs, ns, dedupe_key(prep, fs), consents(candidate))
+            if key in written:  # this occurrence has its message: say which, not what a run would decide
+                view.update(customer_id=fs.customer["customer_id"], dedupe_key=key,
+                            existing_message=_entry_view(written[key], tz))
+            elif outcome.result:
+                match = Match(fs, ns, key, consents(candidate))
                 decide_and_render(services, prep, match, contact_state(services, prep, [match], now), now)
-                view.update(_match_view(match))
+                view.update(_match_view(match, now, tz))
             subjects.append(view)
     if not subjects:
         raise NotFound("customer", customer_id)
-    return {"rule": rule.id, "date": today.isoformat(), "customer_id": customer_id, "subjects": subjects}
+    return {"rule": rule.id, "date": today.isoformat(), "now": _local(now, tz), "customer_id": customer_id,
+            "subjects": subjects}
 
 
 def _in_plan(services: Services, plan: CandidatePlan, facts: FactSet) -> bool:
@@ -80,7 +104,24 @@ def _in_plan(services: Services, plan: CandidatePlan, facts: FactSet) -> bool:
     return False
 
 
-def _match_view(match: Match) -> dict[str, Any]:
+def _local(moment: dt.datetime, tz: ZoneInfo) -> str:
+    """ISO 8601 in the configured time zone, with its offset: the time a bank's staff read."""
+    return moment.astimezone(tz).isoformat()
+
+
+def _waits(match: Match, now: dt.datetime) -> bool:
+    """Would a run write this match `scheduled` (rendered, due after now)? As process_batch counts it."""
+    decision = match.decision
+    return (decision is not None and decision.suppressed is None and match.message is not None
+            and match.due_at is not None and match.due_at > now)
+
+
+def _entry_view(entry: OutboxEntry, tz: ZoneInfo) -> dict[str, Any]:
+    return {"id": entry.id, "run_id": entry.run_id, "status": entry.status, "channel": entry.channel,
+            "due_at": _local(entry.due_at, tz) if entry.due_at else None}
+
+
+def _match_view(match: Match, now: dt.datetime, tz: ZoneInfo) -> dict[str, Any]:
     decision = match.decision
     view: dict[str, Any] = {"customer_id": match.facts.customer["customer_id"],
                             "subject_id": (match.facts.deposit or match.facts.customer).get(
@@ -93,6 +134,9 @@ def _match_view(match: Match) -> dict[str, Any]:
         if match.message is not None:
             view.update(subject=match.message.subject, body=match.message.body,
                         sms_segments=match.message.sms.segments if match.message.sms else None)
+            if _waits(match, now):
+                assert match.due_at is not None
+                view["scheduled_for"] = _local(match.due_at, tz)
         else:
             view["error"] = match.error
     return view

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from ..vocabulary import RunKind, RunStatus, ShardStatus
 
-COUNTS = ("candidates", "matched", "queued", "scheduled", "duplicates", "failed")
+COUNTS = ("candidates", "matched", "queued", "scheduled", "held_out", "duplicates", "failed")
 
 
 @dataclass
@@ -26,12 +26,14 @@ class RuleStats:
     matched: int = 0
     queued: int = 0
     scheduled: int = 0  # queued for the next sending window (quiet hours)
+    held_out: int = 0  # in the rule's holdout or the control group: recorded, never sent
     duplicates: int = 0
     failed: int = 0
     suppressed: Counter[str] = field(default_factory=Counter)
     error: str | None = None
     seconds: float = 0.0
     delivery: dict[str, Any] | None = None  # where its messages stand now (recorded runs only)
+    skipped: str | None = None  # why it did not run on the date (workdays_only on a day off): not an error
 
     def as_dict(self) -> dict[str, Any]:
         out = {"rule": self.rule, **{c: getattr(self, c) for c in COUNTS},
@@ -39,13 +41,16 @@ class RuleStats:
                "seconds": round(self.seconds, 3)}
         if self.delivery is not None:
             out["delivery"] = self.delivery
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RuleStats":
         return cls(rule=data["rule"], **{c: int(data.get(c) or 0) for c in COUNTS},
                    suppressed=Counter(data.get("suppressed") or {}), error=data.get("error"),
-                   seconds=float(data.get("seconds") or 0.0), delivery=data.get("delivery"))
+                   seconds=float(data.get("seconds") or 0.0), delivery=data.get("delivery"),
+                   skipped=data.get("skipped"))
 
 
 @dataclass(frozen=True)
@@ -125,10 +130,34 @@ def build_report(record: Mapping[str, Any], *, replayed: bool = False) -> RunRep
 def dry_run_report(kind: RunKind, date: dt.date, stats: list[RuleStats], *,
                    event_key: str | None) -> RunReport:
     """A dry run's report: counted, never recorded."""
-    error = rules_failed([s.rule for s in stats if s.error])
-    return RunReport(run_id=None, kind=kind, date=date, dry_run=True,
-                     status=RunStatus.COMPLETED_WITH_ERRORS if error else RunStatus.COMPLETED,
-                     rules=tuple(stats), rule_ids=tuple(s.rule for s in stats), error=error, event_key=event_key)
+    status, error = judge(stats)
+    return RunReport(run_id=None, kind=kind, date=date, dry_run=True, status=status, rules=tuple(stats),
+                     rule_ids=tuple(s.rule for s in stats), error=error, event_key=event_key)
+
+
+def judge(stats: Sequence[RuleStats], failed_shards: Sequence[tuple[int, str | None]] = (),
+          shard_count: int = 1) -> tuple[RunStatus, str | None]:
+    """A run's status and error from its rules' totals and its failed shards (number, error):
+    failed when every shard failed; with errors when a shard failed, a rule could not run (its
+    error says why: a broken file, a missing template, an unknown product) or messages could not
+    be rendered; else completed."""
+    failed_rules = [t.rule for t in stats if t.error]
+    unrendered = [(t.rule, t.failed) for t in stats if t.failed]
+    if failed_shards and len(failed_shards) == shard_count:
+        status = RunStatus.FAILED
+    elif failed_shards or failed_rules or unrendered:
+        status = RunStatus.COMPLETED_WITH_ERRORS
+    else:
+        status = RunStatus.COMPLETED
+    errors = [rules_failed(failed_rules)]
+    if unrendered:
+        errors.append(f"{sum(n for _, n in unrendered)} message(s) failed: "
+                      + ", ".join(f"{rule} {n}" for rule, n in unrendered)
+                      + " (see `messages --status failed`; `retry` once the cause is fixed)")
+    if failed_shards:
+        errors.append(f"{len(failed_shards)} of {shard_count} shard(s) failed: "
+                      + "; ".join(f"shard {no}: {error}" for no, error in failed_shards[:3]))
+    return status, "; ".join(e for e in errors if e) or None
 
 
 def rules_failed(rule_ids: list[str]) -> str | None:
@@ -139,8 +168,7 @@ def rules_failed(rule_ids: list[str]) -> str | None:
 def summarize_shards(shards: Sequence[tuple[int, str, Any, str | None]],
                      rule_ids: Sequence[str]) -> tuple[RunStatus, str | None, list[dict[str, Any]]]:
     """A closing run's status, error and per-rule totals (in the run's priority order) from its
-    shards' (number, status, per-rule stats, error): failed when every shard failed, with errors
-    when a shard or a rule did."""
+    shards' (number, status, per-rule stats, error), judged by `judge`."""
     totals: dict[str, RuleStats] = {}
     for _, _, stats, _ in shards:
         for part in stats or ():
@@ -150,19 +178,10 @@ def summarize_shards(shards: Sequence[tuple[int, str, Any, str | None]],
                 setattr(total, c, getattr(total, c) + getattr(one, c))
             total.suppressed.update(one.suppressed)
             total.error = total.error or one.error
+            total.skipped = total.skipped or one.skipped
             total.seconds += one.seconds
     order = {r: i for i, r in enumerate(rule_ids)}
     ordered = sorted(totals.values(), key=lambda t: (order.get(t.rule, len(order)), t.rule))
-    failed_shards = [s for s in shards if s[1] == ShardStatus.FAILED.value]
-    failed_rules = [t.rule for t in ordered if t.error]
-    if failed_shards and len(failed_shards) == len(shards):
-        status = RunStatus.FAILED
-    elif failed_shards or failed_rules:
-        status = RunStatus.COMPLETED_WITH_ERRORS
-    else:
-        status = RunStatus.COMPLETED
-    errors = [rules_failed(failed_rules)]
-    if failed_shards:
-        errors.append(f"{len(failed_shards)} of {len(shards)} shard(s) failed: "
-                      + "; ".join(f"shard {no}: {error}" for no, _, _, error in failed_shards[:3]))
-    return status, "; ".join(e for e in errors if e) or None, [t.as_dict() for t in ordered]
+    failed_shards = [(no, error) for no, status, _, error in shards if status == ShardStatus.FAILED.value]
+    status, error = judge(ordered, failed_shards, len(shards))
+    return status, error, [t.as_dict() for t in ordered]

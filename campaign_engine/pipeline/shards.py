@@ -13,8 +13,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ..errors import NotFound
+from ..errors import NotFound, Problem
 from ..events import Event
+from ..rulebook.loader import Rulebook
 from ..rulebook.model import Rule
 from ..vocabulary import EventType, RunKind, ShardStatus
 from .batch import WHOLE, Shard, run_rule
@@ -62,15 +63,36 @@ def load_run(services: Services, run_id: int) -> AcceptedRun:
                        missing=tuple(r for r in rule_ids if r not in services.rulebook.rules))
 
 
+def rules_not_live(rulebook: Rulebook) -> dict[str, tuple[Problem, ...]]:
+    """The rules the rule folder holds but cannot run, with why: keyed by rule id, or by file
+    when the file is too broken to name its rules. A rule kept live at its previous version
+    (a reload of a broken file) is live, not listed."""
+    out: dict[str, list[Problem]] = {}
+    for problem in rulebook.problems:
+        if problem.rule and problem.rule in rulebook.rules:
+            continue
+        if not problem.rule and problem.file and any(r.file == problem.file for r in rulebook.rules.values()):
+            continue
+        key = (problem.rule or problem.file or "rules folder")[:64]
+        out.setdefault(key, []).append(problem)
+    return {key: tuple(problems) for key, problems in out.items()}
+
+
 def run_rules(services: Services, run: AcceptedRun, shard: Shard = WHOLE) -> list[RuleStats]:
     """Every rule of the run over one shard's customers, highest priority first (when the caps
     force a choice, it has taken the slot already); a rule's failure is recorded in its stats
     without stopping the others."""
     stats = [run_rule(services, rule, run.today, run_id=run.run_id, now=run.now, event=run.event, shard=shard)
              for rule in run.rules]
-    stats += [RuleStats(rule_id, error=f"rule {rule_id} is not in this worker's rule folder")
-              for rule_id in run.missing]
+    stats += [RuleStats(rule_id, error=_why_not_run(services, rule_id)) for rule_id in run.missing]
     return stats
+
+
+def _why_not_run(services: Services, rule_id: str) -> str:
+    problems = rules_not_live(services.rulebook).get(rule_id)
+    if problems:
+        return "not run: " + "; ".join(str(p) for p in problems)
+    return f"not run: rule {rule_id} is not in this worker's rule folder"
 
 
 def plan_shards(services: Services, run_id: int) -> list[int]:

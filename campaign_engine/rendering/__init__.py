@@ -3,7 +3,7 @@
 Owns the sandboxed Jinja2 environment and template sets (environment), the bank's
 filters (filters) and SMS signature, opt-out text and segments (sms).
 
-Pure core: may import the standard library, Jinja2 and campaign_engine.errors. Never a
+Pure core: may import the standard library, Jinja2, campaign_engine.errors and .masking. Never a
 web, database, queue, scheduler or network library, or an entry point (tests/test_architecture.py).
 """
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from ..masking import mask_mobile as mask_mobile  # one masking: templates, API, CLI, audit log
+
 COMPOUND_SURNAMES = frozenset({
     "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙",
     "宇文", "司徒", "夏侯", "令狐", "端木", "独孤", "南宫", "西门", "轩辕", "呼延",
@@ -60,20 +62,6 @@ def mask_account(value: object) -> str:
     if not account:
         raise ValueError(f"mask_account: no account number: {value!r}")
     return f"尾号{account[-4:]}"
-
-
-def mask_mobile(value: object) -> str:
-    """Mask a mobile number as `138****5678`; a +86/86 country prefix is dropped."""
-    number = "".join(str(value if value is not None else "").split()).replace("-", "")
-    if number.startswith("+86"):
-        number = number[3:]
-    elif number.startswith("86") and len(number) == 13:
-        number = number[2:]
-    if not number:
-        raise ValueError(f"mask_mobile: no mobile number: {value!r}")
-    if len(number) < 8:
-        return "*" * max(len(number) - 2, 0) + number[-2:]
-    return number[:3] + "*" * (len(number) - 7) + number[-4:]
 
 
 def salutation(name: str | None, gender: str | None) -> str:

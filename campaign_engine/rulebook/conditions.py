@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from ..vocabulary import TIER_ALIASES
 from .fields import ORDERED_TYPES, TIERS, FieldSpec, FieldType
 from .model import OPERATORS, All, AnyOf, FieldRef, Node, Not, Predicate
+from .suggestions import did_you_mean
 
 Path = tuple[Any, ...]
 _REF_OPS = {"eq", "ne", "gt", "gte", "lt", "lte", "contains"}
@@ -58,14 +59,8 @@ class _Parser:
     def spec(self, name: str, path: Path) -> FieldSpec | None:
         spec = self.scope.get(name)
         if spec is None:
-            namespace = name.split(".", 1)[0]
-            hint = ""
-            if namespace == "deposit":
-                hint = " (deposit fields need trigger subject: deposit)"
-            elif namespace == "event":
-                hint = " (event fields need an event trigger, and this event has no such field)"
-            elif namespace not in ("customer", "calendar"):
-                hint = " (namespaces: customer, deposit, event, calendar)"
+            # a typo of a field in scope gets its spelling; else why the namespace lacks it
+            hint = did_you_mean(name, self.scope) or _namespace_hint(name.split(".", 1)[0])
             self.fail(path, f"unknown field '{name}'{hint}")
         return spec
 
@@ -79,7 +74,8 @@ class _Parser:
         for op, operand in ops.items():
             sub = path + (op,) if explicit else path
             if op not in OPERATORS:
-                self.fail(sub, f"unknown operator '{op}' (known: {', '.join(OPERATORS)})")
+                hint = did_you_mean(str(op), OPERATORS) or f" (known: {', '.join(OPERATORS)})"
+                self.fail(sub, f"unknown operator '{op}'{hint}")
                 continue
             pred = self.predicate(name, spec, str(op), operand, sub)
             if pred is not None:
@@ -93,7 +89,7 @@ class _Parser:
             if not isinstance(operand, bool):
                 self.fail(path, "exists takes true or false")
                 return None
-            return Predicate(name, op, operand)
+            return Predicate(name, op, operand, path)
         if isinstance(operand, Mapping):
             return self.ref_predicate(name, spec, op, operand, path)
         if kind is FieldType.LIST and op != "contains":
@@ -108,7 +104,7 @@ class _Parser:
                                 f"{kind.value} (use eq or in)")
                 return None
             value = self.value(FieldSpec(FieldType.STR, ""), operand, path)
-            return None if value is None else Predicate(name, op, value)
+            return None if value is None else Predicate(name, op, value, path)
         if op in ("in", "not_in", "between"):
             if not isinstance(operand, list) or not operand:
                 self.fail(path, f"'{op}' takes a non-empty list")
@@ -122,9 +118,9 @@ class _Parser:
             if op == "between" and values[0] > values[1]:
                 self.fail(path, f"between: low {values[0]} is above high {values[1]}")
                 return None
-            return Predicate(name, op, tuple(values))
+            return Predicate(name, op, tuple(values), path)
         value = self.value(spec, operand, path)
-        return None if value is None else Predicate(name, op, value)
+        return None if value is None else Predicate(name, op, value, path)
 
     def ref_predicate(self, name: str, spec: FieldSpec, op: str, operand: Mapping[str, Any],
                       path: Path) -> Predicate | None:
@@ -148,7 +144,7 @@ class _Parser:
             self.fail(path, f"cannot compare {name} ({spec.type.value}) {op} {other} "
                             f"({other_spec.type.value})")
             return None
-        return Predicate(name, op, FieldRef(other))
+        return Predicate(name, op, FieldRef(other), path)
 
     def value(self, spec: FieldSpec, raw: Any, path: Path) -> Any:
         """A literal operand checked against the field type, as the engine will see it."""
@@ -186,13 +182,24 @@ class _Parser:
             value = TIER_ALIASES.get(str(raw), raw) if spec.choices == TIERS else raw
             if isinstance(value, str) and value in (spec.choices or ()):
                 return str(value)  # plain text, also for a Tier alias
-            self.fail(path, f"{raw!r} is not one of {', '.join(spec.choices or ())}")
+            self.fail(path, f"{raw!r} is not one of {', '.join(spec.choices or ())}"
+                            f"{did_you_mean(str(raw), spec.choices or ())}")
         else:
             if isinstance(raw, str):
                 return raw
             self.fail(path, f"expected text, got {raw!r}: YAML read an unquoted number; quote the value "
                             "exactly as written (e.g. '021')")
         return None
+
+
+def _namespace_hint(namespace: str) -> str:
+    if namespace == "deposit":
+        return " (deposit fields need trigger subject: deposit)"
+    if namespace == "event":
+        return " (event fields need an event trigger, and this event has no such field)"
+    if namespace not in ("customer", "calendar"):
+        return " (namespaces: customer, deposit, event, calendar)"
+    return ""
 
 
 def _family(kind: FieldType) -> str:

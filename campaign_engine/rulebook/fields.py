@@ -11,6 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from ..facts.lunar import FESTIVALS, TERM_NAMES
 from ..vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, EventType, SubjectType, Tier, risk_rank
 
 
@@ -39,6 +40,7 @@ class FieldSpec:
 S, E, N, I, B, D, T, L = (FieldType.STR, FieldType.ENUM, FieldType.NUMBER, FieldType.INT,
                           FieldType.BOOL, FieldType.DATE, FieldType.DATETIME, FieldType.LIST)
 TIERS = tuple(t.value for t in Tier)
+BIRTHDAY_CALENDARS = ("solar", "lunar")
 
 CUSTOMER_FIELDS: dict[str, FieldSpec] = {
     "customer_id": FieldSpec(S, "C00000001"),
@@ -60,6 +62,10 @@ CUSTOMER_FIELDS: dict[str, FieldSpec] = {
     "manager_id": FieldSpec(S, "RM0001"),
     "age": FieldSpec(I, 66, doc="completed years on the run date"),
     "days_to_birthday": FieldSpec(I, 0, doc="0 on the birthday; 29 Feb birthdays fall on 28 Feb in common years"),
+    "birthday_calendar": FieldSpec(E, "solar", BIRTHDAY_CALENDARS,
+                                   doc="which birthday the customer celebrates: solar (公历) or lunar (农历)"),
+    "days_to_lunar_birthday": FieldSpec(I, 0, doc="0 on the lunar birthday (农历生日); a leap-month birth "
+                                                  "falls in the ordinary month, a 30th on the 29th of a short month"),
     "risk_rank": FieldSpec(I, 3, doc="1..5 from risk_level"),
     "holds": FieldSpec(L, ["TD1Y", "time_deposit"], doc="product codes and types held (holdings and deposits)"),
 }
@@ -95,13 +101,29 @@ DEPOSIT_FIELDS: dict[str, FieldSpec] = {
     "maturity_date": FieldSpec(D, dt.date(2026, 3, 17)),
     "auto_renew": FieldSpec(B, False),
     "days_to_maturity": FieldSpec(I, 7, doc="0 on the maturity date, negative once matured"),
+    "payout_date": FieldSpec(D, dt.date(2026, 3, 17), doc="the maturity date rolled to the next official "
+                                                          "working day; null while that year is not announced"),
+    "business_days_to_maturity": FieldSpec(I, 5, doc="official working days until the payout date: 0 on it, "
+                                                     "1 on the working day before; null while not announced"),
     **{f"product.{name}": spec for name, spec in PRODUCT_FIELDS.items()},
 }
 
 CALENDAR_FIELDS: dict[str, FieldSpec] = {
     "date": FieldSpec(D, dt.date(2026, 3, 10)),
     "weekday": FieldSpec(I, 2, doc="1 = Monday .. 7 = Sunday"),
-    "holiday": FieldSpec(S, "春节", doc="holiday name from config/holidays.yaml, or null"),
+    "month": FieldSpec(I, 3, doc="1..12 (fixed solar dates: 国庆 is month 10, day 1)"),
+    "day": FieldSpec(I, 10, doc="1..31"),
+    "announced": FieldSpec(B, True, doc="the State Council's calendar for the date is in config/holidays.yaml"),
+    "holiday": FieldSpec(S, "春节", doc="the official holiday (config/holidays.yaml) on every day off of its block, "
+                                       "or null; unknown in a year not announced"),
+    "holiday_day": FieldSpec(I, 1, doc="1 on the first day off of the holiday, 2 on the next ..; null otherwise"),
+    "is_workday": FieldSpec(B, True, doc="official working day, adjusted weekends (调休) included"),
+    "lunar_month": FieldSpec(I, 1, doc="1..12 (a leap month has the number of the month it follows)"),
+    "lunar_day": FieldSpec(I, 22, doc="1..30"),
+    "lunar_leap": FieldSpec(B, False, doc="the day is in a leap month (闰月)"),
+    "lunar_date": FieldSpec(S, "正月廿二", doc="the lunar date in Chinese (冬月初一, 闰六月十五), for templates"),
+    "festival": FieldSpec(E, "春节", FESTIVALS, doc="traditional festival from the lunar calendar, or null"),
+    "solar_term": FieldSpec(E, "雨水", TERM_NAMES, doc="the solar term (节气) falling on the day, or null"),
 }
 
 EVENT_FIELDS: dict[EventType, dict[str, FieldSpec]] = {
@@ -158,6 +180,11 @@ def _nest(flat: dict[str, FieldSpec]) -> dict[str, Any]:
             target = target.setdefault(part, {})
         target[leaf] = spec.sample
     return out
+
+
+def sample_product(code: str) -> dict[str, Any]:
+    """The `product` namespace of a rule promoting `code`, with sample values."""
+    return {**_nest(PRODUCT_FIELDS), "product_code": code}
 
 
 def sample_namespaces(subject: SubjectType, event: EventType | None) -> dict[str, Any]:

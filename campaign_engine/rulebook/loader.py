@@ -8,21 +8,26 @@ rule folder still load.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from ..errors import Problem
-from ..vocabulary import Category, Channel, EventType, SubjectType
+from ..rendering.environment import build_environment
+from ..effect.assignment import holdout_slots
+from ..vocabulary import Category, Channel, ConversionType, EventType, SubjectType
 from .conditions import parse_conditions
 from .cron import parse_crontab
 from .fields import fields_in_scope
-from .model import Rule, Trigger
+from .model import Goal, Holdout, Rule, Trigger, iter_predicates
+from .samples import template_problems
+from .suggestions import did_you_mean
 
 RULE_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
 TEMPLATE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
@@ -45,14 +50,57 @@ class TriggerSchema(_Strict):
     event = fields.String(validate=validate.OneOf([e.value for e in EventType]))
     subject = fields.String(load_default=SubjectType.CUSTOMER.value,
                             validate=validate.OneOf([s.value for s in SubjectType]))
+    # skip official non-working days (weekends not worked, holidays); needs the year's calendar
+    workdays_only = fields.Boolean(load_default=False, truthy={True}, falsy={False})
 
     @validates_schema
     def _one_kind(self, data: Mapping[str, Any], **_: Any) -> None:
         if ("schedule" in data) == ("event" in data):
             raise ValidationError("give exactly one of schedule or event", "schedule")
+        if data.get("workdays_only") and "event" in data:
+            raise ValidationError("workdays_only is for schedules: an event is handled when it arrives",
+                                  "workdays_only")
         if data.get("event") == EventType.LARGE_TRANSACTION and data["subject"] != "customer":
             raise ValidationError("large_transaction concerns one customer: subject must be customer",
                                   "subject")
+
+
+def _holdout_percent(value: float) -> None:
+    if not 1 <= value <= 50:
+        raise ValidationError("a holdout is 1 to 50 percent of the rule's customers")
+    try:
+        holdout_slots(value)
+    except ValueError:
+        raise ValidationError("a holdout percent has at most two decimals (steps of 0.01)") from None
+
+
+CONTROL_GROUP_SALT_PREFIX = "control_group:"  # the global control group's salts (settings.ControlGroup)
+
+
+class HoldoutSchema(_Strict):
+    percent = fields.Float(required=True, allow_nan=False, validate=_holdout_percent)
+    salt = fields.String(load_default=None, validate=[
+        validate.Length(min=1, max=64),
+        validate.Regexp(rf"^(?!{CONTROL_GROUP_SALT_PREFIX})", error="that prefix is the control group's")])
+
+    @post_load
+    def _holdout(self, data: dict[str, Any], **_: Any) -> Holdout:
+        return Holdout(percent=data["percent"], salt=data["salt"])
+
+
+class GoalSchema(_Strict):
+    type = fields.String(required=True, validate=validate.OneOf([t.value for t in ConversionType]))
+    product_type = fields.String(load_default=None, validate=validate.Regexp(
+        r"^[a-z_]{1,32}$", error="a product type is a word of a-z and _"))
+    product_code = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
+    min_amount = fields.Decimal(load_default=None, allow_nan=False, validate=validate.Range(min=0))
+    within_days = fields.Integer(load_default=14, strict=True, validate=validate.Range(min=1, max=90))
+
+    @post_load
+    def _goal(self, data: dict[str, Any], **_: Any) -> Goal:
+        return Goal(type=ConversionType(data["type"]), within_days=data["within_days"],
+                    product_type=data["product_type"], product_code=data["product_code"],
+                    min_amount=data["min_amount"])
 
 
 class RuleSchema(_Strict):
@@ -70,6 +118,8 @@ class RuleSchema(_Strict):
     template = fields.String(required=True, validate=validate.Regexp(
         TEMPLATE_NAME, error="a template name is letters, digits, '_' and '-'"))
     product = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
+    holdout = fields.Nested(HoldoutSchema, load_default=None)
+    goal = fields.Nested(GoalSchema, load_default=None)
 
     @validates_schema
     def _unique_channels(self, data: Mapping[str, Any], **_: Any) -> None:
@@ -111,6 +161,29 @@ def _field_name(path: tuple[Any, ...]) -> str | None:
     return ".".join(str(p) for p in path) or None
 
 
+_UNKNOWN_KEY = "Unknown field."
+
+
+def _suggest_key(path: tuple[Any, ...], message: str) -> str:
+    """marshmallow's `Unknown field.` for a mistyped key, with the nearest key of its mapping."""
+    if message != _UNKNOWN_KEY or not path or not isinstance(path[-1], str):
+        return message
+    schema = {(): RuleSchema, ("trigger",): TriggerSchema, ("holdout",): HoldoutSchema,
+              ("goal",): GoalSchema}.get(path[:-1])
+    hint = did_you_mean(path[-1], schema().fields) if schema else ""
+    return f"Unknown field{hint}." if hint else message
+
+
+def _key_lines(raw: Mapping[str, Any], rule: Rule) -> dict[tuple[Any, ...], int]:
+    """Lines of the rule's top-level keys and of each predicate's key path."""
+    lines = {}
+    for path in [(key,) for key in raw] + [p.path for p in iter_predicates(rule.conditions)]:
+        line = _line_of(raw, path)
+        if line is not None:
+            lines[path] = line
+    return lines
+
+
 def _plain(node: Any) -> Any:
     """ruamel's commented containers -> plain dicts and lists (marshmallow wants plain data)."""
     if isinstance(node, Mapping):
@@ -135,23 +208,26 @@ def parse_rule(raw: Any, file: str, start_line: int) -> tuple[Rule | None, list[
     try:
         data = RuleSchema().load(_plain(raw))
     except ValidationError as exc:
-        problems = [problem(path, msg) for path, msg in _flatten_messages(exc.messages)]
+        problems = [problem(path, _suggest_key(path, msg)) for path, msg in _flatten_messages(exc.messages)]
         data = exc.valid_data or {}
     if "trigger" not in data or "conditions" not in raw:
         return None, problems
     trigger = Trigger(subject=SubjectType(data["trigger"].get("subject", SubjectType.CUSTOMER)),
                       schedule=data["trigger"].get("schedule"),
-                      event=EventType(data["trigger"]["event"]) if data["trigger"].get("event") else None)
+                      event=EventType(data["trigger"]["event"]) if data["trigger"].get("event") else None,
+                      workdays_only=bool(data["trigger"].get("workdays_only")))
     node, cond_problems = parse_conditions(raw["conditions"], fields_in_scope(trigger.subject, trigger.event))
     problems += [problem(p.path, p.reason) for p in cond_problems]
     if problems or node is None:
         return None, problems or [problem(("conditions",), "empty conditions")]
-    return Rule(
+    rule = Rule(
         id=data["id"], name=data["name"], enabled=data["enabled"], category=Category(data["category"]),
         priority=data["priority"], trigger=trigger, conditions=node,
         channels=tuple(Channel(c) for c in data["channels"]), template=data["template"],
         product=data["product"], file=file, line=start_line,
-    ), []
+        holdout=data["holdout"], goal=data["goal"],
+    )
+    return replace(rule, lines=_key_lines(raw, rule)), []
 
 
 def _yaml() -> YAML:
@@ -166,10 +242,50 @@ def _yaml() -> YAML:
     return yaml
 
 
+# What a rule file may not hold: NUL (PostgreSQL text cannot store it) and lone surrogates (UTF-8
+# cannot encode them), raw or escaped in a quoted scalar ("\0", "\ud800"); and nesting deeper than
+# MAX_DEPTH, which no rule needs and which would overflow the recursive checks below.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+MAX_DEPTH = 64
+
+
+def _unstorable(text: str) -> str | None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    return ("contains a NUL character (U+0000), which cannot be stored" if found.group() == "\x00"
+            else f"contains a lone surrogate (U+{ord(found.group()):04X}), which is not text")
+
+
+def _hostile(documents: list[Any], file: str) -> Problem | None:
+    """The first unstorable key or string, or nesting deeper than MAX_DEPTH, located (iterative)."""
+    stack = [(doc, 1, doc.lc.line + 1 if hasattr(doc, "lc") else 1) for doc in documents]
+    while stack:
+        node, depth, line = stack.pop()
+        if isinstance(node, str) and _unstorable(node):
+            return Problem(f"a value {_unstorable(node)}", file=file, line=line)
+        if not isinstance(node, (CommentedMap, CommentedSeq)):
+            continue
+        if depth > MAX_DEPTH:
+            return Problem(f"nested deeper than {MAX_DEPTH} levels", file=file, line=line)
+        keys = list(node) if isinstance(node, CommentedMap) else range(len(node))
+        for key in keys:
+            if isinstance(key, str) and _unstorable(key):
+                return Problem(f"a key {_unstorable(key)}", file=file, line=_line_of(node, [key]) or line)
+            stack.append((node[key], depth + 1, _line_of(node, [key]) or line))
+    return None
+
+
 def parse_rule_text(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
     """Every rule of one rule file's text, and the problems found."""
+    raw = _UNSTORABLE.search(text)
+    if raw is not None:
+        return [], [Problem(f"the file {_unstorable(raw.group())}", file=file,
+                            line=text.count("\n", 0, raw.start()) + 1)]
     try:
         documents = [d for d in _yaml().load_all(text) if d is not None]
+    except RecursionError:
+        return [], [Problem(f"nested deeper than {MAX_DEPTH} levels", file=file)]
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
@@ -178,6 +294,9 @@ def parse_rule_text(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
     except (YAMLError, ValueError, TypeError) as exc:
         # e.g. `!!int x`: a tag ruamel cannot build the value for.
         return [], [Problem(f"malformed YAML: {exc}", file=file)]
+    hostile = _hostile(documents, file)
+    if hostile is not None:
+        return [], [hostile]
     raws: list[tuple[Any, int]] = []
     for doc in documents:
         if isinstance(doc, CommentedSeq):
@@ -195,11 +314,26 @@ def parse_rule_text(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
 
 @dataclass(frozen=True)
 class Rulebook:
-    """One consistent snapshot of the rule folder: the good rules and every problem."""
+    """One consistent snapshot of the rule folder: the good (live) rules and every problem."""
 
     rules: Mapping[str, Rule]
     problems: tuple[Problem, ...] = ()
     files: Mapping[str, str] = field(default_factory=dict)  # file name -> sha256 of its text
+
+    @property
+    def broken(self) -> dict[str, tuple[Problem, ...]]:
+        """Rules the folder defines that are not live, by id, with why (a rule kept live at its
+        previous version by a reload is live, so not here; a file too broken to name its rules
+        has its problems in `problems` only)."""
+        out: dict[str, list[Problem]] = {}
+        for problem in self.problems:
+            if problem.rule and problem.rule not in self.rules:
+                out.setdefault(problem.rule, []).append(problem)
+        return {rule_id: tuple(found) for rule_id, found in out.items()}
+
+    def problems_for(self, rule_id: str) -> tuple[Problem, ...]:
+        """The problems naming this rule (its current definition's, also when an earlier one is live)."""
+        return tuple(p for p in self.problems if p.rule == rule_id)
 
     @property
     def fingerprint(self) -> str:
@@ -213,7 +347,12 @@ class Rulebook:
 
 
 def load_rulebook(rules_dir: Path, templates_dir: Path | None = None) -> Rulebook:
-    """Load every `*.yaml`/`*.yml` file under rules_dir, sorted by name."""
+    """Load every `*.yaml`/`*.yml` file under rules_dir, sorted by name.
+
+    With `templates_dir`, a rule is live only when its template folder exists and its templates
+    render against the sample context (samples.template_problems): else it is a problem.
+    """
+    templates = build_environment(templates_dir) if templates_dir is not None else None
     rules: dict[str, Rule] = {}
     problems: list[Problem] = []
     files: dict[str, str] = {}
@@ -240,5 +379,11 @@ def load_rulebook(rules_dir: Path, templates_dir: Path | None = None) -> Ruleboo
                 problems.append(Problem(f"no template folder {rule.template}/ in {templates_dir}",
                                         file=name, line=rule.line, rule=rule.id, field="template"))
                 continue
+            if templates is not None:
+                # a missing channel part is not a failure: that channel is suppressed at run time
+                unrendered = template_problems(rule, templates, channel_parts=False)
+                if unrendered:
+                    problems += unrendered
+                    continue
             rules[rule.id] = rule
     return Rulebook(rules, tuple(problems), files)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterator, Union
+from decimal import Decimal
+from typing import Any, Iterator, Mapping, Union
 
-from ..vocabulary import Category, Channel, EventType, SubjectType
+from ..vocabulary import Category, Channel, ConversionType, EventType, SubjectType
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "between", "contains", "exists")
 
@@ -24,6 +26,8 @@ class Predicate:
     field: str
     op: str
     operand: Any  # a JSON value, a tuple for in/not_in/between, a bool for exists, or FieldRef
+    # where the rule file states it (its key path): not part of what the predicate means
+    path: tuple[Any, ...] = dataclasses.field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,27 @@ class Trigger:
     subject: SubjectType
     schedule: str | None = None
     event: EventType | None = None
+    workdays_only: bool = False  # a schedule that runs on official working days only (调休 included)
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """`holdout: {percent, salt}`: that share of the rule's customers is held out (effect.assignment);
+    salted with `salt`, else the rule id."""
+
+    percent: float
+    salt: str | None = None
+
+
+@dataclass(frozen=True)
+class Goal:
+    """`goal:` what counts as a conversion of a contacted customer, and for how long after the message."""
+
+    type: ConversionType
+    within_days: int = 14
+    product_type: str | None = None
+    product_code: str | None = None
+    min_amount: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -65,10 +90,18 @@ class Rule:
     product: str | None  # product promoted by a scheduled rule: suitability applies
     file: str
     line: int
+    # 1-based line of each key path the rule file states (top-level keys, each predicate's path)
+    lines: Mapping[tuple[Any, ...], int] = dataclasses.field(default_factory=dict, compare=False)
+    holdout: Holdout | None = None  # measuring effect (issue #11)
+    goal: Goal | None = None
 
     @property
     def is_marketing(self) -> bool:
         return self.category is Category.MARKETING
+
+    def line_of(self, path: tuple[Any, ...]) -> int:
+        """The line of a key path (`("product",)`, a predicate's path), else the rule's first line."""
+        return self.lines.get(path, self.line)
 
 
 def iter_predicates(node: Node) -> Iterator[Predicate]:

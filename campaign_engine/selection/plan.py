@@ -1,7 +1,9 @@
 """Pure: rule + date -> what SQL must read (a superset of the matches; the engine decides).
 
 - date-driven predicates become indexed windows: days_to_birthday -> birth_mmdd IN (...),
-  age -> a birth_date range, days_to_maturity -> a maturity_date range;
+  days_to_lunar_birthday -> lunar_birth_mmdd IN (...), age -> a birth_date range,
+  days_to_maturity and business_days_to_maturity -> a maturity_date range (the latter through
+  the official calendar);
 - conditions on run-wide namespaces (event, calendar) are decided once, here: a false
   one means nothing is read at all (a holiday greeting on an ordinary day);
 - refs to event/calendar fields become literals;
@@ -16,8 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from ..evaluation.explain import explain
-from ..facts.derived import birthday_mmdd_window
+from ..facts.derived import birthday_mmdd_window, business_maturity_window, lunar_birthday_mmdd_window
 from ..facts.namespaces import lookup
+from ..facts.official import HolidayCalendar
 from ..rulebook.model import All, AnyOf, FieldRef, Node, Not, Predicate, Rule, iter_predicates
 from ..vocabulary import CUSTOMER_RISK_LEVELS, EventType, SubjectType
 
@@ -26,12 +29,13 @@ CONSTANT_NAMESPACES = ("event", "calendar")
 PUSHABLE_FIELDS = frozenset(
     [f"customer.{c}" for c in ("customer_id", "gender", "birth_date", "city", "branch", "tier",
                                "risk_level", "aum", "rate_sensitive", "do_not_contact", "language",
-                               "manager_id", "holds")]
+                               "manager_id", "holds", "birthday_calendar")]
     + [f"deposit.{c}" for c in ("deposit_id", "product_code", "amount", "rate", "open_date",
                                 "maturity_date", "auto_renew")]
     + [f"deposit.product.{c}" for c in ("type", "risk_level")]
 )
-_WINDOW_FIELDS = ("customer.days_to_birthday", "customer.age", "deposit.days_to_maturity")
+_WINDOW_FIELDS = ("customer.days_to_birthday", "customer.days_to_lunar_birthday", "customer.age",
+                  "deposit.days_to_maturity", "deposit.business_days_to_maturity")
 _TRUE, _FALSE = "true", "false"
 
 
@@ -43,6 +47,7 @@ class CandidatePlan:
     customer_from: str | None = None  # a shard: customer ids in [customer_from, customer_to)
     customer_to: str | None = None
     birth_mmdd: frozenset[int] | None = None
+    lunar_birth_mmdd: frozenset[int] | None = None
     birth_date_from: dt.date | None = None
     birth_date_to: dt.date | None = None
     maturity_from: dt.date | None = None
@@ -122,8 +127,20 @@ def _conjuncts(node: Node) -> list[Node]:
     return [c for item in node.items for c in _conjuncts(item)] if isinstance(node, All) else [node]
 
 
-def plan_candidates(rule: Rule, today: dt.date, constants: Mapping[str, Any]) -> CandidatePlan:
-    """What to read for `rule` on `today`; `constants` holds the event and calendar namespaces."""
+def _intersect(a: tuple[dt.date | None, dt.date | None],
+               b: tuple[dt.date | None, dt.date | None]) -> tuple[dt.date | None, dt.date | None]:
+    lo = a[0] if b[0] is None else b[0] if a[0] is None else max(a[0], b[0])
+    hi = a[1] if b[1] is None else b[1] if a[1] is None else min(a[1], b[1])
+    return lo, hi
+
+
+def plan_candidates(rule: Rule, today: dt.date, constants: Mapping[str, Any],
+                    holidays: HolidayCalendar | None = None) -> CandidatePlan:
+    """What to read for `rule` on `today`; `constants` holds the event and calendar namespaces.
+
+    With the official calendar, business_days_to_maturity narrows the maturity dates read too;
+    CalendarNotAnnounced when that window needs a day it does not know (the caller reports it).
+    """
     plan = CandidatePlan(subject=rule.trigger.subject)
     if rule.trigger.event is EventType.LARGE_TRANSACTION:
         plan = replace(plan, customer_id=lookup(constants, "event.customer_id"))
@@ -150,6 +167,12 @@ def plan_candidates(rule: Rule, today: dt.date, constants: Mapping[str, Any]) ->
         if mmdd is not None and not mmdd:
             return replace(plan, never=True)
         plan = replace(plan, birth_mmdd=mmdd)
+    if "customer.days_to_lunar_birthday" in windows:
+        lo, hi = windows["customer.days_to_lunar_birthday"]
+        lunar_mmdd = lunar_birthday_mmdd_window(today, lo or 0, 384 if hi is None else hi)
+        if lunar_mmdd is not None and not lunar_mmdd:
+            return replace(plan, never=True)
+        plan = replace(plan, lunar_birth_mmdd=lunar_mmdd)
     if "customer.age" in windows:
         lo, hi = windows["customer.age"]
         # One day of slack on each side keeps 29 February births inside; the engine decides.
@@ -157,11 +180,19 @@ def plan_candidates(rule: Rule, today: dt.date, constants: Mapping[str, Any]) ->
             plan = replace(plan, birth_date_to=_minus_years(today, lo) + dt.timedelta(days=1))
         if hi is not None:
             plan = replace(plan, birth_date_from=_minus_years(today, hi + 1) - dt.timedelta(days=1))
+    maturity: tuple[dt.date | None, dt.date | None] = (None, None)
     if "deposit.days_to_maturity" in windows:
         lo, hi = windows["deposit.days_to_maturity"]
-        plan = replace(plan,
-                       maturity_from=None if lo is None else today + dt.timedelta(days=lo),
-                       maturity_to=None if hi is None else today + dt.timedelta(days=hi))
         if lo is not None and hi is not None and lo > hi:
             return replace(plan, never=True)
+        maturity = (None if lo is None else today + dt.timedelta(days=lo),
+                    None if hi is None else today + dt.timedelta(days=hi))
+    if "deposit.business_days_to_maturity" in windows and holidays is not None:
+        lo, hi = windows["deposit.business_days_to_maturity"]
+        if lo is not None and hi is not None and lo > hi:
+            return replace(plan, never=True)
+        maturity = _intersect(maturity, business_maturity_window(today, lo, hi, holidays))
+    if maturity[0] is not None and maturity[1] is not None and maturity[0] > maturity[1]:
+        return replace(plan, never=True)
+    plan = replace(plan, maturity_from=maturity[0], maturity_to=maturity[1])
     return replace(plan, where=tuple(where))

@@ -99,6 +99,8 @@ def _filters(plan: CandidatePlan) -> list[ColumnElement[bool]]:
         where.append(owner < plan.customer_to)
     if plan.birth_mmdd is not None:
         where.append(Customer.birth_mmdd.in_(sorted(plan.birth_mmdd)))
+    if plan.lunar_birth_mmdd is not None:
+        where.append(Customer.lunar_birth_mmdd.in_(sorted(plan.lunar_birth_mmdd)))
     if plan.birth_date_from is not None:
         where.append(Customer.birth_date >= plan.birth_date_from)
     if plan.birth_date_to is not None:
@@ -191,7 +193,9 @@ def select_candidates(db: Engine, plan: CandidatePlan,
     Deposits come in (customer_id, deposit_id) order, so a customer's deposits are decided in
     one order whether the run is one shard or many.
 
-    Relies on: ix_customers_birth_mmdd (birthdays), ix_deposits_maturity_date (maturities),
+    Relies on: ix_customers_birth_mmdd (birthdays), ix_customers_lunar_birth_mmdd (lunar
+    birthdays: lunar_birth_mmdd, then birthday_calendar, so a rule for the lunar customers reads
+    only theirs), ix_deposits_maturity_date (maturities, business days included),
     the primary keys and ix_deposits_customer_deposit (order and shard ranges),
     ix_holdings_product_code / ix_deposits_product_code (holders of a product). Writes nothing.
     """

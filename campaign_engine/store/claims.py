@@ -4,7 +4,10 @@ A message moves queued/scheduled -> sending (claimed by one worker until its
 claim expires) -> sent | failed, or back to queued with a later due_at (a retry,
 or a claim released unsent). Every outcome is written only while the row is
 still claimed by the worker writing it: a worker whose claim expired and was
-taken over by another cannot overwrite the newer state.
+taken over by another cannot overwrite the newer state. A live worker renews its
+claims (renew_claims) every few seconds, so a claim expires only when its worker
+died or stopped renewing: the lease can be short and a dead worker's claims are
+taken over soon.
 
 The claim is one UPDATE ... RETURNING. On SQLite it runs inside BEGIN IMMEDIATE
 (see write_transaction), so it holds the database's one write lock from its first
@@ -64,9 +67,10 @@ def write_transaction(conn: Connection, *, immediate: bool = True) -> Iterator[C
 
 @contextmanager
 def autocommit_connection(engine: Engine) -> Iterator[Connection]:
-    """A connection on which every statement commits by itself: one round trip per recorded send.
+    """A connection on which every statement commits by itself: one round trip per recorded outcome.
 
-    For mark_sent, one message at a time (a single-row UPDATE is atomic alone).
+    For the outcomes (mark_sent, mark_retry, mark_failed), one message at a time (a
+    single-row UPDATE is atomic alone), and for renew_claims (one UPDATE).
     PostgreSQL: the session also runs with synchronous_commit off (reset before the
     connection goes back to the pool), so a commit does not wait for the WAL flush:
     the row is visible to every session at once and survives a worker crash; only a
@@ -95,7 +99,7 @@ def claim_due(conn: Connection, *, worker: str, now: dt.datetime, limit: int, le
     """Claim up to `limit` due messages of these channels for `worker`, earliest due first.
 
     Due: queued or scheduled with due_at <= now, or sending with an expired claim
-    (its worker died or overran its lease: the message may or may not have been
+    (its worker died or stopped renewing it: the message may or may not have been
     sent, and is taken over). Each status is read in due_at order through
     ix_messages_status_due (status, due_at), limited, and the union of the three
     short lists is cut to `limit`: an IN over the statuses would sort every due
@@ -156,14 +160,36 @@ _MARK_RETRY = _outcome(status=MessageStatus.QUEUED.value, due_at=bindparam("m_du
 _MARK_FAILED = _outcome(status=MessageStatus.FAILED.value, error=bindparam("m_error"))
 
 
+_RENEW = (update(_messages)
+          .where(_c.id.in_(bindparam("m_ids", expanding=True)), _c.claimed_by == bindparam("m_worker"),
+                 _c.status == _SENDING, _c.claim_expires_at >= bindparam("m_now"))
+          .values(claim_expires_at=bindparam("m_until"))
+          .returning(_c.id))
+
+
+def renew_claims(conn: Connection, message_ids: Sequence[int], *, worker: str, now: dt.datetime,
+                 lease: dt.timedelta) -> set[int]:
+    """Extend `worker`'s claims on these messages to now + lease; the ids whose claim was extended.
+
+    Primary-key updates (one IN list); writes claim_expires_at only. Only a claim
+    this worker still holds is extended: one taken over by another worker, given
+    an outcome, released, or already expired (claim_due may take it over from
+    `now` on) is left alone and not returned, and its worker must not send it.
+    """
+    if not message_ids:
+        return set()
+    params = {"m_ids": list(message_ids), "m_worker": worker, "m_now": now, "m_until": now + lease}
+    return {int(i) for i in conn.execute(_RENEW, params).scalars()}
+
+
 def mark_sent(conn: Connection, message_id: int, *, worker: str, provider: str,
               provider_message_id: str | None, now: dt.datetime) -> bool:
     """Record one message as sent, if `worker` still holds its claim; whether it applied.
 
     Primary-key update; writes status=sent, sent_at, provider, provider_message_id,
-    clears the claim and any earlier attempt's error. The worker records each send
-    on its own (autocommit_connection) before the next one, so a crash leaves at
-    most the message in flight unrecorded.
+    clears the claim and any earlier attempt's error. The worker records each
+    outcome on its own (autocommit_connection) before its next send, so a crash
+    leaves at most the message in flight unrecorded.
     """
     return mark_sent_many(conn, [(message_id, provider, provider_message_id)], worker=worker, now=now) == 1
 

@@ -11,7 +11,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .models import Consent, Customer, Deposit, Message, Product
 from .suppression import normalize
 
-_CUSTOMER_COLS = [c for c in Customer.__table__.c if c.name != "birth_mmdd"]
+# the indexed birthday keys are derived from birth_date: not part of a customer as the API shows it
+_CUSTOMER_COLS = [c for c in Customer.__table__.c if c.name not in ("birth_mmdd", "lunar_birth_mmdd")]
 
 
 def list_customers(conn: Connection, *, limit: int, after: str | None = None,

@@ -52,6 +52,9 @@ def table_of(model: type[Base]) -> Table:
 
 class Customer(Base):
     __tablename__ = "customers"
+    # Lunar-birthday windows select through this index; with birthday_calendar in it, a rule for
+    # the customers who celebrate theirs (birthday_calendar = 'lunar') fetches only their rows.
+    __table_args__ = (Index("ix_customers_lunar_birth_mmdd", "lunar_birth_mmdd", "birthday_calendar"),)
 
     customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
@@ -59,6 +62,9 @@ class Customer(Base):
     birth_date: Mapped[dt.date | None] = mapped_column(Date)
     # month * 100 + day of birth_date: birthday windows select through this index.
     birth_mmdd: Mapped[int | None] = mapped_column(SmallInteger, index=True)
+    birthday_calendar: Mapped[str] = mapped_column(String(8), default="solar", server_default="solar")
+    # the lunar (month, day) of the birth date as month*100+day (facts.derived.lunar_birth_mmdd)
+    lunar_birth_mmdd: Mapped[int | None] = mapped_column(SmallInteger)
     # Indexed: an SMS reply or an unsubscribe finds its customers by address.
     mobile: Mapped[str | None] = mapped_column(String(20), index=True)
     email: Mapped[str | None] = mapped_column(String(254), index=True)
@@ -183,11 +189,17 @@ class RunRuleStats(Base):
     matched: Mapped[int] = mapped_column(Integer, default=0)
     queued: Mapped[int] = mapped_column(Integer, default=0)
     scheduled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    held_out: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     suppressed: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     seconds: Mapped[float] = mapped_column(Numeric(10, 3), default=0)
+    skipped: Mapped[str | None] = mapped_column(Text)  # why it did not run on the date (workdays_only)
+
+
+# The columns of a rule's contacts the effect report reads (store.effect), beside rule_id and created_at.
+EFFECT_COLUMNS = ["id", "customer_id", "status", "held_out_by", "due_at", "sent_at"]
 
 
 class Message(Base):
@@ -196,7 +208,9 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_customer_created", "customer_id", "created_at"),
-        Index("ix_messages_rule_created", "rule_id", "created_at"),
+        # A rule's messages by time; on PostgreSQL it also carries what the effect report reads
+        # (store.effect), so that report scans the index alone, never the outbox's wide rows.
+        Index("ix_messages_rule_created", "rule_id", "created_at", postgresql_include=EFFECT_COLUMNS),
         Index("ix_messages_status_created", "status", "created_at"),
         # The delivery worker claims due messages through this index.
         Index("ix_messages_status_due", "status", "due_at", "id"),  # claims: oldest due, then queue order
@@ -235,6 +249,33 @@ class Message(Base):
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(128), index=True)
     suppressed_reason: Mapped[str | None] = mapped_column(String(32))
+    # Operator retries (pipeline.retry): one entry per retry, with what the message was before it
+    # (status, error, attempts, channel) and who retried it when; `retries` counts them and is the
+    # version a retry's write checks, so two retries of one message never both apply.
+    history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, server_default="[]")
+    retries: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    # status held_out (issue #11): `rule` (the rule's own holdout) or `control_group` (the global one)
+    held_out_by: Mapped[str | None] = mapped_column(String(16))
+
+
+class Conversion(Base):
+    """Something a customer did that a rule's goal may count: from the API, a CSV import, or the
+    deposit and holdings imports (store.conversions). Recorded once per conversion_id."""
+
+    __tablename__ = "conversions"
+    __table_args__ = (
+        # The effect report joins a rule's contacts to their customers' conversions in a time window.
+        Index("ix_conversions_customer_occurred", "customer_id", "occurred_at"),
+    )
+
+    conversion_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(24))
+    product_code: Mapped[str | None] = mapped_column(String(32))
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    source: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class AuditEntry(Base):

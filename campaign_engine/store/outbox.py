@@ -15,7 +15,7 @@ from .models import Message, table_of
 MESSAGE_COLUMNS = ("id", "rule_id", "customer_id", "subject_type", "subject_id", "channel",
                    "recipient", "status", "subject", "body", "html", "sms_segments", "error",
                    "category", "priority", "run_id", "dedupe_key", "consent_source", "consent_at",
-                   "created_at")
+                   "created_at", "due_at", "history")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Written:
     """An idempotency key already in the outbox: which run wrote it and what that run decided."""
 
     run_id: int
-    outcome: str  # queued, scheduled (due after it was written) or failed (nothing rendered)
+    outcome: str  # queued, scheduled (due after it was written), held_out, or failed (nothing rendered)
 
 
 def existing_dedupe_keys(conn: Connection, keys: Sequence[str]) -> dict[str, Written]:
@@ -31,9 +31,10 @@ def existing_dedupe_keys(conn: Connection, keys: Sequence[str]) -> dict[str, Wri
     if not keys:
         return {}
     rows = conn.execute(select(Message.dedupe_key, Message.run_id, Message.body.is_(None),
-                               Message.due_at > Message.created_at).where(one_of(conn, Message.dedupe_key, keys)))
-    return {key: Written(run_id, "failed" if no_body else "scheduled" if later else "queued")
-            for key, run_id, no_body, later in rows}
+                               Message.due_at > Message.created_at, Message.status == "held_out")
+                        .where(one_of(conn, Message.dedupe_key, keys)))
+    return {key: Written(run_id, "held_out" if held else "failed" if no_body else "scheduled" if later else "queued")
+            for key, run_id, no_body, later, held in rows}
 
 
 def insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -62,7 +63,10 @@ def query_messages(conn: Connection, *, rule_id: str | None = None, customer_id:
                    created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,
                    limit: int = 100, after_id: int | None = None,
                    message_id: int | None = None) -> list[dict[str, Any]]:
-    """Messages, newest first, filtered; `after_id` pages backwards by id."""
+    """Messages, newest first, filtered; `after_id` pages backwards by id.
+
+    Contact data comes back as stored: callers mask it for whoever they answer (campaign_engine.masking).
+    """
     query = select(*(getattr(Message, c) for c in MESSAGE_COLUMNS))
     filters: Iterable[Any] = [
         f for f in (
@@ -81,7 +85,8 @@ def query_messages(conn: Connection, *, rule_id: str | None = None, customer_id:
     return [dict(r) for r in rows]
 
 
-PLANNED = ("queued", "scheduled", "sending", "sent", "delivered")
+# held_out counts: a held-out customer keeps the slot the message would have taken (issue #11)
+PLANNED = ("queued", "scheduled", "sending", "sent", "delivered", "held_out")
 
 
 def planned_marketing(conn: Connection, customer_ids: Sequence[str],
@@ -122,3 +127,28 @@ def record_receipt(conn: Connection, *, provider: str, provider_message_id: str,
         values = {"status": "failed", "error": f"receipt: {error or 'not delivered'}"[:500]}
         query = query.where(Message.status.in_(("sending", "sent")))
     return conn.execute(query.values(**values)).rowcount > 0
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """The message an idempotency key already has, as a preview shows it."""
+
+    id: int
+    run_id: int
+    status: str  # MessageStatus: where it stands now (queued, scheduled, sent, failed, ...)
+    channel: str
+    due_at: dt.datetime | None
+
+
+def outbox_entries(conn: Connection, keys: Sequence[str]) -> dict[str, OutboxEntry]:
+    """The messages already written for these idempotency keys (the unique index on dedupe_key).
+
+    What a preview says instead of a hypothetical decision; existing_dedupe_keys answers the
+    run's narrower question (which run wrote it, and what it decided then).
+    """
+    if not keys:
+        return {}
+    rows = conn.execute(select(Message.dedupe_key, Message.id, Message.run_id, Message.status, Message.channel,
+                               Message.due_at).where(one_of(conn, Message.dedupe_key, keys)))
+    return {key: OutboxEntry(message_id, run_id, status, channel, due_at)
+            for key, message_id, run_id, status, channel, due_at in rows}

@@ -156,9 +156,9 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
         "shards": shard_summary(conn, run_id),
         "rules": [{
             "rule": s.rule_id, "candidates": s.candidates, "matched": s.matched, "queued": s.queued,
-            "scheduled": s.scheduled,
+            "scheduled": s.scheduled, "held_out": s.held_out,
             "duplicates": s.duplicates, "failed": s.failed, "suppressed": dict(s.suppressed or {}),
-            "error": s.error, "seconds": float(s.seconds),
+            "error": s.error, "seconds": float(s.seconds), "skipped": s.skipped,
             "delivery": delivery.get(s.rule_id, {}),
         } for s in stats],
     }

@@ -17,9 +17,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from ..errors import AlreadyRecorded, StoreError
+from ..effect.report import EffectCounts
+from ..rulebook.model import Goal
 from ..selection.plan import CandidatePlan
 from ..vocabulary import RunKind, ShardStatus
 from . import candidates, outbox, runs, suppression
+from . import retries
 from .candidates import Candidate
 from .outbox import Written
 
@@ -75,12 +78,39 @@ class SqlStore:
         with self.engine.connect() as conn:
             return candidates.load_product(conn, code)
 
+    @_translated
+    def known_products(self) -> dict[str, str]:
+        """Product code -> type, every product: the catalogue that rule files and events name (the
+        products table is the bank's catalogue, hundreds of rows: read whole, by primary key)."""
+        from sqlalchemy import select
+
+        from .models import Product
+
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(Product.product_code, Product.type)).tuples().all())
+
+    @_translated
+    def customer_exists(self, customer_id: str) -> bool:
+        """Whether a customer id is known (one primary-key lookup)."""
+        from sqlalchemy import select
+
+        from .models import Customer
+
+        with self.engine.connect() as conn:
+            return conn.execute(select(Customer.customer_id).where(Customer.customer_id == customer_id)
+                                .limit(1)).first() is not None
+
     # ------------------------------------------------------------------ outbox and contact state
 
     @_translated
     def existing_messages(self, dedupe_keys: Sequence[str]) -> dict[str, Written]:
         with self.engine.connect() as conn:
             return outbox.existing_dedupe_keys(conn, dedupe_keys)
+
+    @_translated
+    def outbox_entries(self, dedupe_keys: Sequence[str]) -> dict[str, outbox.OutboxEntry]:
+        with self.engine.connect() as conn:
+            return outbox.outbox_entries(conn, dedupe_keys)
 
     @_translated
     def insert_messages(self, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -157,6 +187,36 @@ class SqlStore:
     def run_report(self, run_id: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             return runs.get_run(conn, run_id)
+
+    # ------------------------------------------------------------------ retries of failed messages
+
+    @_translated
+    def messages_by_id(self, message_ids: Sequence[int]) -> list[retries.StoredMessage]:
+        with self.engine.connect() as conn:
+            return retries.messages_by_id(conn, message_ids)
+
+    @_translated
+    def messages_to_retry(self, *, status: str, run_id: int | None, rule_id: str | None,
+                          after_id: int | None, limit: int) -> list[retries.StoredMessage]:
+        with self.engine.connect() as conn:
+            return retries.messages_to_retry(conn, status=status, run_id=run_id, rule_id=rule_id,
+                                             after_id=after_id, limit=limit)
+
+    @_translated
+    def apply_retries(self, outcomes: Sequence[dict[str, Any]]) -> set[int]:
+        """Write retry outcomes onto their rows (each only if still failed at the count read)."""
+        return retries.apply_retries(self.engine, outcomes)
+
+    # ------------------------------------------------------------------ measuring effect
+
+    @_translated
+    def effect_counts(self, *, rule_id: str, goal: Goal, holdout_group: str, since: dt.datetime | None,
+                      until: dt.datetime | None, run_id: int | None, now: dt.datetime) -> EffectCounts:
+        from . import effect
+
+        with self.engine.connect() as conn:
+            return effect.effect_counts(conn, rule_id=rule_id, goal=goal, holdout_group=holdout_group,
+                                        since=since, until=until, run_id=run_id, now=now)
 
 
 __all__ = ["SqlStore", "Candidate", "Written"]

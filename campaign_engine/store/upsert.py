@@ -20,6 +20,7 @@ from typing import Any, Self
 from sqlalchemy import Boolean, Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..facts.derived import birth_mmdd, lunar_birth_mmdd
 from ..imports import KINDS
 from ..vocabulary import Channel
 from .bulk import bind_processor, copy_into_temp, drop_temp
@@ -43,7 +44,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "customers": {"gender": None, "birth_date": None, "mobile": None, "email": None, "city": None,
                   "branch": None, "risk_level": None, "aum": Decimal(0), "rate_sensitive": False,
-                  "do_not_contact": False, "language": "zh", "manager_id": None},
+                  "do_not_contact": False, "language": "zh", "manager_id": None, "birthday_calendar": "solar"},
     "products": {"rate": None, "min_amount": None, "launch_date": None},
     "deposits": {"product_code": None, "rate": None, "open_date": None, "maturity_date": None,
                  "auto_renew": False},
@@ -70,23 +71,25 @@ def _column(rows: Sequence[Mapping[str, Any]], name: str, defaults: Mapping[str,
 
 def _stage_upsert(conn: Connection, table: Table, keys: tuple[str, ...],
                   columns: dict[str, list[Any] | _Same], n: int,
-                  where: Callable[[Any], Any] | None = None) -> Callable[[], None]:
+                  where: Callable[[Any], Any] | None = None,
+                  insert_only: tuple[str, ...] = ()) -> Callable[[], None]:
     """Prepare writing n rows given column-wise; the returned call runs the upsert itself,
-    INSERT .. ON CONFLICT (keys) DO UPDATE SET the rest [WHERE where], in the same transaction.
+    INSERT .. ON CONFLICT (keys) DO UPDATE SET the rest but `insert_only` [WHERE where], in the
+    same transaction.
 
     On PostgreSQL preparing sends the rows (COPY into a temporary table); on SQLite it does nothing.
     """
     if conn.dialect.name == "postgresql":
-        return _stage_upsert_postgresql(conn, table, keys, columns, n, where)
+        return _stage_upsert_postgresql(conn, table, keys, columns, n, where, insert_only)
     if conn.dialect.name == "sqlite":
-        return partial(_execute_upsert_sqlite, conn, table, keys, columns, n, where)
+        return partial(_execute_upsert_sqlite, conn, table, keys, columns, n, where, insert_only)
     raise NotImplementedError(  # pragma: no cover - only the two supported databases
         f"upsert is not implemented for {conn.dialect.name}")
 
 
 def _execute_upsert_sqlite(conn: Connection, table: Table, keys: tuple[str, ...],
                            columns: dict[str, list[Any] | _Same], n: int,
-                           where: Callable[[Any], Any] | None) -> None:
+                           where: Callable[[Any], Any] | None, insert_only: tuple[str, ...] = ()) -> None:
     """One driver-level executemany of a statement compiled once, values processed column-wise."""
     # SQLAlchemy's own bind processors keep the stored formats; its per-row parameter handling
     # would cost a third of the import speed.
@@ -95,7 +98,7 @@ def _execute_upsert_sqlite(conn: Connection, table: Table, keys: tuple[str, ...]
     names = list(columns)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys),
-        set_={name: stmt.excluded[name] for name in names if name not in keys},
+        set_={name: stmt.excluded[name] for name in names if name not in keys and name not in insert_only},
         where=where(stmt) if where is not None else None)
     compiled = stmt.compile(dialect=dialect, column_keys=names)
     order = list(compiled.positiontup or names)
@@ -117,7 +120,8 @@ def _execute_upsert_sqlite(conn: Connection, table: Table, keys: tuple[str, ...]
 
 def _stage_upsert_postgresql(conn: Connection, table: Table, keys: tuple[str, ...],
                              columns: dict[str, list[Any] | _Same], n: int,
-                             where: Callable[[Any], Any] | None) -> Callable[[], None]:
+                             where: Callable[[Any], Any] | None,
+                             insert_only: tuple[str, ...] = ()) -> Callable[[], None]:
     """COPY the rows into a temporary table; the returned call upserts them from there."""
     # COPY is the cheapest way in for client and server alike: with it (and Batches) 1,000,000
     # customers import from CSV in 32 s instead of 62 s with INSERT .. SELECT FROM unnest(arrays).
@@ -135,7 +139,7 @@ def _stage_upsert_postgresql(conn: Connection, table: Table, keys: tuple[str, ..
     stmt = postgresql.insert(table).from_select(names, select(*(temp.c[name] for name in names)))
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys),
-        set_={name: stmt.excluded[name] for name in names if name not in keys},
+        set_={name: stmt.excluded[name] for name in names if name not in keys and name not in insert_only},
         where=where(stmt) if where is not None else None)
 
     def upsert() -> None:
@@ -185,15 +189,22 @@ def stage_rows(conn: Connection, kind: str, rows: list[dict[str, Any]], *,
         for c in table.columns:
             columns[c.name] = _column(unique, c.name, defaults)
         return n, _stage_upsert(conn, table, _KEYS[kind], columns, n)
+    # Rows that do not carry birthday_calendar at all (a file from before the column) leave the
+    # stored value as it is; a new customer gets the column's default, solar.
+    keep_calendar = not any("birthday_calendar" in r for r in unique)
     for c in table.columns:
-        if c.name == "birth_mmdd":
-            births = (r.get("birth_date") for r in unique)
-            columns[c.name] = [b.month * 100 + b.day if b else None for b in births]
+        if c.name == "birth_mmdd":  # the indexed keys of the birthday windows (selection/plan.py)
+            columns[c.name] = [birth_mmdd(r.get("birth_date")) for r in unique]
+        elif c.name == "lunar_birth_mmdd":
+            columns[c.name] = [lunar_birth_mmdd(r.get("birth_date")) for r in unique]
+        elif c.name == "birthday_calendar" and keep_calendar:
+            columns[c.name] = _Same(defaults[c.name])  # for new customers only (insert_only)
         elif c.name == "updated_at":
             columns[c.name] = _Same(now)
         else:
             columns[c.name] = _column(unique, c.name, defaults)
-    steps = [_stage_upsert(conn, table, _KEYS[kind], columns, n)]
+    steps = [_stage_upsert(conn, table, _KEYS[kind], columns, n,
+                           insert_only=("birthday_calendar",) if keep_calendar else ())]
     ids = [r["customer_id"] for r in unique]
     for channel, key in ((Channel.SMS.value, "sms_consent"), (Channel.EMAIL.value, "email_consent")):
         granted = [r.get(key) for r in unique]

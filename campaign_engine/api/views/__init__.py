@@ -1,5 +1,5 @@
 """The API's blueprints, in registration order."""
 
-from . import customers, events, health, messages, rules, runs, webhooks
+from . import customers, effect, events, health, messages, retries, rules, runs, webhooks
 
-BLUEPRINTS = [health.blp, rules.blp, events.blp, runs.blp, messages.blp, customers.blp, webhooks.blp]
+BLUEPRINTS = [health.blp, rules.blp, events.blp, runs.blp, messages.blp, retries.blp, customers.blp, effect.blp, webhooks.blp]

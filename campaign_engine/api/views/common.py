@@ -8,8 +8,8 @@ from typing import Any
 import marshmallow as ma
 from flask import current_app, g, url_for
 
+from ... import masking
 from ...errors import NotFound
-from ...rendering import filters
 from ...store import audit
 
 
@@ -47,15 +47,13 @@ def record(action: str, target: str | None, details: dict[str, Any] | None = Non
 
 
 def mask_mobile(value: str | None) -> str | None:
-    """The template filter's masking (138****5678), for audit details; None stays None."""
-    return filters.mask_mobile(value) if value else None
+    """campaign_engine.masking's 138****5678, for audit details; None stays None."""
+    return masking.mask_mobile(value) if value else None
 
 
 def mask_email(value: str | None) -> str | None:
-    if not value or "@" not in value:
-        return value and "***"
-    name, _, domain = value.partition("@")
-    return f"{name[:1]}***@{domain}"
+    """campaign_engine.masking's z***@example.com, for audit details; None stays None."""
+    return masking.mask_email(value) if value else value
 
 
 class PageArgs(ma.Schema):
@@ -70,10 +68,14 @@ class RuleCountsSchema(ma.Schema):
     matched = ma.fields.Integer()
     queued = ma.fields.Integer()
     scheduled = ma.fields.Integer()
+    held_out = ma.fields.Integer(metadata={"description": "held out (the rule's holdout or the control group): "
+                                                          "recorded as held_out messages, never sent"})
     duplicates = ma.fields.Integer()
     failed = ma.fields.Integer()
     suppressed = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
     error = ma.fields.String(allow_none=True)
+    skipped = ma.fields.String(metadata={"description": "why the rule did not run on the date (workdays_only on "
+                                                       "an official non-working day); absent when it ran"})
     seconds = ma.fields.Float()
     delivery = ma.fields.Dict(metadata={"description": "its messages now: counts per status (queued, scheduled, "
                                                       "sending, sent, delivered, failed) and suppressed by reason"})
@@ -113,6 +115,11 @@ class RunAcceptedSchema(ma.Schema):
     url = ma.fields.String(required=True)
 
 
+# The OpenAPI description of every contact-data field (campaign_engine.masking is the policy).
+CONTACT_DATA_NOTE = ("masked (138****5678, z***@example.com) unless the key's role is admin, or an operator "
+                     "(or admin) asks `reveal=contact` with a `reason`, which is written to the audit log")
+
+
 class MessageSchema(ma.Schema):
     id = ma.fields.Integer()
     run_id = ma.fields.Integer()
@@ -123,7 +130,7 @@ class MessageSchema(ma.Schema):
     subject_type = ma.fields.String()
     subject_id = ma.fields.String()
     channel = ma.fields.String()
-    recipient = ma.fields.String(allow_none=True)
+    recipient = ma.fields.String(allow_none=True, metadata={"description": CONTACT_DATA_NOTE})
     status = ma.fields.String()
     subject = ma.fields.String(allow_none=True)
     body = ma.fields.String(allow_none=True)
@@ -134,6 +141,12 @@ class MessageSchema(ma.Schema):
     consent_at = ma.fields.DateTime(allow_none=True)
     dedupe_key = ma.fields.String()
     created_at = ma.fields.DateTime()
+    history = ma.fields.List(ma.fields.Dict(), allow_none=True, metadata={
+        "description": "each operator retry: at, by, previous_status, previous_error, previous_attempts, "
+                       "previous_channel, outcome, error (suppressed_reason when the policy refused it)"})
+    due_at = ma.fields.DateTime(allow_none=True, metadata={
+        "description": "when it may next be attempted: its creation, the start of its channel's sending "
+                       "window (quiet hours), or a retry's backoff"})
 
 
 class MessagePageSchema(ma.Schema):

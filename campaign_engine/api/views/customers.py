@@ -20,7 +20,9 @@ from ...vocabulary import Tier
 from ..auth import ADMIN, READ
 from ..blueprint import ApiBlueprint
 from ..errors import ErrorSchema
-from .common import MessagePageSchema, PageArgs, mask_email, mask_mobile, now, page, record, services, today
+from .common import (CONTACT_DATA_NOTE, MessagePageSchema, PageArgs, mask_email, mask_mobile, now, page, record,
+                     services, today)
+from .contact_data import CUSTOMER_CONTACT_FIELDS, RevealArgs, access, present
 from .messages import MessageQuery, message_page
 
 blp = ApiBlueprint("customers", __name__, url_prefix="/api/v1",
@@ -43,8 +45,8 @@ class CustomerSchema(ma.Schema):
     name = ma.fields.String()
     gender = ma.fields.String(allow_none=True)
     birth_date = ma.fields.Date(allow_none=True)
-    mobile = ma.fields.String(allow_none=True)
-    email = ma.fields.String(allow_none=True)
+    mobile = ma.fields.String(allow_none=True, metadata={"description": CONTACT_DATA_NOTE})
+    email = ma.fields.String(allow_none=True, metadata={"description": CONTACT_DATA_NOTE})
     city = ma.fields.String(allow_none=True)
     branch = ma.fields.String(allow_none=True)
     tier = ma.fields.String()
@@ -54,6 +56,8 @@ class CustomerSchema(ma.Schema):
     do_not_contact = ma.fields.Boolean()
     language = ma.fields.String()
     manager_id = ma.fields.String(allow_none=True)
+    birthday_calendar = ma.fields.String(metadata={"description": "solar or lunar: which birthday the customer "
+                                                                "celebrates (lunar: greeted on the 农历生日)"})
     updated_at = ma.fields.DateTime()
     consents = ma.fields.List(ma.fields.Nested(ConsentSchema))
 
@@ -63,7 +67,7 @@ class CustomerPageSchema(ma.Schema):
     next = ma.fields.String(allow_none=True)
 
 
-class CustomerQuery(PageArgs):
+class CustomerQuery(PageArgs, RevealArgs):
     tier = ma.fields.String(validate=ma.validate.OneOf(TIERS))
     city = ma.fields.String(validate=ma.validate.Length(max=32))
     branch = ma.fields.String(validate=ma.validate.Length(max=64))
@@ -100,6 +104,9 @@ class CustomerInSchema(ma.Schema):
     do_not_contact = ma.fields.Boolean(load_default=False)
     language = ma.fields.String(load_default="zh", validate=ma.validate.Length(min=1, max=8))
     manager_id = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=32))
+    birthday_calendar = ma.fields.String(load_default="solar", validate=ma.validate.OneOf(["solar", "lunar"]),
+                                         metadata={"description": "which birthday the customer celebrates: solar "
+                                                                  "(公历, the default) or lunar (农历)"})
 
 
 class ConsentInSchema(ma.Schema):
@@ -115,6 +122,7 @@ class ImportReportSchema(ma.Schema):
     kind = ma.fields.String()
     rows = ma.fields.Integer()
     upserted = ma.fields.Integer()
+    refused = ma.fields.Integer(metadata={"description": "rows refused (each has its problems): rows = upserted + refused"})
     ok = ma.fields.Boolean()
     problems = ma.fields.List(ma.fields.Dict())
 
@@ -187,20 +195,27 @@ def _customer_with_consents(conn, customer_id: str) -> dict[str, Any]:  # type: 
 @blp.arguments(CustomerQuery, location="query")
 @blp.response(200, CustomerPageSchema)
 def list_customers(args):  # type: ignore[no-untyped-def]
-    """Customers in id order, filtered; page with `after`."""
+    """Customers in id order, filtered; page with `after`. Mobile and email masked unless the key's
+    role is admin, or an operator asks `reveal=contact` with a `reason` (audited)."""
+    decided = access(args)
     filters = {k: args.get(k) for k in ("tier", "city", "branch", "manager_id", "risk_level")}
     with services().db.connect() as conn:
         items = store.list_customers(conn, limit=args["limit"], after=args.get("after"), **filters)
+    items = present(items, CUSTOMER_CONTACT_FIELDS, decided, args, target="customers", key="customer_id")
     return page(items, args["limit"], "customer_id")
 
 
 @blp.route("/customers/<customer_id>", methods=["GET"])
 @blp.secured(READ)
+@blp.arguments(RevealArgs, location="query")
 @blp.response(200, CustomerSchema)
-def get_customer(customer_id: str):  # type: ignore[no-untyped-def]
-    """One customer with current consents."""
+def get_customer(args, customer_id: str):  # type: ignore[no-untyped-def]
+    """One customer with current consents; mobile and email masked as in the list."""
+    decided = access(args)
     with services().db.connect() as conn:
-        return _customer_with_consents(conn, customer_id)
+        customer = _customer_with_consents(conn, customer_id)
+    return present([customer], CUSTOMER_CONTACT_FIELDS, decided, args, target=f"customer:{customer_id}",
+                   key="customer_id")[0]
 
 
 @blp.route("/customers/<customer_id>", methods=["PUT"])
@@ -266,11 +281,12 @@ def put_consent(body, customer_id: str, channel: str):  # type: ignore[no-untype
 @blp.arguments(MessageQuery, location="query")
 @blp.response(200, MessagePageSchema)
 def customer_messages(args, customer_id: str):  # type: ignore[no-untyped-def]
-    """A customer's contact history, newest first."""
+    """A customer's contact history, newest first; recipients masked as in /messages."""
+    decided = access(args)
     with services().db.connect() as conn:
         if store.get_customer(conn, customer_id) is None:
             raise NotFound("customer", customer_id)
-    return message_page(args, customer_id=customer_id)
+    return message_page(args, decided, target=f"customer:{customer_id}:messages", customer_id=customer_id)
 
 
 @blp.route("/imports/<any(customers, products, deposits, holdings):kind>", methods=["POST"])
@@ -288,11 +304,13 @@ def import_file(kind: str):  # type: ignore[no-untyped-def]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{kind}.csv"
         path.write_bytes(request.get_data())
-        report = import_csv(services().db, kind, path, now=now())
-    record("import", kind, {"rows": report.rows, "upserted": report.upserted, "problems": len(report.problems)})
+        report = import_csv(services().db, kind, path, now=now(), tz=services().settings.tz)
+    record("import", kind, {"rows": report.rows, "upserted": report.upserted, "refused": report.refused,
+                            "problems": len(report.problems)})
     # Problems name the request body, not the server's temporary file.
     problems = [{**p.as_dict(), "file": "request body"} for p in report.problems]
-    return {"kind": kind, "rows": report.rows, "upserted": report.upserted, "ok": report.ok,
+    return {"kind": kind, "rows": report.rows, "upserted": report.upserted, "refused": report.refused,
+            "ok": report.ok,
             "problems": problems}
 
 

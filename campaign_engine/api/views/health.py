@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from ...pipeline.validate import calendar_warnings
 from ...store import fires, scheduler_jobs
 from ...store.db import ping
 from ..blueprint import ApiBlueprint
-from .common import services
+from .common import services, today
 
 blp = ApiBlueprint("health", __name__, url_prefix="", description="Probes")
 
@@ -22,6 +23,8 @@ class ReadySchema(ma.Schema):
     rules = ma.fields.Integer()
     rule_problems = ma.fields.Integer()
     scheduler = ma.fields.String()
+    calendar = ma.fields.String(metadata={"description": "the official calendar on today's date: announced, or "
+                                                       "why not and which rules it stops (the others run)"})
 
 
 def _scheduler_state(svc) -> str:  # type: ignore[no-untyped-def]
@@ -52,8 +55,11 @@ def readyz():  # type: ignore[no-untyped-def]
         database = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         database = f"unreachable: {type(exc).__name__}"
+    day = today()
+    unannounced = calendar_warnings(svc.rulebook, svc.holidays, day)
     body = {"database": database, "rules": len(svc.rulebook.rules), "rule_problems": len(svc.rulebook.problems),
-            "scheduler": _scheduler_state(svc) if database == "ok" else "unknown"}
+            "scheduler": _scheduler_state(svc) if database == "ok" else "unknown",
+            "calendar": unannounced[0].reason if unannounced else f"announced for {day}"}
     ready = database == "ok" and bool(svc.rulebook.rules)
     body["status"] = "ready" if ready else "not ready"
     return body, 200 if ready else 503

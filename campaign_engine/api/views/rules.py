@@ -8,7 +8,8 @@ import marshmallow as ma
 from flask import request
 
 from ...errors import NotFound, Problem
-from ...pipeline import preview, validate_rules
+from ...pipeline import preview
+from ...pipeline.validate import calendar_warnings, catalogue_warnings, read_catalogue, validate_rules
 from ...rulebook.loader import Rulebook, parse_rule_text
 from ...rulebook.model import All, AnyOf, FieldRef, Node, Not, Rule
 from ..auth import READ, RULES
@@ -71,6 +72,8 @@ class ValidateResultSchema(ma.Schema):
     valid = ma.fields.Boolean()
     rules = ma.fields.List(ma.fields.String())
     problems = ma.fields.List(ma.fields.Nested(ProblemSchema))
+    warnings = ma.fields.List(ma.fields.Nested(ProblemSchema), metadata={
+        "description": "what could not be checked: product references while no products are loaded"})
 
 
 class ReloadResultSchema(ma.Schema):
@@ -151,7 +154,8 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
     **{t: {"schema": {"type": "string"}} for t in YAML_TYPES[::2]}}})
 @blp.response(200, ValidateResultSchema)
 def validate():  # type: ignore[no-untyped-def]
-    """Check rule YAML (and render its templates against a sample) without loading it.
+    """Check rule YAML without loading it: templates rendered against a sample, product codes and
+    types checked against the products in the database.
 
     The body is the rule file itself (Content-Type application/yaml or text/yaml), or JSON
     `{"source": "<yaml>", "file": "name.yaml"}`.
@@ -178,8 +182,11 @@ def validate():  # type: ignore[no-untyped-def]
     problems += [Problem(f"no template folder {r.template}/", file=r.file, line=r.line, rule=r.id,
                          field="template") for r in missing]
     rulebook = Rulebook({r.id: r for r in rules if r not in missing})
-    problems += validate_rules(rulebook, svc.templates, svc.settings)
-    return {"valid": not problems, "rules": [r.id for r in rules], "problems": [p.as_dict() for p in problems]}
+    catalogue = read_catalogue(svc.store)
+    problems += validate_rules(rulebook, svc.templates, svc.settings, catalogue)
+    return {"valid": not problems, "rules": [r.id for r in rules], "problems": [p.as_dict() for p in problems],
+            "warnings": [w.as_dict() for w in catalogue_warnings(rulebook, catalogue)
+                         + calendar_warnings(rulebook, svc.holidays, today())]}
 
 
 @blp.route("/reload", methods=["POST"])

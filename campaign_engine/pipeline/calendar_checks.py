@@ -1,0 +1,85 @@
+"""What a rule's run date needs from the official calendar, decided once before any candidate is read.
+
+The official calendar (facts/official.py) knows a year only once the State Council's notice for it
+is in config/holidays.yaml. A rule that reads an official field on a day it does not know is
+reported with the year and the fields, never run as if every such field were false; a
+`workdays_only` schedule on an official non-working day is skipped, with the reason in the run
+report. Pure: values in, values out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..errors import CampaignEngineError
+from ..facts.calendar import OFFICIAL_FIELDS
+from ..facts.namespaces import BUSINESS_DAY_FIELDS
+from ..facts.official import CalendarNotAnnounced, HolidayCalendar
+from ..rulebook.model import Rule, referenced_fields
+
+CALENDAR_FIELDS_OFFICIAL = tuple(f"calendar.{name}" for name in OFFICIAL_FIELDS)
+# a rule that reads this decides for itself what a day of an unannounced year means
+ANNOUNCED_FIELD = "calendar.announced"
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class OfficialCalendarUnknown(CampaignEngineError):
+    """A rule needs the official calendar of a year whose notice is not in the holiday file."""
+
+    def __init__(self, year: int, day: dt.date, what: str, source: str | None):
+        self.year = year
+        self.day = day
+        where = source or "the holiday file"
+        super().__init__(
+            f"the official calendar for {year} is not announced yet: {what} on {day} is unknown, so the "
+            f"rule did not run (add the State Council's notice for {year} to {where}: "
+            f"python -m campaign_engine.facts.official_update import {year}, or by hand)")
+
+
+def unannounced_year(day: dt.date, holidays: HolidayCalendar) -> int | None:
+    """The year whose notice `day` waits for (its own, or the next for 29-31 December), None when known."""
+    try:
+        holidays.is_workday(day)
+    except CalendarNotAnnounced as exc:
+        return exc.year
+    return None
+
+
+def official_fields_read(rule: Rule) -> tuple[str, ...]:
+    """The official-calendar fields a rule's conditions read (calendar.holiday .., the business days)."""
+    return tuple(f for f in referenced_fields(rule.conditions)
+                 if f in CALENDAR_FIELDS_OFFICIAL or f in BUSINESS_DAY_FIELDS)
+
+
+def needs_official_calendar(rule: Rule) -> str | None:
+    """What of the official calendar a rule cannot do without, or None: it runs on working days
+    only, or its conditions read an official field without also reading calendar.announced."""
+    if rule.trigger.workdays_only:
+        return "whether it is an official working day (the rule has workdays_only)"
+    fields = official_fields_read(rule)
+    if fields and ANNOUNCED_FIELD not in referenced_fields(rule.conditions):
+        return ", ".join(fields)
+    return None
+
+
+def check_official_calendar(rule: Rule, today: dt.date, holidays: HolidayCalendar) -> None:
+    """Raise OfficialCalendarUnknown when the rule cannot be decided on `today` for want of a notice."""
+    year = unannounced_year(today, holidays)
+    what = needs_official_calendar(rule) if year is not None else None
+    if year is not None and what is not None:
+        raise OfficialCalendarUnknown(year, today, what, holidays.source)
+
+
+def workday_skip(rule: Rule, today: dt.date, holidays: HolidayCalendar) -> str | None:
+    """Why a `workdays_only` rule does not run on `today` (an official non-working day), else None.
+
+    Call after check_official_calendar: `today` is known then.
+    """
+    if not rule.trigger.workdays_only or holidays.is_workday(today):
+        return None
+    holiday = holidays.holiday(today)
+    if holiday is not None:
+        why = f"{holiday}, day {holidays.holiday_day(today)} of the holiday"
+    else:
+        why = f"a {_WEEKDAYS[today.weekday()]}"
+    return f"{today} is not an official working day ({why}) and the rule runs on working days only (workdays_only)"
