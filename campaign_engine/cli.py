@@ -399,6 +399,9 @@ def _print_match(item: dict[str, Any]) -> None:
                    f"{m['channel']}{due} (run {m['run_id']})")
     elif "suppressed" in item:
         click.echo(f"  -> {item['customer_id']}: suppressed ({item['suppressed']})")
+    elif "held_out" in item:
+        group = "the global control group" if item["held_out"] == "control_group" else "the rule's holdout"
+        click.echo(f"  -> {item['customer_id']}: held out ({group}): recorded for the effect report, never sent")
     elif item.get("error"):
         click.echo(f"  -> {item['customer_id']} by {item['channel']}: FAILED {item['error']}")
     elif "channel" in item:

@@ -1401,3 +1401,17 @@ def test_api_consent_withdrawal_suppresses_queued_marketing_on_that_channel(bank
     with bank.engine.connect() as conn:
         states = dict(conn.execute(select(Message.dedupe_key, Message.status)).all())
     assert states == {"k0": "suppressed", "k1": "suppressed", "k2": "queued", "k3": "queued", "k4": "sent"}
+
+
+def test_api_rules_preview_when_the_official_calendar_is_not_announced_is_a_clear_4xx(make_api, settings, tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "workday.yaml").write_text(
+        "id: workday-note\nname: 工作日提醒\ncategory: service\ntrigger: {schedule: \"0 9 * * *\"}\n"
+        "conditions: {calendar.is_workday: true}\nchannels: [sms]\ntemplate: birthday\n", encoding="utf-8")
+    bank = make_api(settings.replace(rules_dir=rules))
+    known = bank.call("POST", "/api/v1/rules/workday-note/preview", "marketer", json={"date": "2026-03-10"})
+    assert known.status_code == 200, known.get_json()
+    resp = bank.call("POST", "/api/v1/rules/workday-note/preview", "marketer", json={"date": "2027-03-10"})
+    assert resp.status_code == 422, resp.get_json()
+    assert "2027" in resp.get_json()["error"]["message"] and "not announced" in resp.get_json()["error"]["message"]

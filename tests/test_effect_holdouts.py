@@ -202,3 +202,17 @@ def test_holdout_rerun_and_dry_run_count_held_out(world):
 def test_holdout_raising_the_percent_only_adds_customers(world):
     small, large = held("mkt", 10), held("mkt", 25)
     assert small < large
+
+
+def test_preview_of_a_held_out_customer_says_held_out_not_a_message(world):
+    world.rule("h.yaml", rule_yaml("promo", "  customer.tier: gold\n", channels="[sms]",
+                                   extra="holdout: {percent: 50}\n"))
+    out, kept = in_and_out("promo", 50)
+    world.add("customers", customer(out), customer(kept, mobile="13800000009"))
+    from campaign_engine.pipeline import preview
+
+    services = world.services()
+    [held_view] = preview(services, "promo", today=TODAY, now=NOW, customer_id=out)["subjects"]
+    assert held_view["held_out"] == "rule" and "body" not in held_view
+    [sent_view] = preview(services, "promo", today=TODAY, now=NOW, customer_id=kept)["subjects"]
+    assert "held_out" not in sent_view and sent_view["body"]

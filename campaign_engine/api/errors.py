@@ -11,7 +11,9 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from ..errors import CampaignEngineError, NotFound, StoreError, TemplateError, ValidationFailed
+from ..facts.official import CalendarNotAnnounced
 from ..pipeline import EventConflict
+from ..pipeline.calendar_checks import OfficialCalendarUnknown
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
     (EventConflict, 409),
     (ValidationFailed, 400),
     (TemplateError, 422),
+    (CalendarNotAnnounced, 422),  # the official calendar for that year is not in the holiday file yet
+    (OfficialCalendarUnknown, 422),  # a rule needs that calendar: preview says so, runs record it per rule
     (StoreError, 503),  # the database failed: try again later
     (CampaignEngineError, 500),
 ]

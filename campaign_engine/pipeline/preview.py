@@ -131,7 +131,9 @@ def _match_view(match: Match, now: dt.datetime, tz: ZoneInfo) -> dict[str, Any]:
         view["suppressed"] = decision.suppressed.value
     elif decision is not None and decision.channel is not None:
         view["channel"] = decision.channel.value
-        if match.message is not None:
+        if match.held_out is not None:  # would be recorded held_out: never rendered, never sent
+            view["held_out"] = match.held_out.value
+        elif match.message is not None:
             view.update(subject=match.message.subject, body=match.message.body,
                         sms_segments=match.message.sms.segments if match.message.sms else None)
             if _waits(match, now):
