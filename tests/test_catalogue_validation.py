@@ -344,3 +344,11 @@ def test_api_event_unknown_customer_is_400_with_the_field_and_a_replay_is_200(wo
     api.app.extensions["campaign"].wait(30)
     replay = api.post("/api/v1/events/large-transaction", LARGE_TX)
     assert replay.status_code == 200 and replay.get_json()["replayed"] is True
+
+
+def test_validate_goal_naming_no_product_is_a_problem_on_its_line_with_a_suggestion(world):
+    world.rule("g.yaml", rule_yaml("fund-push", "  customer.tier: gold\n", extra=(
+        "goal:\n  type: product_purchase\n  product_code: FUND-EQ1\n  within_days: 14\n")))
+    problems, _ = validate(world, ProductCatalogue.of({"FUND-EQ01": "fund", "TD1Y": "time_deposit"}))
+    [problem] = [p for p in problems if p.field == "goal.product_code"]
+    assert problem.line == 13 and "FUND-EQ1" in problem.reason  # the product_code: line and "did you mean 'FUND-EQ01'" in problem.reason

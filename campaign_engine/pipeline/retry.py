@@ -234,7 +234,7 @@ def _retry_batch(services: Services, rules: _Preparations, batch: Sequence[Store
             for m in messages:
                 results[m.id] = RetriedMessage(m.id, m.status, prepared.error, prepared.skip)
                 if prepared.skip is RetrySkip.TEMPLATE_FAILED:  # stays failed, with the new error
-                    writes.append(_write(m, "failed", actor, now, error=prepared.error))
+                    writes.append(_write(m, MessageStatus.FAILED.value, actor, now, error=prepared.error))
             continue
         _render_group(services, prepared.prep, messages, results, writes, now=now, actor=actor)
     if writes and not report.request.dry_run:

@@ -175,9 +175,12 @@ def _suggest_key(path: tuple[Any, ...], message: str) -> str:
 
 
 def _key_lines(raw: Mapping[str, Any], rule: Rule) -> dict[tuple[Any, ...], int]:
-    """Lines of the rule's top-level keys and of each predicate's key path."""
+    """Lines of the rule's top-level keys, of the keys inside goal/holdout/trigger, and of each
+    predicate's key path."""
     lines = {}
-    for path in [(key,) for key in raw] + [p.path for p in iter_predicates(rule.conditions)]:
+    nested = [(key, sub) for key in ("goal", "holdout", "trigger", "active") if isinstance(raw.get(key), Mapping)
+              for sub in raw[key]]
+    for path in [(key,) for key in raw] + nested + [p.path for p in iter_predicates(rule.conditions)]:
         line = _line_of(raw, path)
         if line is not None:
             lines[path] = line

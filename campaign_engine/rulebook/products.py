@@ -69,6 +69,12 @@ def product_references(rule: Rule) -> list[ProductReference]:
     refs = []
     if rule.product:
         refs.append(ProductReference(rule.product, (CODE,), ("product",), rule.line_of(("product",)), "product"))
+    goal = rule.goal
+    if goal is not None:  # a goal naming no product would never count a conversion
+        for value, kind, name in ((goal.product_code, CODE, "product_code"), (goal.product_type, TYPE, "product_type")):
+            if value:
+                refs.append(ProductReference(value, (kind,), ("goal", name), rule.line_of(("goal", name)),
+                                             f"goal.{name}"))
     for pred in iter_predicates(rule.conditions):
         kinds = PRODUCT_VALUED.get(pred.field)
         if kinds is None or pred.op not in _CHECKED_OPS or isinstance(pred.operand, FieldRef):

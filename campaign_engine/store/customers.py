@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..vocabulary import Category
 from .models import Consent, Customer, Deposit, Message, Product
 from .suppression import normalize
 
@@ -56,7 +57,7 @@ def withdraw_marketing(conn: Connection, customer_id: str, channel: str, *, sour
     messages not yet sent (queued or scheduled); returns how many were suppressed."""
     set_consent(conn, customer_id, channel, granted=False, source=source, now=now)
     result = conn.execute(update(Message).where(
-        Message.customer_id == customer_id, Message.channel == channel, Message.category == "marketing",
+        Message.customer_id == customer_id, Message.channel == channel, Message.category == Category.MARKETING.value,
         Message.status.in_(("queued", "scheduled"))).values(status="suppressed", suppressed_reason="opted_out"))
     return result.rowcount
 

@@ -16,12 +16,13 @@ from sqlalchemy import Connection, and_, case, func, literal, literal_column, or
 
 from ..effect.report import ArmCounts, EffectCounts
 from ..rulebook.model import Goal
+from ..vocabulary import MessageStatus
 from .models import Conversion, Message, Product, UtcDateTime, table_of
 
 _MESSAGES = table_of(Message)
 _CONVERSIONS = table_of(Conversion)
 _PRODUCTS = table_of(Product)
-REACHED = ("sent", "delivered")  # the treated contacts the success rate counts as contacted
+REACHED = (MessageStatus.SENT.value, MessageStatus.DELIVERED.value)  # the treated contacts the success rate counts as contacted
 
 
 def _plus_days_at_least(conn: Connection, later: Any, start: Any, days: int) -> Any:
@@ -61,7 +62,7 @@ def effect_counts(conn: Connection, *, rule_id: str, goal: Goal, holdout_group: 
     per contact leaves the database, nor is joined back to every contact. Reads only.
     """
     m, v = _MESSAGES, _CONVERSIONS
-    where = [m.c.rule_id == rule_id, or_(m.c.status != "held_out", m.c.held_out_by == holdout_group)]
+    where = [m.c.rule_id == rule_id, or_(m.c.status != MessageStatus.HELD_OUT.value, m.c.held_out_by == holdout_group)]
     if since is not None:
         where.append(m.c.created_at >= since)
     if until is not None:
@@ -69,7 +70,7 @@ def effect_counts(conn: Connection, *, rule_id: str, goal: Goal, holdout_group: 
     if run_id is not None:
         where.append(m.c.run_id == run_id)
     anchor = func.coalesce(m.c.sent_at, m.c.due_at, m.c.created_at)
-    contacts = select(m.c.id, m.c.customer_id, m.c.created_at, (m.c.status == "held_out").label("held"),
+    contacts = select(m.c.id, m.c.customer_id, m.c.created_at, (m.c.status == MessageStatus.HELD_OUT.value).label("held"),
                       m.c.status.in_(REACHED).label("reached"), anchor.label("t")).where(*where).cte("contacts")
     if conn.dialect.name == "postgresql":  # scanned twice through the index, never written to a temp file
         contacts = contacts.prefix_with("NOT MATERIALIZED")

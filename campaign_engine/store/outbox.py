@@ -9,6 +9,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..vocabulary import Category, MessageStatus
 from .bulk import copy_into_temp, drop_temp, one_of
 from .models import Message, table_of
 
@@ -86,7 +87,8 @@ def query_messages(conn: Connection, *, rule_id: str | None = None, customer_id:
 
 
 # held_out counts: a held-out customer keeps the slot the message would have taken (issue #11)
-PLANNED = ("queued", "scheduled", "sending", "sent", "delivered", "held_out")
+PLANNED = tuple(s.value for s in (MessageStatus.QUEUED, MessageStatus.SCHEDULED, MessageStatus.SENDING,
+                                  MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.HELD_OUT))
 
 
 def planned_marketing(conn: Connection, customer_ids: Sequence[str],
@@ -100,7 +102,7 @@ def planned_marketing(conn: Connection, customer_ids: Sequence[str],
         return {}
     rows = conn.execute(
         select(Message.customer_id, Message.channel, Message.due_at)
-        .where(one_of(conn, Message.customer_id, customer_ids), Message.category == "marketing",
+        .where(one_of(conn, Message.customer_id, customer_ids), Message.category == Category.MARKETING.value,
                Message.status.in_(PLANNED), Message.created_at >= since - dt.timedelta(days=1),
                Message.due_at >= since))
     planned: dict[tuple[str, str], list[dt.datetime]] = {}

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable
 
 from sqlalchemy import Connection, exists, func, insert, select, update
 
-from ..vocabulary import RunStatus, ShardStatus
+from ..vocabulary import MessageStatus, RunStatus, ShardStatus
 from .models import CampaignRun, Customer, Message, RunRuleStats, RunShard
 
 def insert_run(conn: Connection, *, kind: str, run_date: dt.date, dry_run: bool, now: dt.datetime,
@@ -190,7 +190,7 @@ def delivery_states(conn: Connection, run_id: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for rule_id, status, reason, n in rows:
         states = out.setdefault(rule_id, {})
-        if status == "suppressed":
+        if status == MessageStatus.SUPPRESSED.value:
             by_reason = states.setdefault("suppressed", {})
             by_reason[reason or "unknown"] = by_reason.get(reason or "unknown", 0) + n
         else:

@@ -7,6 +7,7 @@ from flask import jsonify
 
 from ...pipeline import ScheduledRunRequest, get_report, start_run
 from ...store import runs as run_store
+from ...vocabulary import RunKind
 from ..auth import READ, RUN
 from ..blueprint import ApiBlueprint
 from .common import (PageArgs, RunAcceptedSchema, RunSchema, accepted, existing_id, now, numeric_cursor, record,
@@ -16,7 +17,7 @@ blp = ApiBlueprint("runs", __name__, url_prefix="/api/v1/runs", description="Cam
 
 
 class RunListArgs(PageArgs):
-    kind = ma.fields.String(validate=ma.validate.OneOf(["scheduled", "event"]))
+    kind = ma.fields.String(validate=ma.validate.OneOf([k.value for k in RunKind]))
     status = ma.fields.String(validate=ma.validate.Length(max=32))
 
 
