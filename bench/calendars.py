@@ -19,28 +19,17 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from common import microseconds_per_call  # noqa: E402
 from campaign_engine.facts import lunar  # noqa: E402
 from campaign_engine.facts.derived import business_days_to_maturity, payout_date  # noqa: E402
 from campaign_engine.facts.official import load_holidays  # noqa: E402
 
 D = dt.date
-
-
-def per_call(fn: Callable[[Any], object], args: Sequence[Any], rounds: int = 5) -> float:
-    """Best-of-rounds microseconds per call of fn over args."""
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for a in args:
-            fn(a)
-        best = min(best, time.perf_counter() - start)
-    return best / len(args) * 1e6
 
 
 def line(what: str, us: float) -> None:
@@ -62,18 +51,18 @@ def main() -> None:
     random_days = [lunar.FIRST_DAY + dt.timedelta(days=rng.randrange(span + 1)) for _ in range(20_000)]
     consecutive = [D(2026, 1, 1) + dt.timedelta(days=i) for i in range(3650)]
     print("per call:")
-    line("to_lunar, random days 1901-2099", per_call(lunar.to_lunar, random_days))
-    line("to_lunar, consecutive days", per_call(lunar.to_lunar, consecutive))
-    line("festival, random days", per_call(lunar.festival, random_days))
-    line("solar_term, random days", per_call(lunar.solar_term, random_days))
+    line("to_lunar, random days 1901-2099", microseconds_per_call(lunar.to_lunar, random_days))
+    line("to_lunar, consecutive days", microseconds_per_call(lunar.to_lunar, consecutive))
+    line("festival, random days", microseconds_per_call(lunar.festival, random_days))
+    line("solar_term, random days", microseconds_per_call(lunar.solar_term, random_days))
 
     births = [D(1930, 1, 1) + dt.timedelta(days=rng.randrange(365 * 75)) for _ in range(args.customers)]
     today = D(2026, 3, 10)
     print(f"per customer ({args.customers} random birth dates 1930-2005):")
-    line("lunar_birthday_key (the stored column)", per_call(lunar.lunar_birthday_key, births, rounds=3))
-    line("days_to_lunar_birthday", per_call(lambda b: lunar.days_to_lunar_birthday(b, today), births, rounds=3))
+    line("lunar_birthday_key (the stored column)", microseconds_per_call(lunar.lunar_birthday_key, births, rounds=3))
+    line("days_to_lunar_birthday", microseconds_per_call(lambda b: lunar.days_to_lunar_birthday(b, today), births, rounds=3))
     line("lunar_keys_for(today, 30) (once per rule and day)",
-         per_call(lambda t: lunar.lunar_keys_for(t, 30), consecutive[:365]))
+         microseconds_per_call(lambda t: lunar.lunar_keys_for(t, 30), consecutive[:365]))
 
     start = time.perf_counter()
     official = load_holidays(ROOT / "config" / "holidays.yaml")
@@ -81,10 +70,10 @@ def main() -> None:
     maturities = [D(2004, 1, 1) + dt.timedelta(days=rng.randrange((D(2026, 12, 20) - D(2004, 1, 1)).days))
                   for _ in range(20_000)]
     print("per deposit (random maturities 2004-2026):")
-    line("is_workday", per_call(official.is_workday, maturities))
-    line("payout_date", per_call(lambda m: payout_date(m, official), maturities))
+    line("is_workday", microseconds_per_call(official.is_workday, maturities))
+    line("payout_date", microseconds_per_call(lambda m: payout_date(m, official), maturities))
     line("business_days_to_maturity (today 2026-03-10)",
-         per_call(lambda m: business_days_to_maturity(m, today, official), maturities))
+         microseconds_per_call(lambda m: business_days_to_maturity(m, today, official), maturities))
 
     try:
         from borax.calendars.lunardate import LunarDate
@@ -95,10 +84,10 @@ def main() -> None:
     print("for comparison (libraries, per conversion):")
     sample = random_days[:300]
     line("lunar-python Solar.getLunar, random days",
-         per_call(lambda d: Solar.fromYmd(d.year, d.month, d.day).getLunar().getDay(), sample, rounds=1))
+         microseconds_per_call(lambda d: Solar.fromYmd(d.year, d.month, d.day).getLunar().getDay(), sample, rounds=1))
     line("lunar-python Solar.getLunar, consecutive days",
-         per_call(lambda d: Solar.fromYmd(d.year, d.month, d.day).getLunar().getDay(), consecutive[:300], rounds=1))
-    line("borax LunarDate.from_solar, random days", per_call(LunarDate.from_solar, random_days[:5000]))
+         microseconds_per_call(lambda d: Solar.fromYmd(d.year, d.month, d.day).getLunar().getDay(), consecutive[:300], rounds=1))
+    line("borax LunarDate.from_solar, random days", microseconds_per_call(LunarDate.from_solar, random_days[:5000]))
 
 
 if __name__ == "__main__":

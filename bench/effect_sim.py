@@ -18,12 +18,13 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from common import microseconds_per_call  # noqa: E402
 from campaign_engine.effect.assignment import bucket, held_out, holdout_slots  # noqa: E402
 from campaign_engine.effect.stats import (  # noqa: E402
     detection_power,
@@ -35,22 +36,11 @@ from campaign_engine.effect.stats import (  # noqa: E402
 SALT = "birthday-sms"
 
 
-def per_customer(fn: Callable[[str], object], ids: list[str], rounds: int = 5) -> float:
-    """Best-of-rounds microseconds per call of fn over ids."""
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for customer_id in ids:
-            fn(customer_id)
-        best = min(best, time.perf_counter() - start)
-    return best / len(ids) * 1e6
-
-
 def assignment(count: int) -> None:
     ids = [f"C{i:08d}" for i in range(1, count + 1)]
     timing = ids[:100_000]
-    print(f"bucket():   {per_customer(lambda c: bucket(c, SALT), timing):.2f} µs per customer")
-    print(f"held_out(): {per_customer(lambda c: held_out(c, SALT, 10), timing):.2f} µs per customer")
+    print(f"bucket():   {microseconds_per_call(lambda c: bucket(c, SALT), timing):.2f} µs per customer")
+    print(f"held_out(): {microseconds_per_call(lambda c: held_out(c, SALT, 10), timing):.2f} µs per customer")
     buckets = [bucket(c, SALT) for c in ids]
     for percent in (5, 10, 15):
         share = sum(b < holdout_slots(percent) for b in buckets) / count
