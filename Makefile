@@ -23,6 +23,7 @@ run: $(VENV)/.installed
 	$(BIN)/campaign-engine db upgrade
 	$(BIN)/campaign-engine demo-data --customers $(CUSTOMERS)
 	$(BIN)/campaign-engine rules validate
+	CAMPAIGN_ENGINE_CONFIG=config/demo.yaml $(BIN)/campaign-engine rules publish --all --as demo --note "starter pack"
 	$(BIN)/campaign-engine run --all
 	$(BIN)/campaign-engine messages --limit 10
 

@@ -6,13 +6,13 @@ configured, else this process.
 
 from __future__ import annotations
 
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, StoreError
 from .evaluation.engine import RuleEngine
 from .facts.calendar import load_holidays
 from .pipeline.ports import Executor
 from .pipeline.services import Services
-from .rendering.environment import build_environment
-from .rulebook.loader import load_rulebook
+from .pipeline.publishing import live_rulebook
+from .rulebook.loader import Rulebook
 from .settings import Settings
 from .store.db import has_schema, make_engine
 from .store.sql_store import SqlStore
@@ -31,15 +31,19 @@ def choose_executor(settings: Settings, *, background_threads: int = 0) -> Execu
 
 
 def open_services(settings: Settings, *, check_schema: bool = True, background_threads: int = 0) -> Services:
-    """Database, rule snapshot, rules engine, templates, holiday calendar and the run executor."""
+    """Database, the published rule set (with its templates), rules engine, holiday calendar and the
+    run executor."""
     db = make_engine(settings.database_url)
     if check_schema and not has_schema(db):
         db.dispose()
         raise ConfigError([Problem("the database has no schema yet: run `campaign-engine db upgrade`",
                                    field="database_url")], what="database")
-    rulebook = load_rulebook(settings.rules_dir, settings.templates_dir)
-    return Services(settings=settings, store=SqlStore(db), rulebook=rulebook,
+    store = SqlStore(db)
+    try:
+        rulebook = live_rulebook(store)
+    except StoreError as exc:  # no schema yet (check_schema off: `db upgrade`), or the database is down
+        rulebook = Rulebook({}, (Problem(f"the published rules could not be read: {exc}"),))
+    return Services(settings=settings, store=store, rulebook=rulebook,
                     engine=RuleEngine(rulebook.rules.values()),
-                    templates=build_environment(settings.templates_dir),
                     holidays=load_holidays(settings.holidays_file),
                     executor=choose_executor(settings, background_threads=background_threads))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import click
 
 from .clock import utc_now
-from .errors import CampaignEngineError, ConfigError, NotFound, Problem, ValidationFailed
+from .errors import CampaignEngineError, NotFound, Problem, ValidationFailed
 from .settings import Settings, load_settings
 from .store.db import DatabaseError
 from .vocabulary import CUSTOMER_RISK_LEVELS, MessageStatus, Role, RunKind, RunStatus
@@ -193,6 +193,263 @@ def rules_validate(ctx: click.Context, as_json: bool, date_: str | None) -> None
         sys.exit(2)
 
 
+def _cli_actor(name: str | None) -> str:
+    """Who a command acts as: `cli:<NAME>` (--as), else `cli:<the OS user>`."""
+    import getpass
+
+    return f"cli:{name or getpass.getuser()}"
+
+
+def _key_actor(ctx: click.Context, name: str, permission: str) -> str:
+    """`--as NAME` for a step that needs a role: a live API key of that name whose role has
+    `permission` (the reviewer's identity, as on the API: `key:<name>#<id>`)."""
+    from .api.auth import PERMISSIONS
+    from .store import apikeys
+
+    with _db(ctx).connect() as conn:
+        keys = apikeys.keys_named(conn, name)
+    allowed = [k for k in keys if permission in PERMISSIONS.get(k["role"], frozenset())]
+    if not allowed:
+        roles = ", ".join(sorted({k["role"] for k in keys})) or "no live key"
+        raise click.UsageError(f"--as {name}: needs a live API key named {name!r} whose role may {permission} "
+                               f"(found: {roles}); create one with `campaign-engine apikey create --role approver "
+                               f"--name {name}`")
+    return f"key:{name}#{allowed[0]['id']}"
+
+
+def _print_draft(draft: dict[str, Any]) -> None:
+    changes = ", ".join(f"{c['rule']} {c['change']}" for c in draft["changes"]) or "-"
+    click.echo(f"draft {draft['id']} {draft['file']}: {draft['status']} ({changes}) "
+               f"content {draft['content_hash'][:12]} by {draft['author']}")
+    for problem in draft["problems"]:
+        click.echo(f"  {Problem(**problem)}", err=True)
+    if draft["status"] == "pending":
+        click.echo(f"  to review: campaign-engine rules diff {draft['id']}; to approve (someone else): "
+                   f"campaign-engine rules approve {draft['id']} --as NAME")
+
+
+@rules.command("publish")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--all", "all_", is_flag=True, help="Every rule file of the rule folder.")
+@click.option("--note", required=True, help="What the change does and why (the reviewer reads it).")
+@click.option("--as", "as_", help="Your name (default: the OS user).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def rules_publish(ctx: click.Context, files: tuple[Path, ...], all_: bool, note: str, as_: str | None,
+                  as_json: bool) -> None:
+    """Submit rule files from disk, each with its templates, as drafts: live once approved by
+    someone else (or at once with `approval: off`); a file with problems is stored as an invalid
+    draft and the live version keeps running. Exits 2 when a draft is invalid."""
+    from .pipeline.publishing import publish_folder
+
+    if bool(files) == all_:
+        raise click.UsageError("name rule files, or --all")
+    services = _services(ctx)
+    rules_dir = services.settings.rules_dir
+    paths = []
+    for file in files:  # as given (rules/birthday.yaml), else in the rule folder (birthday.yaml)
+        found = next((p for p in (file, rules_dir / file) if p.is_file()), None)
+        if found is None:
+            raise click.BadParameter(f"no file {file} here nor in the rule folder {rules_dir}", param_hint="FILES")
+        paths.append(found)
+    drafts = publish_folder(services, paths or None, note=note, author=_cli_actor(as_), now=_now())
+    if as_json:
+        click.echo(_json(drafts))
+    else:
+        for draft in drafts:
+            _print_draft(draft)
+    if any(d["status"] == "invalid" for d in drafts):
+        sys.exit(2)
+
+
+@rules.command("drafts")
+@click.option("--status", type=click.Choice(["pending", "live", "invalid", "rejected", "superseded"]))
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def rules_drafts(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> None:
+    """Drafts, newest first (`--status pending`: what awaits review)."""
+    from .pipeline.publishing import draft_view
+
+    services = _services(ctx)
+    drafts = [draft_view(services, row["id"]) for row in services.store.drafts(status=status, limit=limit)]
+    if as_json:
+        click.echo(_json(drafts))
+        return
+    for draft in drafts:
+        _print_draft(draft)
+    if not drafts:
+        click.echo("no drafts" + (f" {status}" if status else ""))
+
+
+@rules.command("show")
+@click.argument("draft_id", type=int)
+@click.pass_context
+@_guard
+def rules_show(ctx: click.Context, draft_id: int) -> None:
+    """A draft: its note, problems and the diff of its texts against the live versions."""
+    from .pipeline.publishing import draft_view
+
+    draft = draft_view(_services(ctx), draft_id, texts=True)
+    _print_draft(draft)
+    click.echo(f"note: {draft['note']}")
+    click.echo(draft["diff"] or "(no text change)")
+
+
+@rules.command("approve")
+@click.argument("draft_id", type=int)
+@click.option("--as", "as_", required=True, help="The approver: a live API key name with the approver or admin role.")
+@click.option("--content-hash", help="The content you reviewed (refused if the draft is other content).")
+@click.pass_context
+@_guard
+def rules_approve(ctx: click.Context, draft_id: int, as_: str, content_hash: str | None) -> None:
+    """Put a pending draft live (not its author: four eyes)."""
+    from .pipeline.publishing import approve
+
+    _print_draft(approve(_services(ctx), draft_id, actor=_key_actor(ctx, as_, "approve"), now=_now(),
+                         content_hash=content_hash))
+
+
+@rules.command("reject")
+@click.argument("draft_id", type=int)
+@click.option("--as", "as_", required=True, help="The reviewer: a live API key name with the approver or admin role.")
+@click.option("--reason", required=True)
+@click.pass_context
+@_guard
+def rules_reject(ctx: click.Context, draft_id: int, as_: str, reason: str) -> None:
+    """Send a pending draft back to its author with a reason."""
+    from .pipeline.publishing import reject
+
+    _print_draft(reject(_services(ctx), draft_id, actor=_key_actor(ctx, as_, "approve"), reason=reason, now=_now()))
+
+
+@rules.command("disable")
+@click.argument("rule_id")
+@click.option("--reason", required=True)
+@click.option("--as", "as_", help="Your name (default: the OS user).")
+@click.pass_context
+@_guard
+def rules_disable(ctx: click.Context, rule_id: str, reason: str, as_: str | None) -> None:
+    """The emergency stop: at once, in every process, no second person; unsent messages are suppressed."""
+    from .pipeline.publishing import disable
+
+    result = disable(_services(ctx), rule_id, actor=_cli_actor(as_), reason=reason, now=_now())
+    click.echo(f"rule {rule_id} disabled; {result['suppressed_messages']} unsent message(s) suppressed")
+
+
+@rules.command("enable")
+@click.argument("rule_id")
+@click.option("--note", default="", help="Why it may run again.")
+@click.option("--as", "as_", help="Your name (default: the OS user).")
+@click.pass_context
+@_guard
+def rules_enable(ctx: click.Context, rule_id: str, note: str, as_: str | None) -> None:
+    """Ask to switch a disabled rule on again: a draft that someone else approves."""
+    from .pipeline.publishing import enable
+
+    _print_draft(enable(_services(ctx), rule_id, actor=_cli_actor(as_), note=note, now=_now()))
+
+
+@rules.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def rules_list(ctx: click.Context, as_json: bool) -> None:
+    """The published rules every process runs: version, status, author, when published."""
+    services = _services(ctx)
+    book = services.rulebook
+    live = services.store.live_state()
+    published = {r["rule_id"]: r for r in services.store.rule_versions([int(s["version_id"]) for s in live.values()])}
+    items = [{"id": r.id, "name": r.name, "version": r.version, "status": "live" if r.enabled else "disabled",
+              "content_hash": r.content_hash, "author": published.get(r.id, {}).get("author"),
+              "approver": published.get(r.id, {}).get("approver"),
+              "published_at": published.get(r.id, {}).get("published_at"), "disabled": book.stopped.get(r.id)}
+             for r in sorted(book.rules.values(), key=lambda r: r.id)]
+    if as_json:
+        click.echo(_json({"generation": book.generation, "items": items,
+                          "problems": [p.as_dict() for p in book.problems]}))
+        return
+    for item in items:
+        click.echo(f"{_pad(item['id'], 28)} v{item['version']:<3} {_pad(item['status'], 8)} "
+                   f"{_local(services.settings, item['published_at'])}  {item['author']}"
+                   + (f" / {item['approver']}" if item["approver"] else "")
+                   + (f"  [{item['disabled']}]" if item["disabled"] else ""))
+    for problem in book.problems:
+        click.echo(f"not live: {problem}", err=True)
+    if not items:
+        click.echo("no published rules: `campaign-engine rules publish --all --note ...`")
+
+
+@rules.command("history")
+@click.argument("rule_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def rules_history(ctx: click.Context, rule_id: str, as_json: bool) -> None:
+    """Every published version of a rule, newest first, with its diff against the one before."""
+    from .pipeline.publishing import history
+
+    services = _services(ctx)
+    versions = history(services, rule_id)
+    if as_json:
+        click.echo(_json(versions))
+        return
+    for v in versions:
+        click.echo(f"v{v['version']} {_local(services.settings, v['published_at'])} by {v['author']}"
+                   + (f", approved by {v['approver']}" if v["approver"] else ", approval off")
+                   + (" (live)" if v["live"] else "") + f": {v['note']}")
+        click.echo(v["diff"].rstrip() or "(no text change)")
+
+
+@rules.command("diff")
+@click.argument("draft_id", type=int)
+@click.option("--date", "date_", help="Run date to compare on (default today).")
+@click.option("--event", "event_", help="Event payload (JSON or @file) for event rules.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def rules_diff(ctx: click.Context, draft_id: int, date_: str | None, event_: str | None, as_json: bool) -> None:
+    """What approving a draft would change: a dry run of the live and the draft version of each rule
+    it changes: customers added and removed, by reason, with samples and the conditions that changed."""
+    from .pipeline.publishing import draft_audience
+
+    services = _services(ctx)
+    result = draft_audience(services, draft_id, today=_today(services.settings, date_), now=_now(),
+                            event_payload=_read_json(event_) if event_ else None, sample=10)
+    if as_json:
+        click.echo(_json(result))
+        return
+    for diff in result["rules"]:
+        click.echo(f"{diff['rule']} on {diff['date']}: +{diff['added']} added, -{diff['removed']} removed")
+        for reason, counts in sorted(diff["by_reason"].items()):
+            click.echo(f"  {_pad(reason, 24)} live {counts['live']:>8}  draft {counts['draft']:>8}  "
+                       f"{counts['delta']:+d}")
+        if diff["sample_added"]:
+            click.echo("  added, e.g.: " + ", ".join(diff["sample_added"]))
+        if diff["sample_removed"]:
+            click.echo("  removed, e.g.: " + ", ".join(diff["sample_removed"]))
+        for subject, changed in diff["explain"].items():
+            click.echo(f"  {subject}: " + "; ".join(
+                f"{c.get('condition', 'policy')} live {c.get('live')} -> draft {c.get('draft')}"
+                if "condition" in c else f"policy {c['policy']['live']} -> {c['policy']['draft']}" for c in changed))
+
+
+@rules.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+@_guard
+def rules_export(ctx: click.Context, directory: Path) -> None:
+    """Write the live set back as files: DIRECTORY/rules/*.yaml and DIRECTORY/templates/."""
+    from .pipeline.publishing import export_live
+
+    written, problems = export_live(_services(ctx), directory / "rules", directory / "templates")
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(f"{len(written)} file(s) written under {directory}")
+
+
 LEGEND = ("candidates: read by the rule's SQL; matched: passed its conditions; queued: written, due now; "
           "sched: written, due when the sending window opens; dup: already written for this occurrence "
           "by an earlier run (nothing new); failed: could not be rendered (`retry` once fixed)")
@@ -235,6 +492,9 @@ def _print_run(report: RunReport, services: Any) -> None:
     if not report.finished:
         click.echo(f"run {report.run_id} is running: `campaign-engine report {report.run_id}` shows where it stands")
         return
+    if not report.rule_ids and not services.rulebook.rules:
+        click.echo("no rule is live: publish the rule files (`campaign-engine rules publish --all --note ...`); "
+                   "`rules list` shows what is live, `rules drafts` what awaits approval", err=True)
     names = {rule_id: rule.name for rule_id, rule in services.rulebook.rules.items()}
     labels = {r.rule: f"{r.rule} {names.get(r.rule, '')}".rstrip() for r in report.rules}
     column = max([_width(label) for label in labels.values()] + [32])
@@ -752,6 +1012,12 @@ def serve(ctx: click.Context, bind: str, workers: int, no_scheduler: bool) -> No
     server = subprocess.Popen(command)
     try:
         if no_scheduler:
+            import signal
+
+            def stop(_signum: int, _frame: Any) -> None:  # a SIGTERM to this process stops gunicorn too
+                raise SystemExit(0)
+
+            signal.signal(signal.SIGTERM, stop)
             server.wait()
         else:
             _run_scheduler(ctx)
@@ -766,7 +1032,7 @@ def _run_scheduler(ctx: click.Context) -> None:
     from .scheduler import default_owner, run_scheduler_forever
 
     runtime = Runtime(_services(ctx))
-    click.echo(f"scheduler {default_owner()} running; SIGHUP reloads rules, SIGTERM stops", err=True)
+    click.echo(f"scheduler {default_owner()} running; follows published rules, SIGTERM stops", err=True)
     run_scheduler_forever(runtime, owner=default_owner())
 
 
@@ -877,6 +1143,66 @@ def suppress_list(ctx: click.Context) -> None:
         for row in suppression.list_all(conn):
             click.echo(f"{row['channel']:5} {row['address']:30} {row['reason']} ({row['source']}, "
                        f"{row['created_at']:%Y-%m-%d})")
+
+
+@main.group()
+def audit() -> None:
+    """The audit log: who changed what, when."""
+
+
+def _audit_bound(settings: Settings, value: str | None, name: str, *, upper: bool) -> dt.datetime | None:
+    """--from/--to: a date-time with offset, or a date: the start of that day in the configured time
+    zone (for --to the start of the next day: the day is included). --to is exclusive."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            try:
+                return dt.datetime.combine(day + dt.timedelta(days=1 if upper else 0), dt.time(), settings.tz)
+            except OverflowError:  # the day after 9999-12-31: no upper bound
+                return None
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD nor a date-time with its offset "
+                                 "(2026-03-10T09:00:00+08:00)", param_hint=name)
+    return moment
+
+
+@audit.command("list")
+@click.option("--action", help="An action (rules.reload), or a prefix ending in . or * (rules.*).")
+@click.option("--actor", help="key:alice#3, cli or cli:alice exactly; a bare name (alice) also finds every "
+                              "key named so and cli:alice.")
+@click.option("--from", "from_", help="At or after: YYYY-MM-DD (local day) or a date-time with offset.")
+@click.option("--to", "to", help="Before: YYYY-MM-DD (that day included) or a date-time with offset.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def audit_list(ctx: click.Context, action: str | None, actor: str | None, from_: str | None, to: str | None,
+               limit: int, as_json: bool) -> None:
+    """Audit entries, newest first."""
+    from .store.audit import list_entries
+
+    settings = _settings(ctx)
+    since = _audit_bound(settings, from_, "--from", upper=False)
+    until = _audit_bound(settings, to, "--to", upper=True)
+    with _db(ctx).connect() as conn:
+        rows = list_entries(conn, action=action or None, actor=actor or None, since=since, until=until,
+                            limit=limit)
+    if as_json:
+        click.echo(_json([{**r, "at": r["at"].isoformat()} for r in rows]))
+        return
+    for r in rows:
+        details = json.dumps(r["details"], ensure_ascii=False, separators=(",", ":"), default=str) \
+            if r["details"] else ""
+        click.echo(f"{_local(settings, r['at'])} {_pad(r['actor'], 18)} {_pad(r['action'], 20)} "
+                   f"{r['target'] or '-'} {details}".rstrip())
+    if not rows:
+        click.echo("no audit entries match")
 
 
 if __name__ == "__main__":

@@ -90,6 +90,15 @@ class NotFound(CampaignEngineError):
         super().__init__(f"{kind} {key!r} not found" + (f"; {hint}" if hint else ""))
 
 
+class Conflict(CampaignEngineError):
+    """The request contradicts the state it acts on (a draft already decided, a live version that
+    changed since a draft was submitted); nothing was changed."""
+
+
+class Refused(CampaignEngineError):
+    """Not allowed to this actor whatever the request says (approving one's own change)."""
+
+
 class EngineError(CampaignEngineError):
     """The rules engine failed to evaluate a batch (a bug or a limit, not bad input)."""
 

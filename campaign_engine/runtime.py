@@ -1,49 +1,25 @@
-"""The live state of a long-running process: its Services, swapped atomically on rule reload."""
+"""The live state of a long-running process: its Services, following the published rule set.
+
+`refresh` compares the generation its rules were built from with the database's (one indexed
+single-row read) and, when a publish, a disable or an enable moved it, builds the new live set and
+swaps the Services atomically. The API refreshes before every request, the scheduler every second
+and before it fires a rule: every process runs the same versions within about a second of a change,
+and a reader holding `.services` keeps one consistent snapshot for as long as it holds it.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from dataclasses import replace
+from typing import Callable
 
-from .errors import Problem
+from .errors import StoreError
 from .evaluation.engine import RuleEngine
+from .pipeline.publishing import live_rulebook
 from .pipeline.services import Services
-from .rendering.environment import build_environment
-from .rulebook.loader import Rulebook, load_rulebook
-from .rulebook.model import Rule
-from .rulebook.samples import template_problems
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReloadResult:
-    rules: tuple[str, ...]  # rule ids live after the reload
-    kept: tuple[str, ...]  # rules of broken files kept at their previous good version
-    problems: tuple[Problem, ...]
-
-
-def merge_rulebooks(previous: Rulebook, fresh: Rulebook,
-                    check: Callable[[Rule], Sequence[Problem]] = lambda rule: ()) -> tuple[Rulebook, tuple[str, ...]]:
-    """The fresh rulebook, plus previous rules of files that now have problems or vanished from them,
-    each only while `check` finds nothing wrong with it now: its templates are today's files, so a
-    template broken since would fail every message of the previous version too (it is not live then,
-    and what `check` found is among the problems)."""
-    broken = {p.file for p in fresh.problems if p.file}
-    kept: dict[str, Rule] = {}
-    problems = list(fresh.problems)
-    for rid, rule in previous.rules.items():
-        if rule.file not in broken or rid in fresh.rules:
-            continue
-        found = check(rule)
-        if found:
-            problems += [p for p in found if p not in problems]
-        else:
-            kept[rid] = rule
-    rules = {**fresh.rules, **kept}
-    return Rulebook(rules, tuple(problems), fresh.files), tuple(sorted(kept))
 
 
 class Runtime:
@@ -58,25 +34,36 @@ class Runtime:
     def services(self) -> Services:
         return self._services
 
-    def on_reload(self, listener: Callable[[Services], None]) -> None:
+    def on_change(self, listener: Callable[[Services], None]) -> None:
+        """Call `listener(services)` after each change of the live rule set (the scheduler reschedules)."""
         self._listeners.append(listener)
 
-    def reload(self) -> ReloadResult:
-        """Reload rule files; a broken file keeps the previous good version of its rules live while
-        their templates still render."""
+    def refresh(self) -> bool:
+        """Follow the published rule set; True when it changed. A database that cannot be read keeps
+        the current set (logged): the request or fire that needs the database fails on its own."""
+        current = self._services
+        try:
+            generation = current.store.rule_generation()
+        except StoreError as exc:
+            log.warning("cannot read the rule generation: %s", exc)
+            return False
+        if generation == current.rulebook.generation:
+            return False
         with self._lock:
             current = self._services
-            settings = current.settings
-            fresh = load_rulebook(settings.rules_dir, settings.templates_dir)
-            templates = build_environment(settings.templates_dir)
-            merged, kept = merge_rulebooks(current.rulebook, fresh,
-                                           lambda rule: template_problems(rule, templates, channel_parts=False))
-            self._services = replace(current, rulebook=merged, engine=RuleEngine(merged.rules.values()))
-            log.info("rules reloaded: %s live, %s kept from broken files, %s problem(s)",
-                     len(merged.rules), len(kept), len(merged.problems))
+            if generation == current.rulebook.generation:
+                return False
+            try:
+                book = live_rulebook(current.store)
+            except StoreError as exc:  # the next refresh tries again; until then the current set runs
+                log.warning("cannot read the published rules of generation %s: %s", generation, exc)
+                return False
+            self._services = replace(current, rulebook=book, engine=RuleEngine(book.rules.values()))
+        log.info("published rules: generation %s, %s rule(s) live (%s enabled)", book.generation,
+                 len(book.rules), len(book.enabled()))
         for listener in self._listeners:
             listener(self._services)
-        return ReloadResult(tuple(sorted(merged.rules)), kept, merged.problems)
+        return True
 
     def close(self) -> None:
         self._services.close()

@@ -17,11 +17,12 @@ survives restarts and several service processes share one job list.
   firing the same due job, a misfire replay for a date that already ran, a
   cron that fires twice a day - logs and does nothing. The date is today in
   the configured time zone at the moment the job fires.
-- Rule reload reschedules (`Runtime.on_reload`); a job whose rule and cron are
+- A change of the published rule set reschedules (`Runtime.on_change`: the
+  scheduler checks the generation every second); a job whose rule and cron are
   unchanged is kept as stored, with its persisted next run time, so a run that
-  is due is not pushed into the future by a restart or a reload. The jobs are
-  shared, so a process may be asked to fire a rule it has not loaded yet (another
-  process reloaded first): it reloads the rule folder before deciding.
+  is due is not pushed into the future by a restart or a publish. The jobs are
+  shared, so a process may be asked to fire a rule it has not seen published yet
+  (another process saw it first): it follows the published set before deciding.
 
 Rule schedules are standard 5-field crontab: day of week 0 and 7 are Sunday, and
 when both day of month and day of week are restricted either one matching is
@@ -104,18 +105,24 @@ def _aps_weekdays(field: CronField) -> str:
     return "*" if field.every else ",".join(WEEKDAYS[d] for d in sorted(field.values))
 
 
-def cron_trigger(schedule: Crontab | str, tz: ZoneInfo) -> BaseTrigger:
+def cron_trigger(schedule: Crontab | str, tz: ZoneInfo, *, active_from: dt.date | None = None,
+                 active_until: dt.date | None = None) -> BaseTrigger:
     """The APScheduler trigger of a crontab schedule (parsed by the rulebook) in a time zone.
 
+    With a campaign window (the rule's `active`, inclusive local dates) it fires from the start of
+    `active_from` to the end of `active_until` in `tz` only: no next run after the window, the
+    first fire on or after `active_from` before it.
     Raises ValueError when `schedule` is text the rulebook's parser refuses.
     """
     crontab = parse_crontab(schedule) if isinstance(schedule, str) else schedule
     minute, hour, day, month = map(_aps_values, (crontab.minute, crontab.hour, crontab.day, crontab.month))
     weekday = _aps_weekdays(crontab.weekday)
+    start = dt.datetime.combine(active_from, dt.time(), tzinfo=tz) if active_from else None
+    end = dt.datetime.combine(active_until, dt.time(23, 59, 59), tzinfo=tz) if active_until else None
 
     def cron(day_: str, weekday_: str) -> CronTrigger:
         return CronTrigger(minute=minute, hour=hour, day=day_, month=month, day_of_week=weekday_,
-                           timezone=tz)
+                           timezone=tz, start_date=start, end_date=end)
 
     if crontab.either_day:  # crontab: either the day of month or the day of week matches
         return OrTrigger([cron(day, "*"), cron("*", weekday)])
@@ -212,10 +219,9 @@ def fire_rule(rule_id: str) -> None:
             log.error("scheduled rule %s not run: no scheduler registered for this thread", rule_id)
             return
         runtime = scheduler.runtime
-        if not_live(runtime.services.rulebook, rule_id) is not None:
-            # The jobs are shared: another process may have loaded a rule this one has not
-            # seen yet. Catch up with the rule folder before deciding (this also resyncs).
-            runtime.reload()
+        # The jobs are shared: another process may have seen a publish (or a disable) this one has
+        # not yet. Follow the published set before deciding (this also reschedules).
+        runtime.refresh()
         fire(runtime.services, rule_id, owner=scheduler.owner, now=scheduler.clock())
     except Exception:
         log.exception("scheduled rule %s failed", rule_id)
@@ -275,7 +281,7 @@ class CampaignScheduler:
             self.aps.start(paused=True)  # no job fires before the jobs match the rules
             self.sync(self.runtime.services.rulebook)
             if not self._listening:
-                self.runtime.on_reload(self._on_reload)
+                self.runtime.on_change(self._on_change)
                 self._listening = True
             if not paused:
                 self.aps.resume()
@@ -314,7 +320,9 @@ class CampaignScheduler:
             if rule.trigger.schedule is None:
                 continue
             try:
-                wanted[job_id(rule)] = (rule, cron_trigger(rule.trigger.schedule, self.tz))
+                wanted[job_id(rule)] = (rule, cron_trigger(rule.trigger.schedule, self.tz,
+                                                           active_from=rule.active_from,
+                                                           active_until=rule.active_until))
             except ValueError as exc:
                 unschedulable.append(rule.id)
                 log.error("rule %s: schedule %r cannot be scheduled: %s", rule.id, rule.trigger.schedule, exc)
@@ -351,13 +359,13 @@ class CampaignScheduler:
                  self.owner, len(added), len(replaced), len(kept), len(removed), len(unschedulable))
         return result
 
-    def _on_reload(self, services: Services) -> None:
+    def _on_change(self, services: Services) -> None:
         if self.aps.state == STATE_STOPPED:
             return
         try:
             self.sync(services.rulebook)
         except Exception:
-            log.exception("scheduler %s: rescheduling after the rule reload failed", self.owner)
+            log.exception("scheduler %s: rescheduling after a publish failed", self.owner)
 
     def next_run_times(self) -> dict[str, dt.datetime | None]:
         """Rule id -> its job's next run time (None: paused), for the API's rule list."""
@@ -372,7 +380,7 @@ def build_scheduler(runtime: Runtime, *, owner: str, clock: Clock | None = None,
 
 
 def start_scheduler(runtime: Runtime, *, owner: str, clock: Clock | None = None) -> CampaignScheduler:
-    """Build and start the scheduler (background threads); reloads of `runtime` reschedule."""
+    """Build and start the scheduler (background threads); changes of `runtime`'s rules reschedule."""
     scheduler = build_scheduler(runtime, owner=owner, clock=clock)
     scheduler.start()
     return scheduler
@@ -394,11 +402,11 @@ def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None =
                           stop: threading.Event | None = None) -> None:
     """`campaign-engine scheduler`: run until SIGTERM or SIGINT (or `stop` is set), then stop cleanly.
 
-    SIGHUP reloads the rules, which reschedules. Signal handlers are installed
-    only when called from the main thread.
+    Every second it follows the published rule set (a publish, disable or enable reschedules).
+    There is nothing to reload: SIGHUP only says so. Signal handlers are installed only when
+    called from the main thread.
     """
     stop = stop or threading.Event()
-    reload_requested = threading.Event()
     wake = threading.Event()
 
     def on_stop(signum: int, _frame: Any) -> None:
@@ -406,16 +414,16 @@ def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None =
         stop.set()
         wake.set()
 
-    def on_reload(_signum: int, _frame: Any) -> None:
-        reload_requested.set()
-        wake.set()
+    def on_hangup(_signum: int, _frame: Any) -> None:
+        log.warning("scheduler %s: SIGHUP ignored: rules are published (`campaign-engine rules publish`), "
+                    "and this scheduler follows the published set within a second", owner)
 
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_stop)
         if hasattr(signal, "SIGHUP"):
-            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_reload)
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     scheduler = start_scheduler(runtime, owner=owner, clock=clock)
     last_sweep = 0.0
     try:
@@ -425,11 +433,7 @@ def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None =
             if time.monotonic() - last_sweep >= DELIVERY_SWEEP:
                 last_sweep = time.monotonic()
                 _sweep_delivery(runtime.services)
-            if reload_requested.is_set():
-                reload_requested.clear()
-                result = runtime.reload()
-                log.info("rules reloaded on SIGHUP: %s live, %s problem(s)", len(result.rules),
-                         len(result.problems))
+            runtime.refresh()
     finally:
         scheduler.shutdown(wait=True)
         for sig, handler in previous.items():

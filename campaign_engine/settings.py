@@ -21,6 +21,7 @@ from .errors import ConfigError, Problem
 from .masking import ContactData
 from .policy.caps import Cap
 from .policy.quiet_hours import Window
+from .vocabulary import Approval
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = PROJECT_ROOT / "config" / "campaign_engine.yaml"
@@ -74,6 +75,7 @@ class Settings:
     delivery_heartbeat: int
     cli_contact_data: ContactData  # how `campaign-engine messages` prints recipients
     control_group: ControlGroup | None  # the global control group of marketing rules; None: none
+    approval: Approval  # whether a rule change needs someone other than its author to approve it
 
     @property
     def distributed(self) -> bool:
@@ -244,6 +246,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values["frequency_caps"] = _caps(values["frequency_caps"], sources.get("frequency_caps"), problems)
     values["quiet_hours"] = _windows(values["quiet_hours"], sources.get("quiet_hours"), problems)
     values["control_group"] = _control_group(values["control_group"], sources.get("control_group"), problems)
+    try:
+        values["approval"] = Approval(str(values["approval"]).strip().lower())
+    except ValueError:
+        problems.append(Problem("required or off", file=sources.get("approval"), field="approval"))
     try:
         values["cli_contact_data"] = ContactData(str(values["cli_contact_data"]).strip().lower())
     except ValueError:

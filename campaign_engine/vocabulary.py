@@ -73,6 +73,19 @@ class MessageStatus(StrEnum):
     HELD_OUT = "held_out"  # in a holdout or the control group: never sent, takes its cap slot (issue #11)
 
 
+class OnceMode(StrEnum):
+    """`once:` what a rule's idempotency key names: how often one subject may get the rule's message.
+
+    The default follows the trigger: a customer-subject schedule per run date, a deposit-subject
+    schedule per deposit maturity (per_occurrence), an event rule per event.
+    """
+
+    PER_RUN_DATE = "per_run_date"  # once per subject and run date
+    PER_CAMPAIGN = "per_campaign"  # once ever per subject and campaign id, whatever the dates
+    PER_EVENT = "per_event"  # once per subject and event id (event rules)
+    PER_OCCURRENCE = "per_occurrence"  # once per deposit maturity date (deposit subjects)
+
+
 class HoldoutGroup(StrEnum):
     """Why a held_out message was held out: the rule's own holdout or the global control group."""
 
@@ -101,6 +114,8 @@ class SuppressionReason(StrEnum):
     FREQUENCY_CAP = "frequency_cap"
     SUPPRESSION_LIST = "suppression_list"
     OPTED_OUT = "opted_out"
+    REPEAT_WINDOW = "repeat_window"  # `every: Nd`: this rule reached the subject fewer than N days ago
+    RULE_DISABLED = "rule_disabled"  # its rule was stopped (`rules disable`) before the message was sent
 
 
 class Role(StrEnum):
@@ -109,6 +124,8 @@ class Role(StrEnum):
     VIEWER = "viewer"
     MARKETER = "marketer"
     OPERATOR = "operator"
+    APPROVER = "approver"  # approves (or rejects) rule changes someone else submitted: four eyes
+    AUDITOR = "auditor"  # reads everything and the audit log; changes nothing
     ADMIN = "admin"
 
 
@@ -129,3 +146,25 @@ class ShardStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"  # every rule ran (a rule's own error is in the shard's stats)
     FAILED = "failed"  # the shard itself could not finish after its retries
+
+
+class DraftStatus(StrEnum):
+    """A submitted rule change (store.rule_versions): pending approval, live, or why not."""
+
+    PENDING = "pending"
+    LIVE = "live"
+    INVALID = "invalid"  # has problems: stored with them, never goes live
+    REJECTED = "rejected"
+    SUPERSEDED = "superseded"  # a newer draft of the same file (or enable of the same rule) came
+
+
+class DraftKind(StrEnum):
+    PUBLISH = "publish"  # a rule file and its templates
+    ENABLE = "enable"  # switch a disabled rule on again (at the version it is live in)
+
+
+class Approval(StrEnum):
+    """The `approval` setting: whether a change needs a second person."""
+
+    REQUIRED = "required"
+    OFF = "off"

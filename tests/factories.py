@@ -51,12 +51,31 @@ PRODUCTS = [
 ]
 
 
+def publish_rules(settings: Any, *, note: str = "test fixture", author: str = "cli:fixture",
+                  now: dt.datetime = NOW) -> list[dict[str, Any]]:
+    """What a marketer does before anything runs: submit every rule file of settings' folders, with
+    approval off (a fixture's database); the drafts, invalid ones included (their problems kept)."""
+    from campaign_engine.pipeline.publishing import publish_folder
+    from campaign_engine.vocabulary import Approval
+
+    services = open_services(settings.replace(approval=Approval.OFF))
+    try:
+        return publish_folder(services, None, note=note, author=author, now=now)
+    finally:
+        services.close()
+
+
 class World:
-    """A rule folder, a template folder and a database, built per test."""
+    """A rule folder, a template folder and a database, built per test.
+
+    `services()` publishes the folders first (approval off), as authors would before a run: tests
+    of the publishing workflow itself drive campaign_engine.pipeline.publishing directly.
+    """
 
     def __init__(self, settings, engine, root: Path):
         self.engine = engine
         self.opened: list[Any] = []
+        self.drafts: list[dict[str, Any]] = []
         self.settings = settings.replace(rules_dir=root / "rules", templates_dir=root / "templates")
         self.settings.rules_dir.mkdir()
         self.settings.templates_dir.mkdir()
@@ -77,7 +96,19 @@ class World:
         with self.engine.begin() as conn:
             upsert_rows(conn, kind, list(rows), now=NOW, source="test")
 
-    def services(self):
+    def publish(self) -> list[dict[str, Any]]:
+        """Publish the rule folder (approval off); the drafts of this publish."""
+        self.drafts = publish_rules(self.settings)
+        return self.drafts
+
+    @property
+    def problems(self) -> list[dict[str, Any]]:
+        """The problems of the last publish's drafts (what `rules publish` reports)."""
+        return [p for d in self.drafts for p in d["problems"]]
+
+    def services(self, *, publish: bool = True):
+        if publish:
+            self.publish()
         services = open_services(self.settings)
         self.opened.append(services)
         return services
@@ -129,5 +160,6 @@ def world_cli(world: World) -> Any:
     runner = CliRunner()
 
     def invoke(*args: str) -> Any:
+        world.publish()  # the rule folder as published, as a marketer would before running anything
         return runner.invoke(main, list(args), env=env, catch_exceptions=False)
     return invoke

@@ -23,11 +23,11 @@ from campaign_engine.store import apikeys, outbox
 from campaign_engine.store import runs as run_store
 from campaign_engine.store.models import AuditEntry, CampaignRun, Customer, Message, apscheduler_jobs
 from campaign_engine.store.upsert import upsert_rows
-from factories import EMAIL_PARTS, GREETING_SMS, NOW, PRODUCTS, TODAY, customer, deposit, rule_yaml
+from factories import EMAIL_PARTS, GREETING_SMS, NOW, PRODUCTS, TODAY, customer, deposit, rule_yaml, publish_rules
 
-ROLES = ("viewer", "marketer", "operator", "admin")
+ROLES = ("viewer", "marketer", "operator", "approver", "auditor", "admin")
 ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+               405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "payload_too_large",
                415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error"}
 
 STARTER_RULES = ["birthday-greeting", "holiday-greeting", "large-transaction-followup", "lunar-birthday-greeting",
@@ -89,7 +89,8 @@ class Api:
     def audit(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(AuditEntry.at, AuditEntry.actor, AuditEntry.action, AuditEntry.target,
-                                       AuditEntry.details).order_by(AuditEntry.id)).mappings()
+                                       AuditEntry.details).where(AuditEntry.actor != "cli:fixture")  # its publish
+                                .order_by(AuditEntry.id)).mappings()
             return [dict(r) for r in rows]
 
     def seed_bank(self) -> None:
@@ -120,6 +121,7 @@ def make_api(settings, engine) -> Any:
     def build(app_settings=None, *, config: dict[str, Any] | None = None,  # type: ignore[no-untyped-def]
               workers: int = 2) -> Api:
         app_settings = app_settings or settings
+        publish_rules(app_settings)  # the starter pack, as published
         app = create_app(app_settings, clock=lambda: NOW, config=config, background_workers=workers)
         api = Api(app, engine, keys, app_settings)
         built.append(api)
@@ -245,7 +247,7 @@ PERMISSION_ENDPOINTS = {
     "admin": ("PUT", "/api/v1/customers/C9", {"name": "赵敏", "tier": "gold"}, 200),
 }
 ALLOWED = {"viewer": {"read"}, "marketer": {"read", "rules"}, "operator": {"read", "run"},
-           "admin": {"read", "rules", "run", "admin"}}
+           "approver": {"read"}, "auditor": {"read"}, "admin": {"read", "rules", "run", "admin"}}
 PERMISSION_TABLE = [
     (role, permission, *PERMISSION_ENDPOINTS[permission][:2],
      PERMISSION_ENDPOINTS[permission][3] if permission in ALLOWED[role] else 403)
@@ -816,16 +818,19 @@ def test_api_rules_list_shows_triggers_next_run_and_problems(api):
     assert resp.status_code == 200
     body = resp.get_json()
     assert [r["id"] for r in body["items"]] == STARTER_RULES
-    assert body["problems"] == [] and len(body["fingerprint"]) == 16
+    assert body["problems"] == [] and body["pending_drafts"] == 0 and isinstance(body["generation"], int)
     rules = {r["id"]: r for r in body["items"]}
     assert rules["td-maturity-reminder"]["trigger"] == {"schedule": "0 9 * * *", "event": None, "subject": "deposit"}
     assert rules["product-launch"]["trigger"] == {"schedule": None, "event": "product_launch", "subject": "customer"}
     assert all(r["next_run"] is None for r in body["items"])  # no scheduler in this process
     birthday = rules["birthday-greeting"]
     assert {k: birthday[k] for k in ("name", "enabled", "category", "priority", "channels", "template",
-                                     "product", "file", "line")} == {
+                                     "product", "file", "line", "status", "version", "author", "approver",
+                                     "disabled")} == {
         "name": "生日祝福", "enabled": True, "category": "marketing", "priority": 30, "channels": ["sms", "email"],
-        "template": "birthday", "product": None, "file": "birthday.yaml", "line": 2}
+        "template": "birthday", "product": None, "file": "birthday.yaml", "line": 2, "status": "live",
+        "version": 1, "author": "cli:fixture", "approver": None, "disabled": None}  # published with approval off
+    assert dt.datetime.fromisoformat(birthday["published_at"]) == NOW and len(birthday["content_hash"]) == 64
 
 
 def test_api_rules_next_run_comes_from_the_shared_job_store(api):
@@ -843,14 +848,27 @@ def test_api_rules_next_run_comes_from_the_shared_job_store(api):
     assert "2 job(s)" in api.call("GET", "/readyz").get_json()["scheduler"]
 
 
-def test_api_rules_list_reports_problems_of_the_rule_folder(make_api, settings, tmp_path):
+def test_api_rules_draft_of_a_broken_file_is_invalid_with_its_problems_and_not_live(make_api, settings, tmp_path):
     folder = folder_settings(settings, tmp_path)
     (folder.rules_dir / "good.yaml").write_text(rule_yaml("good", "  customer.tier: gold\n"), encoding="utf-8")
-    (folder.rules_dir / "bad.yaml").write_text(rule_yaml("bad", "  customer.tierr: gold\n"), encoding="utf-8")
-    body = make_api(folder).call("GET", "/api/v1/rules", "viewer").get_json()
+    app = make_api(folder)
+    bad = rule_yaml("bad", "  customer.tierr: gold\n")
+    expected = [{"file": "bad.yaml", "line": 7, "rule": "bad", "field": "conditions.customer.tierr",
+                 "reason": "unknown field 'customer.tierr' (did you mean 'customer.tier'?)"}]
+    resp = app.call("POST", "/api/v1/rules/drafts", "marketer",
+                    json={"file": "bad.yaml", "source": bad, "note": "a rule for gold customers"})
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    draft = resp.get_json()
+    assert (draft["status"], draft["rules"], draft["problems"]) == ("invalid", ["bad"], expected)
+    listed = app.call("GET", "/api/v1/rules/drafts", "viewer", query_string={"status": "invalid"}).get_json()
+    assert [(d["id"], d["problems"]) for d in listed["items"]] == [(draft["id"], expected)]
+    body = app.call("GET", "/api/v1/rules", "viewer").get_json()
     assert [r["id"] for r in body["items"]] == ["good"]
-    assert body["problems"] == [{"file": "bad.yaml", "line": 7, "rule": "bad", "field": "conditions.customer.tierr",
-                                 "reason": "unknown field 'customer.tierr' (did you mean 'customer.tier'?)"}]
+    assert body["problems"] == [] and body["pending_drafts"] == 0  # an invalid draft awaits nobody
+    run = app.call("POST", "/api/v1/runs", "operator", json={"rules": ["bad"]})
+    assert_error(run, 404)  # and the answer says why it is not live
+    assert (f"its latest draft {draft['id']} is invalid, not live: bad.yaml:7, rule bad, field "
+            "conditions.customer.tierr: unknown field 'customer.tierr'") in run.get_json()["error"]["message"]
 
 
 def test_api_rules_get_one_with_source_and_conditions(api):
@@ -900,14 +918,13 @@ def test_api_rules_validate_missing_template_folder(api):
     body = api.call("POST", "/api/v1/rules/validate", "marketer", json={"source": source}).get_json()
     assert body["valid"] is False
     assert body["problems"] == [{"file": "request.yaml", "line": 1, "rule": "orphan", "field": "template",
-                                 "reason": "no template folder no_such_template/"}]
+                                 "reason": "no template folder no_such_template/ in the draft or the live set"}]
 
 
-def test_api_rules_validate_reports_undefined_template_variable(make_api, settings, tmp_path):
-    folder = folder_settings(settings, tmp_path, {"typo": {"sms.txt.j2": "您好\n{{ customer.nam }}"}})
-    app = make_api(folder)
+def test_api_rules_validate_reports_undefined_template_variable_of_a_template_sent_with_it(api):
     source = rule_yaml("typo", "  customer.tier: gold\n", channels="[sms]", template="typo")
-    body = app.call("POST", "/api/v1/rules/validate", "marketer", json={"source": source, "file": "t.yaml"}).get_json()
+    body = api.call("POST", "/api/v1/rules/validate", "marketer", json={
+        "source": source, "file": "t.yaml", "templates": {"typo/sms.txt.j2": "您好\n{{ customer.nam }}"}}).get_json()
     assert body["valid"] is False and body["rules"] == ["typo"]
     [problem] = body["problems"]
     assert (problem["file"], problem["line"], problem["rule"], problem["field"]) == ("t.yaml", 1, "typo", "template")
@@ -929,18 +946,33 @@ def test_api_rules_validate_reports_a_duplicate_rule_id(api):
     assert [p["field"] for p in body["problems"]] == ["id"]
 
 
-def test_api_rules_reload_picks_up_a_new_rule_file(make_api, settings, tmp_path):
+def test_api_rules_reload_is_gone_and_says_to_submit_a_draft(api):
+    resp = api.call("POST", "/api/v1/rules/reload", "marketer")
+    assert_error(resp, 410)
+    assert "POST /api/v1/rules/drafts" in resp.get_json()["error"]["message"]
+
+
+def test_api_rules_an_approved_draft_of_a_new_file_is_live_for_list_get_and_runs(make_api, settings, tmp_path):
     folder = folder_settings(settings, tmp_path)
     (folder.rules_dir / "a.yaml").write_text(rule_yaml("rule-a", "  customer.tier: gold\n"), encoding="utf-8")
     app = make_api(folder)
     assert [r["id"] for r in app.call("GET", "/api/v1/rules", "viewer").get_json()["items"]] == ["rule-a"]
-    (folder.rules_dir / "b.yaml").write_text(rule_yaml("rule-b", "  customer.tier: platinum\n",
-                                                        category="service"), encoding="utf-8")
-    resp = app.call("POST", "/api/v1/rules/reload", "marketer")
-    assert resp.status_code == 200
-    assert resp.get_json() == {"rules": ["rule-a", "rule-b"], "kept": [], "problems": []}
+    source = rule_yaml("rule-b", "  customer.tier: platinum\n", category="service")
+    resp = app.call("POST", "/api/v1/rules/drafts", "marketer",
+                    json={"file": "b.yaml", "source": source, "note": "service notes for platinum"})
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    draft = resp.get_json()
+    assert (draft["status"], [(c["rule"], c["change"]) for c in draft["changes"]]) == (
+        "pending", [("rule-b", "new")])  # its template (greet) taken from the live set
+    listed = app.call("GET", "/api/v1/rules", "viewer").get_json()
+    assert [r["id"] for r in listed["items"]] == ["rule-a"] and listed["pending_drafts"] == 1
+    approved = app.call("POST", f"/api/v1/rules/drafts/{draft['id']}/approve", "approver",
+                        json={"content_hash": draft["content_hash"]})
+    assert approved.status_code == 200 and approved.get_json()["status"] == "live"
     assert [r["id"] for r in app.call("GET", "/api/v1/rules", "viewer").get_json()["items"]] == ["rule-a", "rule-b"]
-    assert app.call("GET", "/api/v1/rules/rule-b", "viewer").get_json()["category"] == "service"
+    rule_b = app.call("GET", "/api/v1/rules/rule-b", "viewer").get_json()
+    assert (rule_b["category"], rule_b["version"], rule_b["source"]) == ("service", 1, source)
+    assert (rule_b["author"], rule_b["approver"]) == (app.actor("marketer"), app.actor("approver"))
     app.add("customers", customer("C1", tier="platinum"))
     run = app.call("POST", "/api/v1/runs", "operator", json={"rules": ["rule-b"], "date": "2026-03-10"})
     assert run.status_code == 202  # the new rule is live for runs too
@@ -948,28 +980,40 @@ def test_api_rules_reload_picks_up_a_new_rule_file(make_api, settings, tmp_path)
     assert app.count(Message) == 1
 
 
-def test_api_rules_reload_keeps_previous_good_rules_of_a_broken_file(make_api, settings, tmp_path):
+def test_api_rules_an_invalid_draft_leaves_the_previous_version_live_and_running(make_api, settings, tmp_path):
     folder = folder_settings(settings, tmp_path)
     (folder.rules_dir / "a.yaml").write_text(rule_yaml("rule-a", "  customer.tier: gold\n"), encoding="utf-8")
     (folder.rules_dir / "b.yaml").write_text(rule_yaml("rule-b", "  customer.tier: gold\n"), encoding="utf-8")
     app = make_api(folder)
-    (folder.rules_dir / "a.yaml").write_text("id: rule-a\nname: [oops\n", encoding="utf-8")
-    (folder.rules_dir / "b.yaml").write_text(rule_yaml("rule-b", "  customer.tier: diamond\n"), encoding="utf-8")
-    body = app.call("POST", "/api/v1/rules/reload", "admin").get_json()
-    assert body["rules"] == ["rule-a", "rule-b"] and body["kept"] == ["rule-a"]
-    [problem] = body["problems"]
+
+    def submit(file: str, source: str) -> dict[str, Any]:
+        resp = app.call("POST", "/api/v1/rules/drafts", "marketer", json={"file": file, "source": source,
+                                                                          "note": "edit"})
+        assert resp.status_code == 201, resp.get_data(as_text=True)
+        return resp.get_json()
+
+    broken = submit("a.yaml", "id: rule-a\nname: [oops\n")
+    assert broken["status"] == "invalid"
+    [problem] = broken["problems"]
     assert problem["file"] == "a.yaml" and problem["line"] == 3 and "malformed YAML" in problem["reason"]
+    edited = submit("b.yaml", rule_yaml("rule-b", "  customer.tier: diamond\n"))
+    assert app.call("POST", f"/api/v1/rules/drafts/{edited['id']}/approve", "approver").status_code == 200
     listed = app.call("GET", "/api/v1/rules", "viewer").get_json()
-    assert [r["id"] for r in listed["items"]] == ["rule-a", "rule-b"]
-    assert [p["file"] for p in listed["problems"]] == ["a.yaml"]
-    # the kept rule is its previous good version; the good edit of b.yaml is live
+    assert [(r["id"], r["version"], r["status"]) for r in listed["items"]] == [("rule-a", 1, "live"),
+                                                                               ("rule-b", 2, "live")]
+    assert listed["problems"] == []
+    # rule-a runs at its previous good version; the approved edit of b.yaml is live
     assert app.call("GET", "/api/v1/rules/rule-a", "viewer").get_json()["conditions"] == {
         "customer.tier": {"eq": "gold"}}
     assert app.call("GET", "/api/v1/rules/rule-b", "viewer").get_json()["conditions"] == {
         "customer.tier": {"eq": "diamond"}}
-    (folder.rules_dir / "a.yaml").unlink()
-    assert app.call("POST", "/api/v1/rules/reload", "marketer").get_json() == {
-        "rules": ["rule-b"], "kept": [], "problems": []}
+    app.add("customers", customer("C1", tier="gold"), customer("C2", tier="diamond", mobile="13800000002"))
+    run = app.call("POST", "/api/v1/runs", "operator", json={"rules": ["rule-a", "rule-b"], "date": "2026-03-10"})
+    assert run.status_code == 202
+    app.wait()
+    with app.engine.connect() as conn:
+        sent = set(conn.execute(select(Message.rule_id, Message.customer_id)).all())
+    assert sent == {("rule-a", "C1"), ("rule-b", "C2")}
 
 
 def test_api_rules_preview_for_a_date_gives_counts_and_sample_and_writes_nothing(bank):
@@ -1225,7 +1269,11 @@ def test_api_deposits_list_with_filters_cursor_and_get(bank):
 
 
 def test_api_audit_every_change_records_the_key_actor(bank, make_api):
-    bank.call("POST", "/api/v1/rules/reload", "marketer")
+    source = (bank.settings.rules_dir / "rate_change.yaml").read_text(encoding="utf-8").replace(
+        "rate-change-notice", "rate-change-copy")  # an event rule no call below fires
+    draft = bank.call("POST", "/api/v1/rules/drafts", "marketer",
+                      json={"file": "rate_change_copy.yaml", "source": source, "note": "a copy"}).get_json()
+    bank.call("POST", f"/api/v1/rules/drafts/{draft['id']}/approve", "approver")
     event = bank.call("POST", "/api/v1/events/large-transaction", "operator", json=LARGE_TX).get_json()
     run = bank.call("POST", "/api/v1/runs", "operator", json={"date": "2026-03-10"}).get_json()
     bank.call("PUT", "/api/v1/customers/C1/consents/sms", "admin", json={"granted": False, "source": "branch form"})
@@ -1238,7 +1286,8 @@ def test_api_audit_every_change_records_the_key_actor(bank, make_api):
     bank.wait()
     entries = bank.audit()
     assert [(e["actor"], e["action"], e["target"]) for e in entries] == [
-        (bank.actor("marketer"), "rules.reload", None),
+        (bank.actor("marketer"), "rules.submit", f"draft:{draft['id']}"),
+        (bank.actor("approver"), "rules.approve", f"draft:{draft['id']}"),
         (bank.actor("operator"), "event", "large_transaction:lt-1"),
         (bank.actor("operator"), "run", f"run:{run['run_id']}"),
         (bank.actor("admin"), "consent.withdraw", "C1:sms"),
@@ -1249,12 +1298,17 @@ def test_api_audit_every_change_records_the_key_actor(bank, make_api):
         (bank.actor("admin"), "import", "customers"),
     ]
     assert all(e["at"] == NOW for e in entries)
-    assert entries[0]["details"] == {"rules": 7, "kept": [], "problems": 0}
-    assert entries[1]["details"] == {"run_id": event["run_id"], "rules": ["large-transaction-followup"]}
-    assert entries[2]["details"] == {"date": "2026-03-10", "rules": [  # in the priority order they run in
+    assert entries[0]["details"] == {"file": "rate_change_copy.yaml", "status": "pending",
+                                     "content_hash": draft["content_hash"], "rules": {"rate-change-copy": "new"},
+                                     "problems": 0, "note": "a copy"}
+    assert {k: entries[1]["details"][k] for k in ("file", "content_hash", "author")} == {
+        "file": "rate_change_copy.yaml", "content_hash": draft["content_hash"], "author": bank.actor("marketer")}
+    assert [v["rule"] for v in entries[1]["details"]["versions"]] == ["rate-change-copy"]
+    assert entries[2]["details"] == {"run_id": event["run_id"], "rules": ["large-transaction-followup"]}
+    assert entries[3]["details"] == {"date": "2026-03-10", "rules": [  # in the priority order they run in
         "td-maturity-reminder", "birthday-greeting", "lunar-birthday-greeting", "holiday-greeting"]}
-    assert entries[3]["details"] == {"source": "branch form", "suppressed_messages": 0}
-    assert entries[8]["details"] == {"rows": 0, "upserted": 0, "refused": 0, "problems": 0}
+    assert entries[4]["details"] == {"source": "branch form", "suppressed_messages": 0}
+    assert entries[9]["details"] == {"rows": 0, "upserted": 0, "refused": 0, "problems": 0}
     assert bank.actor("admin").startswith("key:admin-key#")
 
 
@@ -1306,7 +1360,11 @@ def test_api_openapi_describes_every_blueprint(api):
     assert spec["openapi"] == "3.0.3" and spec["info"]["title"] == "campaign-engine"
     paths = spec["paths"]
     for path in ("/healthz", "/readyz", "/api/v1/rules", "/api/v1/rules/{rule_id}", "/api/v1/rules/validate",
-                 "/api/v1/rules/reload", "/api/v1/rules/{rule_id}/preview", "/api/v1/events/rate-change",
+                 "/api/v1/rules/{rule_id}/preview", "/api/v1/rules/{rule_id}/versions",
+                 "/api/v1/rules/{rule_id}/disable", "/api/v1/rules/{rule_id}/enable", "/api/v1/rules/drafts",
+                 "/api/v1/rules/drafts/{draft_id}", "/api/v1/rules/drafts/{draft_id}/approve",
+                 "/api/v1/rules/drafts/{draft_id}/reject", "/api/v1/rules/drafts/{draft_id}/diff",
+                 "/api/v1/audit", "/api/v1/events/rate-change",
                  "/api/v1/events/product-launch", "/api/v1/events/large-transaction", "/api/v1/runs",
                  "/api/v1/runs/{run_id}", "/api/v1/messages", "/api/v1/messages/{message_id}",
                  "/api/v1/customers", "/api/v1/customers/{customer_id}", "/api/v1/customers/{customer_id}/consents",
@@ -1315,8 +1373,8 @@ def test_api_openapi_describes_every_blueprint(api):
                  "/api/v1/deposits/{deposit_id}", "/api/v1/receipts/{provider}", "/api/v1/inbound/sms/{provider}",
                  "/u/{token}"):
         assert path in paths, path
-    assert {t["name"] for t in spec["tags"]} == {"health", "rules", "events", "runs", "messages", "retries",
-                                                  "customers", "effect", "webhooks"}
+    assert {t["name"] for t in spec["tags"]} == {"health", "rules", "drafts", "events", "runs", "messages",
+                                                  "retries", "customers", "effect", "webhooks", "audit"}
     assert spec["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
     start_run = paths["/api/v1/runs"]["post"]
     assert {"202", "200", "401", "403"} <= set(start_run["responses"])
@@ -1359,18 +1417,23 @@ def test_api_rules_validate_takes_the_rule_file_itself_as_yaml(api):
     assert "source" in details["fields"]
 
 
-def test_api_rules_list_marks_rules_kept_from_a_broken_file_as_stale(make_api, settings, tmp_path):
-    import shutil
-
-    rules_dir = tmp_path / "rules"
-    shutil.copytree(settings.rules_dir, rules_dir)
-    app = make_api(settings.replace(rules_dir=rules_dir))
-    path = rules_dir / "birthday.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("category: marketing", "category: spam"),
-                    encoding="utf-8")
-    assert app.call("POST", "/api/v1/rules/reload", "marketer").get_json()["kept"] == ["birthday-greeting"]
-    status = {r["id"]: r["status"] for r in app.call("GET", "/api/v1/rules", "viewer").get_json()["items"]}
-    assert status["birthday-greeting"] == "stale" and status["td-maturity-reminder"] == "ok"
+def test_api_rules_list_status_stays_live_after_an_invalid_draft_and_is_disabled_after_a_stop(api):
+    before = {r["id"]: r for r in api.call("GET", "/api/v1/rules", "viewer").get_json()["items"]}
+    source = (api.settings.rules_dir / "birthday.yaml").read_text(encoding="utf-8")
+    draft = api.call("POST", "/api/v1/rules/drafts", "marketer", json={
+        "file": "birthday.yaml", "source": source.replace("category: marketing", "category: spam"),
+        "note": "recategorise"}).get_json()
+    assert draft["status"] == "invalid" and [p["field"] for p in draft["problems"]] == ["category"]
+    stop = api.call("POST", "/api/v1/rules/td-maturity-reminder/disable", "marketer",
+                    json={"reason": "wrong rate in the text"})
+    assert stop.status_code == 200, stop.get_data(as_text=True)
+    after = {r["id"]: r for r in api.call("GET", "/api/v1/rules", "viewer").get_json()["items"]}
+    birthday = after["birthday-greeting"]
+    assert (birthday["status"], birthday["version"], birthday["content_hash"]) == (
+        "live", 1, before["birthday-greeting"]["content_hash"])  # still the published version
+    stopped = after["td-maturity-reminder"]
+    assert (stopped["status"], stopped["enabled"]) == ("disabled", False)
+    assert "wrong rate in the text" in stopped["disabled"]
 
 
 def test_api_keys_record_their_last_use(api):

@@ -11,7 +11,7 @@ import pytest
 
 import campaign_engine.api
 from campaign_engine.api import create_app
-from factories import NOW
+from factories import NOW, publish_rules
 
 STATIC = Path(campaign_engine.api.__file__).parent / "static"
 CSS_URL = re.compile(r"""url\(\s*['"]?([^'")\s]+)|@import\s+['"]([^'"]+)""")
@@ -54,6 +54,7 @@ def is_local(url: str) -> bool:
 
 @pytest.fixture
 def client(settings):  # type: ignore[no-untyped-def]
+    publish_rules(settings)
     app = create_app(settings, clock=lambda: NOW)
     yield app.test_client()
     state = app.extensions["campaign"]

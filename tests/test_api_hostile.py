@@ -24,7 +24,7 @@ from campaign_engine.imports import COLUMNS
 from campaign_engine.store.apikeys import create_key
 from campaign_engine.store.models import CampaignRun, Customer
 from campaign_engine.store.upsert import upsert_rows
-from factories import NOW, PRODUCTS, customer, deposit
+from factories import NOW, PRODUCTS, customer, deposit, publish_rules
 
 # Path values that reach a real row (so a check that is missing would reach the database).
 PATH_VALUES = {"rule_id": "birthday-greeting", "customer_id": "C1", "code": "TD1Y", "deposit_id": "D1",
@@ -149,6 +149,7 @@ SHAPES: dict[str, Callable[[Operation], Iterator[Request]]] = {
 @pytest.fixture
 def hostile(settings, engine):  # type: ignore[no-untyped-def]
     """An app with a customer, products and a deposit, and an admin key (no rate limit)."""
+    publish_rules(settings)
     app = create_app(settings.replace(api_rate_limit=0), clock=lambda: NOW)
     with engine.begin() as conn:
         key = create_key(conn, name="hostile", role="admin", now=NOW)[1]

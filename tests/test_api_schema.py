@@ -15,6 +15,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
 
+from factories import publish_rules
 from campaign_engine.api import create_app
 from campaign_engine.store.apikeys import create_key
 
@@ -23,6 +24,7 @@ NOW = dt.datetime(2026, 3, 10, 1, 0, tzinfo=dt.timezone.utc)
 
 @pytest.fixture
 def api_app(settings, engine):
+    publish_rules(settings)
     app = create_app(settings, clock=lambda: NOW)
     yield app
     state = app.extensions["campaign"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from factories import customer, deposit, rule_yaml, run_day
+from factories import customer, deposit, rule_yaml, run_day, world_cli
 
 from campaign_engine.facts.derived import business_days_to_maturity, business_maturity_window, payout_date
 from campaign_engine.facts.official import CalendarNotAnnounced, load_holidays
@@ -163,15 +163,8 @@ def test_workdays_only_rule_in_an_unannounced_year_is_reported_not_guessed(world
 
 
 def test_workdays_only_text_report_says_why_it_was_skipped(world):
-    from click.testing import CliRunner
-
-    from campaign_engine.cli import main
-
     world.rule("r.yaml", rule_yaml("wd", "  customer.tier: gold\n", trigger=WORKDAYS))
-    env = {"CAMPAIGN_ENGINE_DATABASE_URL": world.settings.database_url,
-           "CAMPAIGN_ENGINE_RULES_DIR": str(world.settings.rules_dir),
-           "CAMPAIGN_ENGINE_TEMPLATES_DIR": str(world.settings.templates_dir)}
-    result = CliRunner().invoke(main, ["run", "--all", "--date", "2026-10-02", "--dry-run"], env=env)
+    result = world_cli(world)("run", "--all", "--date", "2026-10-02", "--dry-run")  # the rule, published
     assert result.exit_code == 0, result.output
     assert "  skipped: 2026-10-02 is not an official working day (国庆节, day 2 of the holiday)" in result.output
 
@@ -242,6 +235,7 @@ def test_readyz_says_whether_todays_official_calendar_is_announced(world):
     world.rule("r.yaml", rule_yaml("hol", "  calendar.holiday: 春节\n"))
     for day, expected in ((D(2026, 3, 10), "announced for 2026-03-10"),
                           (D(2027, 3, 10), "the official calendar for 2027 is not announced yet")):
+        world.publish()
         app = create_app(world.settings, clock=lambda day=day: morning(day))
         try:
             resp = app.test_client().get("/readyz")

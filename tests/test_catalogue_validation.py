@@ -3,7 +3,8 @@
 Rule files: product codes and types are checked against the products in the database, field
 names, operators and template variables against the field catalogue, each with a "did you mean"
 and the line of the offending key; a rule whose templates do not render against the sample
-context is not live. Events: a customer or product that does not exist is bad input.
+context is an invalid draft, not live (its previous version, with its own templates, keeps
+running). Events: a customer or product that does not exist is bad input.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from campaign_engine.runtime import Runtime
 from campaign_engine.store import apikeys
 from campaign_engine.store.models import CampaignRun, Customer, Message, Product
 from campaign_engine.vocabulary import EventType
-from factories import BIRTHDAY, NOW, TODAY, World, customer, deposit, fire_event, rule_yaml, world_cli
+from factories import (BIRTHDAY, EMAIL_PARTS, GREETING_SMS, NOW, TODAY, World, customer, deposit, fire_event,
+                       rule_yaml, run_day, world_cli)
 
 CATALOGUE = ProductCatalogue.of({"TD1Y": "time_deposit", "FUND-EQ01": "fund"})  # factories.PRODUCTS
 
@@ -67,6 +69,7 @@ def api(world: World):
     """The API on the world's folders, as an admin."""
     with world.engine.begin() as conn:
         _, key = apikeys.create_key(conn, name="admin-key", role="admin", now=NOW)
+    world.publish()
     app = create_app(world.settings, clock=lambda: NOW, background_workers=0)
     yield Client(app, key)
     app.extensions["campaign"].runtime.close()
@@ -171,14 +174,14 @@ def test_template_typo_rule_is_not_live_and_reported_with_template_line_and_sugg
     world.template("typo", {"sms.txt.j2": TEMPLATE_TYPO})
     world.rule("t.yaml", rule_yaml("typo", "  customer.tier: gold\n", channels="[sms]", template="typo"))
     world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY))
-    book = load_rulebook(world.settings.rules_dir, world.settings.templates_dir)
-    assert list(book.rules) == ["birthday"]
-    [problem] = book.broken["typo"]
-    assert book.problems_for("typo") == (problem,)
+    assert list(world.services().rulebook.rules) == ["birthday"]
+    [draft] = [d for d in world.drafts if d["file"] == "t.yaml"]
+    assert (draft["status"], draft["rules"]) == ("invalid", ["typo"])
+    [problem] = [Problem(**p) for p in draft["problems"]]
     assert (problem.file, problem.rule, problem.field) == ("t.yaml", "typo", "template")
     assert "typo/sms.txt.j2:2" in problem.reason
     assert problem.reason.endswith("(did you mean 'customer.name'?)")
-    assert validate(world)[0] == [problem]  # reported once, by the loader
+    assert validate(world)[0] == [problem]  # `rules validate` reports it once too, alike
 
 
 def test_template_unknown_filter_and_variable_get_suggestions(world):
@@ -202,23 +205,35 @@ def test_cli_run_rule_with_a_template_typo_says_it_is_not_live_and_why(world, cl
     assert world.messages() == []
 
 
-def test_reload_does_not_keep_a_rule_whose_template_broke_since(world):
+def test_a_template_broken_on_disk_is_an_invalid_draft_and_the_live_rule_keeps_its_published_template(world):
     world.rule("t.yaml", rule_yaml("greeting", "  customer.tier: gold\n", channels="[sms]"))
+    world.add("customers", customer("C1"))
     runtime = Runtime(world.services())
-    assert list(runtime.services.rulebook.rules) == ["greeting"]
     world.template("greet", {"sms.txt.j2": "{{ customer.nmae }}"})  # its template breaks
-    world.rule("t.yaml", "id: greeting\nname: [unclosed\n")  # and its file too
-    result = runtime.reload()
-    assert result.kept == () and result.rules == ()
-    assert any("sms.txt.j2" in p.reason and p.rule == "greeting" for p in result.problems)
-    assert runtime.services.rulebook.get("greeting") is None
+    [draft] = world.publish()
+    assert draft["status"] == "invalid"
+    assert any("greet/sms.txt.j2" in p["reason"] and p["rule"] == "greeting" for p in draft["problems"])
+    assert runtime.refresh() is False  # an invalid draft changes nothing live
+    live = runtime.services.rulebook
+    assert live.get("greeting").version == 1
+    assert live.template_set("greeting").texts["greet/sms.txt.j2"] == GREETING_SMS
+    report = run_day(runtime.services, today=TODAY, now=NOW)
+    assert report["status"] == "completed", report
+    [message] = world.messages()
+    assert message.rule_id == "greeting" and message.status != "failed" and "测试greeting" in message.body
 
 
-def test_reload_keeps_the_previous_version_of_a_broken_file_while_its_template_renders(world):
+def test_a_broken_file_is_an_invalid_draft_and_its_previous_version_stays_live(world):
     world.rule("t.yaml", rule_yaml("greeting", "  customer.tier: gold\n", channels="[sms]"))
     runtime = Runtime(world.services())
     world.rule("t.yaml", "id: greeting\nname: [unclosed\n")
-    assert runtime.reload().kept == ("greeting",)
+    [draft] = world.publish()
+    [problem] = draft["problems"]
+    assert draft["status"] == "invalid"
+    assert (problem["file"], problem["line"]) == ("t.yaml", 3) and "malformed YAML" in problem["reason"]
+    runtime.refresh()
+    assert runtime.services.rulebook.get("greeting").version == 1
+    assert runtime.services.rulebook.problems == ()
 
 
 # --------------------------------------------------------------------------- rules validate / POST validate
@@ -256,7 +271,8 @@ def test_cli_rules_validate_template_typo_exits_2(world, cli):
 
 def test_api_validate_checks_product_references_with_line_and_suggestion(world, api):
     text = rule_yaml("holders", "  customer.holds: {contains: fnd}\n")
-    body = api.post("/api/v1/rules/validate", {"source": text, "file": "h.yaml"}).get_json()
+    templates = {"greet/sms.txt.j2": GREETING_SMS, **{f"greet/{part}": t for part, t in EMAIL_PARTS.items()}}
+    body = api.post("/api/v1/rules/validate", {"source": text, "file": "h.yaml", "templates": templates}).get_json()
     assert body["valid"] is False and body["warnings"] == []
     assert body["problems"] == [{"file": "h.yaml", "line": line_of(text, "fnd"), "rule": "holders",
                                  "field": "conditions.customer.holds.contains",

@@ -10,18 +10,31 @@ from click.testing import CliRunner
 from campaign_engine.cli import main
 
 
+# A test database needs no second person to approve a rule change: `rules publish` puts it live at once.
+APPROVAL_OFF = {"CAMPAIGN_ENGINE_APPROVAL": "off"}
+
+
 @pytest.fixture
 def cli(settings, engine):
     runner = CliRunner()
-    env = {"CAMPAIGN_ENGINE_DATABASE_URL": settings.database_url}
+    env = {"CAMPAIGN_ENGINE_DATABASE_URL": settings.database_url, **APPROVAL_OFF}
 
     def invoke(*args: str):
         return runner.invoke(main, list(args), env=env, catch_exceptions=False)
     return invoke
 
 
+def publish_starter_pack(cli) -> None:  # type: ignore[no-untyped-def]
+    """What a user does before anything runs: publish the project's rule folder (after the products
+    are loaded: publishing checks the products rules name)."""
+    result = cli("rules", "publish", "--all", "--note", "the starter pack", "--as", "marketer", "--json")
+    assert result.exit_code == 0, result.output
+    assert {draft["status"] for draft in json.loads(result.output)} == {"live"}
+
+
 def test_cli_run_json_prints_counts_per_rule(cli):
     assert cli("demo-data", "--customers", "800", "--date", "2026-03-10").exit_code == 0
+    publish_starter_pack(cli)
     result = cli("run", "--all", "--date", "2026-03-10", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -43,9 +56,11 @@ def test_cli_run_json_prints_counts_per_rule(cli):
 
 def test_cli_event_replay_and_bad_payload(cli):
     cli("demo-data", "--customers", "300", "--date", "2026-03-10")
+    publish_starter_pack(cli)
     payload = ('{"event_id": "rc-7", "product_type": "time_deposit", "old_rate": 1.65, "new_rate": 1.45, '
                '"effective_date": "2026-03-20"}')
     first = json.loads(cli("event", "rate-change", "--data", payload, "--json").output)
+    assert [r["rule"] for r in first["rules"]] == ["rate-change-notice"]
     second = json.loads(cli("event", "rate_change", "--data", payload, "--json").output)
     assert second["replayed"] is True and second["run_id"] == first["run_id"]
     bad = cli("event", "rate_change", "--data", '{"event_id": "x", "old_rate": "high"}')
@@ -80,6 +95,7 @@ def test_cli_rules_validate_names_file_line_and_field(cli, tmp_path, monkeypatch
 
 def test_cli_preview_for_one_customer_shows_each_condition(cli):
     cli("demo-data", "--customers", "300", "--date", "2026-03-10")
+    publish_starter_pack(cli)
     result = cli("preview", "birthday-greeting", "--customer", "C00000001", "--date", "2026-03-10")
     assert result.exit_code == 0, result.output
     assert "customer.days_to_birthday eq 0" in result.output
@@ -93,7 +109,8 @@ def test_cli_unknown_rule_is_a_clear_error(cli):
 def test_cli_send_once_delivers_the_queued_outbox_through_the_file_channel(settings, engine, tmp_path):
     channels = {"sms": {"type": "file", "path": str(tmp_path / "sms.jsonl")},
                 "email": {"type": "file", "path": str(tmp_path / "email.jsonl")}}
-    env = {"CAMPAIGN_ENGINE_DATABASE_URL": settings.database_url, "CAMPAIGN_ENGINE_CHANNELS": json.dumps(channels),
+    env = {"CAMPAIGN_ENGINE_DATABASE_URL": settings.database_url, **APPROVAL_OFF,
+           "CAMPAIGN_ENGINE_CHANNELS": json.dumps(channels),
            "CAMPAIGN_ENGINE_QUIET_HOURS": "{}",  # the test runs at any hour
            "CAMPAIGN_ENGINE_SEND_RATES": json.dumps({"sms": 0, "email": 0})}
     runner = CliRunner()
@@ -102,6 +119,7 @@ def test_cli_send_once_delivers_the_queued_outbox_through_the_file_channel(setti
         return runner.invoke(main, list(args), env=env, catch_exceptions=False)
 
     invoke("demo-data", "--customers", "600", "--date", "2026-03-10")
+    publish_starter_pack(invoke)
     report = json.loads(invoke("run", "--all", "--date", "2026-03-10", "--json").output)
     queued = sum(r["queued"] for r in report["rules"])
     assert queued > 0

@@ -25,7 +25,7 @@ from campaign_engine.distributed.executor import SHARD_TASK
 from campaign_engine.pipeline.shards import execute_shard
 from campaign_engine.store import runs
 from campaign_engine.store.models import CampaignRun, Message
-from factories import NOW, TODAY
+from factories import NOW, TODAY, publish_rules
 from test_distributed import REDIS_URL, cluster  # noqa: F401  (cluster: a fixture, found by its name here)
 from test_shards import RATE_CHANGE, recorded_event
 
@@ -99,8 +99,10 @@ def messages_of(engine, run_id: int) -> int:
 
 
 @pytest.fixture
-def demo(engine):
+def demo(engine, settings):
+    """The demo bank with the project's starter pack published (after its products: publishing checks them)."""
     load_demo_data(engine, CUSTOMERS, seed=7, today=TODAY, now=NOW)
+    assert {draft["status"] for draft in publish_rules(settings)} == {"live"}
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ SEND_AT = NOW  # 09:00 in Shanghai: inside the SMS window
 @pytest.fixture
 def api_server(world):
     """The API on a real local port, so the gateway process can post receipts to it."""
+    world.publish()
     app = create_app(world.settings, clock=lambda: SEND_AT)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

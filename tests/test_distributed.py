@@ -26,7 +26,7 @@ from campaign_engine.events import parse_event
 from campaign_engine.pipeline import EventRunRequest, ScheduledRunRequest, start_run, wait_for_run
 from campaign_engine.store.models import Message, RunShard
 from campaign_engine.vocabulary import EventType
-from factories import NOW, TODAY, fire_event, run_day
+from factories import NOW, TODAY, fire_event, run_day, publish_rules
 from test_shards import RATE_CHANGE, counts, forget_runs, snapshot
 
 REDIS_URL = os.environ.get("CAMPAIGN_ENGINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -107,6 +107,7 @@ def cluster(settings, engine, tmp_path):
         worker.wait_ready()
         return worker
 
+    publish_rules(settings)  # the starter pack, as published: workers run the versions each run records
     cluster_settings = settings.replace(celery_broker_url=REDIS_URL, celery_queue=queue,
                                         celery_visibility_timeout=6, channels=channels, quiet_hours={},
                                         send_rates={})

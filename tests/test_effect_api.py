@@ -7,14 +7,12 @@ import json
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from campaign_engine.api import create_app
-from campaign_engine.cli import main
 from campaign_engine.store import apikeys
 from campaign_engine.store.models import Conversion
-from factories import NOW, customer, rule_yaml
+from factories import NOW, customer, rule_yaml, world_cli
 
 ROLES = ("viewer", "marketer", "operator", "admin")
 GOAL_RULE = rule_yaml("push", "  customer.tier: gold\n", channels="[sms]",
@@ -34,6 +32,7 @@ def api(world):
     world.rule("push.yaml", GOAL_RULE)
     world.rule("plain.yaml", PLAIN_RULE)
     world.add("customers", customer("C1"), customer("C2"))
+    world.publish()
     app = create_app(world.settings, clock=lambda: NOW, background_workers=1)
     with world.engine.begin() as conn:
         keys = {role: apikeys.create_key(conn, name=f"{role}-key", role=role, now=NOW)[1] for role in ROLES}
@@ -139,15 +138,10 @@ def test_api_effect_unknown_rule_404_no_goal_or_bad_period_400(api):
 
 @pytest.fixture
 def cli(world):
+    """`campaign-engine` on the world's database, with both rules published."""
     world.rule("push.yaml", GOAL_RULE)
     world.rule("plain.yaml", PLAIN_RULE)
-    env = {"CAMPAIGN_ENGINE_DATABASE_URL": world.settings.database_url,
-           "CAMPAIGN_ENGINE_RULES_DIR": str(world.settings.rules_dir),
-           "CAMPAIGN_ENGINE_TEMPLATES_DIR": str(world.settings.templates_dir)}
-
-    def invoke(*args: str):  # type: ignore[no-untyped-def]
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-    return invoke
+    return world_cli(world)
 
 
 def test_cli_effect_lists_every_rule_with_a_goal_and_explains_itself(cli):

@@ -67,6 +67,7 @@ def bank(world, tmp_path):
     world.rule("drive.yaml", rule_yaml(RULE, "  customer.tier: gold\n", channels="[sms]", extra=(
         "holdout: {percent: 50}\ngoal: {type: deposit_open, within_days: 14}\n")))
     clock = Clock(NOW)
+    world.publish()
     app = create_app(world.settings, clock=clock, background_workers=1)
     with world.engine.begin() as conn:
         keys = {role: apikeys.create_key(conn, name=f"{role}-key", role=role, now=NOW)[1]

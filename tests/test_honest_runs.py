@@ -1,5 +1,6 @@
-"""Runs that leave something out say so: a broken rule file, a rule that is not live, messages that
-could not be rendered; and the run summary a person reads explains itself."""
+"""Nothing is left out silently: publishing names every broken rule file (its draft is invalid, not
+live), a rule named in a run that is not live says why, a run whose messages could not be rendered
+says so; and the run summary a person reads explains itself."""
 
 from __future__ import annotations
 
@@ -21,50 +22,65 @@ def cli(world: World, monkeypatch):
     return world_cli(world)
 
 
-def test_run_all_names_every_rule_it_could_not_run_and_exits_1(world, cli):
+def test_publish_names_every_broken_file_and_exits_2_and_run_all_runs_the_live_rules(world, cli):
     world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY))
     world.rule("typo.yaml", BROKEN_CONDITION)
     world.rule("garbage.yaml", GARBAGE)
     world.add("customers", customer("C1", birth_date=dt.date(1970, 3, 10)))
 
+    published = cli("rules", "publish", "--all", "--note", "birthday, and two broken files", "--json")
+    assert published.exit_code == 2, published.output
+    drafts = {d["file"]: d for d in json.loads(published.output)}
+    assert (drafts["typo.yaml"]["status"], drafts["typo.yaml"]["rules"]) == ("invalid", ["typo-rule"])
+    assert drafts["typo.yaml"]["problems"] == [{
+        "file": "typo.yaml", "line": 7, "rule": "typo-rule", "field": "conditions.customer.nmae",
+        "reason": "unknown field 'customer.nmae' (did you mean 'customer.name'?)"}]
+    [garbage] = drafts["garbage.yaml"]["problems"]
+    assert drafts["garbage.yaml"]["status"] == "invalid"
+    assert (garbage["file"], garbage["line"]) == ("garbage.yaml", 2) and "malformed YAML" in garbage["reason"]
+    text = cli("rules", "publish", "--all", "--note", "birthday, and two broken files")
+    assert text.exit_code == 2
+    # as `rules validate` and `run --rule` name a problem: file:line, rule, field
+    assert ("typo.yaml:7, rule typo-rule, field conditions.customer.nmae: unknown field 'customer.nmae'"
+            in text.output)
+    assert "garbage.yaml:2: malformed YAML" in text.output
+
+    # invalid drafts were never live: a run of every rule runs the live ones and is not an error
     result = cli("run", "--all", "--date", TODAY.isoformat(), "--json")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["status"] == "completed_with_errors"
-    by_rule = {r["rule"]: r for r in report["rules"]}
-    assert by_rule["birthday"]["queued"] + by_rule["birthday"]["scheduled"] == 1  # the good rule still ran
-    assert by_rule["typo-rule"]["error"].startswith("not run: typo.yaml:")
-    assert "unknown field 'customer.nmae'" in by_rule["typo-rule"]["error"]
-    assert by_rule["garbage.yaml"]["error"].startswith("not run: garbage.yaml:")
-    assert report["error"].startswith("2 rule(s) failed: garbage.yaml, typo-rule")
-    assert report["rule_ids"] == ["birthday", "garbage.yaml", "typo-rule"]
-
-    text = cli("report", str(report["run_id"]))
-    assert "error: not run: typo.yaml:" in text.output and "completed_with_errors" in text.output
+    assert (report["status"], report["error"], report["rule_ids"]) == ("completed", None, ["birthday"])
+    [birthday] = report["rules"]
+    assert birthday["queued"] + birthday["scheduled"] == 1 and birthday["error"] is None
 
 
-def test_run_all_dry_run_also_names_the_broken_rule(world, cli):
+def test_run_all_dry_run_runs_the_live_rules_only_and_exits_0(world, cli):
     world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY))
     world.rule("typo.yaml", BROKEN_CONDITION)
     result = cli("run", "--all", "--date", TODAY.isoformat(), "--dry-run", "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert [r["rule"] for r in report["rules"] if r["error"]] == ["typo-rule"]
+    assert [(r["rule"], r["error"]) for r in report["rules"]] == [("birthday", None)]
+    assert report["error"] is None
+    assert [d["status"] for d in world.drafts if d["file"] == "typo.yaml"] == ["invalid"]
 
 
 def test_run_rule_whose_file_is_broken_names_file_line_and_problem(world, cli):
     world.rule("typo.yaml", BROKEN_CONDITION)
     result = cli("run", "--rule", "typo-rule", "--date", TODAY.isoformat())
     assert result.exit_code == 2
-    assert "rule typo-rule (not live)" in result.output
-    assert "typo.yaml:7, rule typo-rule, field conditions.customer.nmae" in result.output
+    assert "rule 'typo-rule' not found; typo-rule: its latest draft " in result.output
+    assert (" is invalid, not live: typo.yaml:7, rule typo-rule, field conditions.customer.nmae: "
+            "unknown field 'customer.nmae' (did you mean 'customer.name'?)") in result.output
 
 
 def test_run_rule_unknown_mentions_the_files_that_could_not_be_read(world, cli):
+    # the rule may be in the file whose draft could not be read: say so rather than "not published"
     world.rule("garbage.yaml", GARBAGE)
     result = cli("run", "--rule", "no-such-rule", "--date", TODAY.isoformat())
     assert result.exit_code == 2
-    assert "rule 'no-such-rule' not found; garbage.yaml could not be read" in result.output
+    assert "rule 'no-such-rule' not found" in result.output
+    assert "garbage.yaml:2: malformed YAML" in result.output
 
 
 def test_run_whose_messages_partly_failed_is_completed_with_errors_with_the_count(world):

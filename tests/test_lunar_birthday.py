@@ -188,6 +188,7 @@ def test_api_customer_birthday_calendar_field(world):
 
     with world.engine.begin() as conn:
         _, key = apikeys.create_key(conn, name="admin", role="admin", now=morning(D(2026, 3, 10)))
+    world.publish()
     app = create_app(world.settings, clock=lambda: morning(D(2026, 3, 10)))
     try:
         client = app.test_client()

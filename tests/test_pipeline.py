@@ -7,14 +7,26 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from campaign_engine.bootstrap import open_services
 from campaign_engine.errors import EventPayloadError
 from campaign_engine.pipeline import EventConflict, preview, validate_rules
+from campaign_engine.rendering.environment import build_environment
+from campaign_engine.rulebook.loader import load_rulebook
 from campaign_engine.store.models import CampaignRun
+from campaign_engine.store.sql_store import SqlStore
 from campaign_engine.vocabulary import EventType
-from factories import BIRTHDAY, NOW, TODAY, World, customer, deposit, fire_event, rule_yaml, run_day
+from factories import (BIRTHDAY, NOW, TODAY, World, customer, deposit, fire_event, publish_rules, rule_yaml,
+                       run_day)
+
+
+def validate_folder(world: World, catalogue: Any = None) -> list[Any]:
+    """validate_rules on the world's rule and template folders, as `rules validate` checks them."""
+    settings = world.settings
+    rulebook = load_rulebook(settings.rules_dir, settings.templates_dir)
+    return validate_rules(rulebook, build_environment(settings.templates_dir), settings, catalogue)
+
 
 def rule_counts(report: dict[str, Any], rule_id: str) -> dict[str, Any]:
     return next(r for r in report["rules"] if r["rule"] == rule_id)
@@ -155,12 +167,18 @@ def test_run_sandbox_escape_in_template_fails_the_message(world):
 
 
 def test_run_failing_rule_does_not_stop_the_others(world):
-    world.rule("p.yaml", rule_yaml("promo", "  customer.tier: gold\n", extra="product: NO-SUCH\n"))
+    # publishing refuses an unknown product; a product removed after the rule went live fails that rule only
+    world.add("products", dict(product_code="GONE-1", name="下架理财", type="wealth", risk_level="R1", rate=None,
+                               min_amount=Decimal("1"), launch_date=dt.date(2024, 1, 1)))
+    world.rule("p.yaml", rule_yaml("promo", "  customer.tier: gold\n", extra="product: GONE-1\n"))
     world.rule("s.yaml", rule_yaml("svc", "  customer.tier: gold\n", category="service"))
     world.add("customers", customer("C1"))
-    report = run_day(world.services(), today=TODAY, now=NOW)
+    services = world.services()
+    with world.engine.begin() as conn:
+        conn.execute(text("DELETE FROM products WHERE product_code = 'GONE-1'"))
+    report = run_day(services, today=TODAY, now=NOW)
     assert report["status"] == "completed_with_errors"
-    assert "NO-SUCH" in rule_counts(report, "promo")["error"]
+    assert "GONE-1" in rule_counts(report, "promo")["error"]
     assert rule_counts(report, "svc")["queued"] == 1
 
 
@@ -279,24 +297,28 @@ def test_preview_explains_each_condition_and_writes_nothing(world):
 def test_validate_rules_reports_undefined_template_variable_with_rule_and_line(world):
     world.template("typo", {"sms.txt.j2": "您好\n{{ customer.nam }}"})
     world.rule("t.yaml", rule_yaml("typo", "  customer.tier: gold\n", channels="[sms]", template="typo"))
-    services = world.services()
-    problems = validate_rules(services.rulebook, services.templates, services.settings)
-    [problem] = problems
+    [problem] = validate_folder(world)
     assert problem.rule == "typo" and problem.file == "t.yaml"
     assert "sms.txt.j2:2" in problem.reason and "nam" in problem.reason
+
+    services = world.services()  # publishing runs the same check: the file is an invalid draft, not live
+    [draft] = world.drafts
+    assert draft["status"] == "invalid" and world.problems == [problem.as_dict()]
+    assert "typo" not in services.rulebook.rules
 
 
 def test_starter_pack_runs_on_demo_data(world, settings):
     from campaign_engine.demo.loader import load_demo_data
 
     load_demo_data(world.engine, 3000, seed=7, today=TODAY, now=NOW)
+    assert {draft["status"] for draft in publish_rules(settings)} == {"live"}
     services = open_services(settings)
     world.opened.append(services)
     report = run_day(services, today=TODAY, now=NOW)
     assert report["status"] == "completed"
     td = rule_counts(report, "td-maturity-reminder")
     assert td["queued"] > 0 and td["failed"] == 0
-    assert validate_rules(services.rulebook, services.templates, services.settings) == []
+    assert validate_rules(services.rulebook, build_environment(settings.templates_dir), services.settings) == []
 
 
 def test_event_with_longest_event_id_writes_bounded_idempotent_keys(world):
@@ -410,12 +432,15 @@ def test_validate_rules_checks_product_references_against_the_store_catalogue(wo
     from campaign_engine.pipeline.validate import catalogue_warnings, read_catalogue
 
     world.rule("p.yaml", rule_yaml("promo", "  customer.holds: {contains: time_depost}\n", extra="product: FUND-EQ01\n"))
-    services = world.services()
-    catalogue = read_catalogue(services.store)
-    [problem] = validate_rules(services.rulebook, services.templates, services.settings, catalogue)
+    catalogue = read_catalogue(SqlStore(world.engine))
+    [problem] = validate_folder(world, catalogue)
     assert (problem.rule, problem.line, problem.field) == ("promo", 7, "conditions.customer.holds.contains")
     assert problem.reason == "no product has the code or type 'time_depost' (did you mean 'time_deposit'?)"
-    assert catalogue_warnings(services.rulebook, catalogue) == []
+    rulebook = load_rulebook(world.settings.rules_dir, world.settings.templates_dir)
+    assert catalogue_warnings(rulebook, catalogue) == []  # FUND-EQ01 is in the catalogue
+
+    services = world.services()  # publishing checks the same references: an invalid draft, not live
+    assert world.problems == [problem.as_dict()] and "promo" not in services.rulebook.rules
 
 
 def test_starter_pack_validates_against_the_demo_catalogue(world, settings):
@@ -423,12 +448,16 @@ def test_starter_pack_validates_against_the_demo_catalogue(world, settings):
     from campaign_engine.pipeline.validate import catalogue_warnings, read_catalogue
 
     load_demo_data(world.engine, 50, seed=7, today=TODAY, now=NOW)
+    drafts = publish_rules(settings)  # publishing checks every rule against the products just loaded
+    assert [(d["status"], d["problems"]) for d in drafts] == [("live", [])] * len(drafts)
     services = open_services(settings)
     world.opened.append(services)
     catalogue = read_catalogue(services.store)
     assert catalogue.checkable
-    assert validate_rules(services.rulebook, services.templates, services.settings, catalogue) == []
-    assert catalogue_warnings(services.rulebook, catalogue) == []
+    live = services.rulebook
+    assert sorted(live.rules) == sorted(load_rulebook(settings.rules_dir).rules)  # the whole pack is live
+    assert validate_rules(live, build_environment(settings.templates_dir), services.settings, catalogue) == []
+    assert catalogue_warnings(live, catalogue) == []
 
 
 def test_event_rule_runs_are_not_recorded_for_an_unknown_customer_but_a_known_one_runs(world):

@@ -29,7 +29,8 @@ def birthdays(world: World) -> World:
 
 @pytest.fixture
 def cli(birthdays: World, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """`campaign-engine` on the world's database, rules and templates, at a clock set by `at`."""
+    """`campaign-engine` on the world's database with its rule published, at a clock set by `at`."""
+    birthdays.publish()
     env = {"CAMPAIGN_ENGINE_DATABASE_URL": birthdays.settings.database_url,
            "CAMPAIGN_ENGINE_RULES_DIR": str(birthdays.settings.rules_dir),
            "CAMPAIGN_ENGINE_TEMPLATES_DIR": str(birthdays.settings.templates_dir)}

@@ -1,5 +1,6 @@
 """Retrying failed messages from the operator's side: a template typo fails a run's messages, the
-template is fixed, `retry` (CLI or API) renders them again onto the same rows and queues them."""
+template is fixed and the fix published, `retry` (CLI or API) renders them again with the live
+version onto the same rows and queues them."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def notice_rule(world, *, category: str = "service", channels: str = "[sms]", **
 
 
 def fix_template(world, text: str = FIXED) -> None:
+    """The template edited on disk: a retry renders it once it is published (`world.services()`
+    publishes the folders, the CLI tests run `rules publish`)."""
     world.template("notice", {"sms.txt.j2": text})
 
 
@@ -60,13 +63,14 @@ def outbox(world) -> list[tuple[int, str, str, str]]:
 
 @pytest.fixture
 def cli(world, monkeypatch):
-    """`campaign-engine` on the test database and the world's rule and template folders, at a set clock."""
+    """`campaign-engine` on the test database and the world's rule and template folders, at a set
+    clock; approval off (a rule change published is live at once)."""
     clock = {"now": NOW}
     monkeypatch.setattr("campaign_engine.cli._now", lambda: clock["now"])
     runner = CliRunner()
     env = {"CAMPAIGN_ENGINE_DATABASE_URL": world.settings.database_url,
            "CAMPAIGN_ENGINE_RULES_DIR": str(world.settings.rules_dir),
-           "CAMPAIGN_ENGINE_TEMPLATES_DIR": str(world.settings.templates_dir)}
+           "CAMPAIGN_ENGINE_TEMPLATES_DIR": str(world.settings.templates_dir), "CAMPAIGN_ENGINE_APPROVAL": "off"}
 
     def invoke(*args: str, at: dt.datetime | None = None):  # type: ignore[no-untyped-def]
         clock["now"] = at or NOW
@@ -74,8 +78,16 @@ def cli(world, monkeypatch):
     return invoke
 
 
-def test_retry_cli_template_typo_run_is_queued_once_per_customer_after_the_fix(world, cli):
+def publish(cli, note: str) -> None:  # type: ignore[no-untyped-def]
+    """`rules publish notice.yaml`: the rule file and its templates, live at once."""
+    result = cli("rules", "publish", "notice.yaml", "--note", note, "--as", "marketer", "--json")
+    assert result.exit_code == 0, result.output
+    assert [d["status"] for d in json.loads(result.output)] == ["live"]
+
+
+def test_retry_cli_template_typo_run_is_queued_once_per_customer_after_the_fix_is_published(world, cli):
     notice_rule(world)
+    publish(cli, "account notice")
     world.add("customers", *(woman(f"C{n:02}", mobile=f"138000000{n:02}") for n in range(1, 22)))
 
     first = cli("run", "--rule", "notice", "--date", TODAY.isoformat(), "--json")
@@ -88,6 +100,10 @@ def test_retry_cli_template_typo_run_is_queued_once_per_customer_after_the_fix(w
     assert all(m.body is None and "nmae" in m.error for m in world.messages())
 
     fix_template(world)
+    unpublished = json.loads(cli("retry", "--run", str(report["run_id"]), "--dry-run", "--json", at=LATER).output)
+    assert (unpublished["retried"], unpublished["skipped"]) == (0, 21)  # the fix on disk only: not live yet
+    assert {m["skipped_because"] for m in unpublished["messages"]} == {"template_failed"}
+    publish(cli, "fix the typo in the account notice")
     retried = cli("retry", "--run", str(report["run_id"]), "--json", at=LATER)
     assert retried.exit_code == 0, retried.output
     answer = json.loads(retried.output)
@@ -126,26 +142,35 @@ def test_retry_cli_template_typo_run_is_queued_once_per_customer_after_the_fix(w
 
 def test_retry_cli_text_output_and_exit_1_while_the_template_still_fails(world, cli):
     notice_rule(world)
+    publish(cli, "account notice")
     world.add("customers", woman("C1"))
     run_id = json.loads(cli("run", "--rule", "notice", "--date", TODAY.isoformat(), "--json").output)["run_id"]
     fix_template(world, TYPO.replace("nmae", "nmae2"))
+    publish(cli, "try to fix the typo")
     result = cli("retry", "--run", str(run_id), at=LATER)
     assert result.exit_code == 1
     assert "retried 0 message(s), skipped 1 (template_failed=1)" in result.output
     assert "nmae2" in result.output and "Traceback" not in result.output
 
 
+def audit_entries(world) -> int:
+    with world.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
+
+
 def test_retry_cli_dry_run_writes_nothing(world, cli):
     notice_rule(world)
+    publish(cli, "account notice")
     world.add("customers", woman("C1"), woman("C2"))
     run_id = json.loads(cli("run", "--rule", "notice", "--date", TODAY.isoformat(), "--json").output)["run_id"]
     fix_template(world)
+    publish(cli, "fix the typo in the account notice")
     before = [(m.id, m.status, m.error, m.history, m.retries) for m in world.messages()]
+    audited = audit_entries(world)  # the publishes'
     result = cli("retry", "--run", str(run_id), "--dry-run", at=LATER)
     assert result.exit_code == 0 and "dry run: would retry 2 message(s), skipped 0" in result.output
     assert [(m.id, m.status, m.error, m.history, m.retries) for m in world.messages()] == before
-    with world.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
+    assert audit_entries(world) == audited
 
 
 def test_retry_cli_needs_a_selection_and_refuses_ids_with_a_run(cli):
@@ -160,14 +185,15 @@ def test_retry_cli_needs_a_selection_and_refuses_ids_with_a_run(cli):
 
 @pytest.fixture
 def api(world):
-    """Builds the app on the world's folders (call it once the rules are written: the app loads them
-    at start), with a key per role; the builder returns call(method, path, role, **kw)."""
+    """Publishes the world's folders and builds the app on them (call it once the rules and templates
+    are written), with a key per role; the builder returns call(method, path, role, **kw)."""
     with world.engine.begin() as conn:
         keys = {role: apikeys.create_key(conn, name=f"{role}-key", role=role, now=NOW)
                 for role in ("viewer", "marketer", "operator")}
     apps = []
 
     def build():  # type: ignore[no-untyped-def]
+        world.publish()
         app = create_app(world.settings, clock=lambda: LATER, background_workers=1)
         apps.append(app)
         client = app.test_client()
@@ -306,32 +332,44 @@ def test_retry_template_still_failing_stays_failed_with_the_new_error_then_succe
     assert message.retries == 2 and message.status == "queued"
 
 
-def test_retry_template_broken_under_a_running_service_keeps_the_message_failed(world):
+def test_retry_template_broken_after_the_fix_is_refused_and_the_retry_renders_the_live_fix(world):
     notice_rule(world)
     world.add("customers", woman("C1"))
     run_id = run_day(world.services(), today=TODAY, now=NOW)["run_id"]
+    [failed] = world.messages()
     fix_template(world)
-    services = world.services()  # a long-running process: its rules loaded while the template was good
+    services = world.services()  # a long-running process, on the fix as published
     fix_template(world, "{% if %}")
+    world.publish()  # broken: an invalid draft, the fix stays live
+    [draft] = world.drafts
+    assert draft["status"] == "invalid" and "notice/sms.txt.j2" in draft["problems"][0]["reason"]
+    for process in (services, world.services(publish=False)):  # running before the publish, or started after it
+        assert process.rulebook.template_set("notice").texts["notice/sms.txt.j2"] == FIXED
     request = RetryRequest(run_id=run_id)
     [only] = retry_messages(services, request, now=LATER, actor="test").as_dict()["messages"]
-    assert only["skipped_because"] == "template_failed" and "notice/sms.txt.j2" in only["error"]
+    assert only == {"id": failed.id, "status": "queued"}
     [message] = world.messages()
-    assert message.status == "failed" and message.error == only["error"] and len(message.history) == 1
+    assert (message.status, message.body, message.error, len(message.history)) == ("queued", BODY, None, 1)
 
 
-def test_retry_rule_no_longer_live_is_skipped_and_leaves_the_message(world):
+def test_retry_rule_disabled_is_skipped_and_leaves_the_message(world):
+    from campaign_engine.pipeline.publishing import disable
+
     notice_rule(world)
     world.add("customers", woman("C1"))
     run_id = run_day(world.services(), today=TODAY, now=NOW)["run_id"]
     fix_template(world)
     world.rule("notice.yaml", rule_yaml("notice", GOLD, category="service", channels="[sms]", template="notice",
                                         extra="enabled: false\n"))
-    [disabled] = retry(world, run_id=run_id)["messages"]
+    [disabled] = retry(world, run_id=run_id)["messages"]  # published with `enabled: false`
     assert disabled["skipped_because"] == "rule_not_live" and "disabled" in disabled["error"]
-    (world.settings.rules_dir / "notice.yaml").unlink()
-    [gone] = retry(world, rule_id="notice")["messages"]
-    assert gone["skipped_because"] == "rule_not_live" and "not live" in gone["error"]
+
+    notice_rule(world)  # enabled again, the fix in place: then the emergency stop
+    fix_template(world)
+    world.publish()
+    disable(world.services(publish=False), "notice", actor="cli:ops", reason="wrong audience", now=LATER)
+    [stopped] = retry(world, rule_id="notice")["messages"]
+    assert stopped["skipped_because"] == "rule_not_live" and "disabled" in stopped["error"]
     [message] = world.messages()
     assert (message.status, message.history, message.retries) == ("failed", [], 0)
 

@@ -19,6 +19,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
 from campaign_engine.errors import ConfigError
+from campaign_engine.pipeline.publishing import disable
 from campaign_engine.runtime import Runtime
 from campaign_engine.scheduler import (CampaignScheduler, build_scheduler, cron_trigger, fire, fire_rule, job_id,
                                        run_scheduler_forever, start_scheduler)
@@ -30,6 +31,7 @@ from factories import BIRTHDAY, NOW, TODAY, World, customer, rule_yaml
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 WAIT = 30.0  # seconds: an upper bound for a job to run, never a sleep
+QUIET = 2.5  # seconds the scheduler loop (refreshing every second) is watched for doing nothing
 
 
 def clock() -> dt.datetime:
@@ -188,7 +190,7 @@ def test_sync_jobs_one_stable_job_per_enabled_scheduled_rule(world, processes, e
     assert set(stored_jobs(engine)) == {"rule:daily"}
 
 
-def test_sync_jobs_rule_reload_replaces_changed_cron_and_removes_gone_rules(world, processes, engine):
+def test_sync_jobs_a_publish_replaces_a_changed_cron_and_a_disable_removes_the_job(world, processes, engine):
     world.rule("a.yaml", rule_yaml("daily", BIRTHDAY))
     world.rule("b.yaml", rule_yaml("morning", BIRTHDAY, trigger='{schedule: "0 8 * * *", subject: customer}'))
     world.rule("c.yaml", rule_yaml("later-off", BIRTHDAY))
@@ -202,15 +204,21 @@ def test_sync_jobs_rule_reload_replaces_changed_cron_and_removes_gone_rules(worl
     world.rule("c.yaml", rule_yaml("later-off", BIRTHDAY, extra="enabled: false\n"))
     world.rule("d.yaml", rule_yaml("later-event", "  event.amount: {gte: 500000}\n", category="service",
                                    trigger="{event: large_transaction}", channels="[sms]"))
-    runtime.reload()  # the scheduler listens: the reload reschedules
+    assert runtime.refresh() is False  # edited files are not what runs: nothing moved yet
+    assert set(stored_jobs(engine)) == {"rule:daily", "rule:morning", "rule:later-off", "rule:later-event"}
+    world.publish()
+    assert runtime.refresh() is True  # the scheduler listens: following the publish reschedules
 
     assert set(stored_jobs(engine)) == {"rule:daily", "rule:morning"}  # still one job per rule
     daily = scheduler.next_run_times()["daily"]
     assert (daily.hour, daily.minute) == (10, 30)
     assert scheduler.aps.get_job("rule:morning").next_run_time == morning_before  # unchanged: kept
 
-    (world.settings.rules_dir / "a.yaml").unlink()
-    runtime.reload()
+    (world.settings.rules_dir / "a.yaml").unlink()  # a file gone from the folder: its rule stays live
+    world.publish()
+    assert runtime.refresh() is False and set(stored_jobs(engine)) == {"rule:daily", "rule:morning"}
+    disable(world.services(publish=False), "daily", actor="cli:ops", reason="wrong audience", now=NOW)
+    assert runtime.refresh() is True
     assert set(stored_jobs(engine)) == {"rule:morning"}
 
 
@@ -358,15 +366,18 @@ def test_fire_two_processes_at_once_run_once(world, engine):
     assert [(m.customer_id, m.run_id) for m in world.messages()] == [("C1", run_id)]
 
 
-def test_fire_rule_in_a_process_that_has_not_loaded_a_new_rule_reloads_and_runs_it(world, processes, engine):
+def test_fire_rule_in_a_process_that_has_not_seen_a_new_publish_follows_the_published_set_and_runs_it(
+        world, processes, engine):
     birthday_world(world)
     a, b = processes.build("a"), processes.build("b")
     events = Events(b)
     a.start(paused=True)
     b.start(paused=True)
     world.rule("n.yaml", rule_yaml("newcomer", BIRTHDAY, category="service"))
-    a.runtime.reload()  # a adds the new rule's job to the shared store; b has not reloaded
+    world.publish()
+    assert a.runtime.refresh()  # a adds the new rule's job to the shared store; b has not refreshed
     assert "newcomer" not in b.runtime.services.rulebook.rules
+    assert "rule:newcomer" in stored_jobs(engine)
     make_due(b, "newcomer", days_ago=1)
     b.aps.resume()
     assert events.done.wait(WAIT)
@@ -380,22 +391,35 @@ def test_fire_rule_in_a_process_that_has_not_loaded_a_new_rule_reloads_and_runs_
 # --------------------------------------------------------------------------- rules that are gone
 
 
-def test_fire_rule_on_a_removed_or_disabled_rule_logs_and_does_nothing(world, processes, engine, caplog):
+def test_fire_rule_on_an_unknown_a_stopped_or_a_disabled_rule_logs_and_does_nothing(world, processes, engine,
+                                                                                     caplog):
     birthday_world(world)
+    world.rule("o.yaml", rule_yaml("other", BIRTHDAY, category="service"))
     runtime = processes.runtime()
     processes.start("a", runtime)
+    assert set(stored_jobs(engine)) == {"rule:birthday", "rule:other"}
     caplog.set_level(logging.INFO, logger="campaign_engine.scheduler")
 
     fire_rule("no-such-rule")  # the job function itself, as APScheduler calls it
     assert "scheduled rule no-such-rule not run: removed" in caplog.text
 
-    world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY, extra="enabled: false\n"))
-    runtime.reload()
+    # the emergency stop, from another process: this one has not seen it when its job fires
+    disable(world.services(publish=False), "birthday", actor="cli:ops", reason="wrong audience", now=NOW)
+    assert runtime.services.rulebook.rules["birthday"].enabled
     fire_rule("birthday")
     assert "scheduled rule birthday not run: disabled" in caplog.text
+    assert not runtime.services.rulebook.rules["birthday"].enabled  # the fire followed the published set
+
+    world.rule("o.yaml", rule_yaml("other", BIRTHDAY, category="service", extra="enabled: false\n"))
+    world.publish()  # a new version that says enabled: false
+    assert runtime.services.rulebook.rules["other"].enabled
+    fire_rule("other")
+    assert "scheduled rule other not run: disabled" in caplog.text
+    assert runtime.services.rulebook.rules["other"].version == 2
+
     assert count(engine, ScheduleFire) == 0 and count(engine, CampaignRun) == 0
     assert world.messages() == []
-    assert stored_jobs(engine) == {}  # the reload also removed its job
+    assert stored_jobs(engine) == {}  # following the published set also removed their jobs
 
 
 def test_fire_rule_logs_failures_instead_of_raising(world, processes, engine, caplog, monkeypatch):
@@ -420,13 +444,16 @@ def test_start_scheduler_refuses_a_second_scheduler_with_the_same_owner(world, p
         start_scheduler(processes.runtime(), owner="a", clock=clock)
 
 
-def test_run_scheduler_forever_reloads_on_sighup_and_stops_cleanly_on_sigterm(world, engine):
+def test_run_scheduler_forever_ignores_sighup_follows_a_publish_within_seconds_and_stops_on_sigterm(
+        world, engine, caplog):
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers need the main thread")
     birthday_world(world)
     runtime = Runtime(world.services())
+    generation = runtime.services.rulebook.generation
     original = signal.getsignal(signal.SIGTERM)
     seen: list[Any] = []
+    caplog.set_level(logging.INFO, logger="campaign_engine.scheduler")
 
     def wait_for(condition: Any) -> bool:
         deadline = time.monotonic() + WAIT
@@ -442,8 +469,15 @@ def test_run_scheduler_forever_reloads_on_sighup_and_stops_cleanly_on_sigterm(wo
             return
         first = stored_jobs(engine)["rule:birthday"]
         world.rule("b.yaml", rule_yaml("birthday", BIRTHDAY, trigger='{schedule: "0 7 * * *", subject: customer}'))
-        os.kill(os.getpid(), signal.SIGHUP)
+        os.kill(os.getpid(), signal.SIGHUP)  # no reload: the edited file is not published
+        seen.append(wait_for(lambda: "SIGHUP ignored" in caplog.text))
+        time.sleep(QUIET)  # a few of the loop's refreshes: nothing published, nothing moves
+        seen.append((stored_jobs(engine).get("rule:birthday") == first,
+                     runtime.services.rulebook.generation == generation))
+        world.publish()
+        published = time.monotonic()
         seen.append(wait_for(lambda: stored_jobs(engine).get("rule:birthday") not in (None, first)))
+        seen.append(time.monotonic() - published)
         os.kill(os.getpid(), signal.SIGTERM)
 
     stop = threading.Event()
@@ -451,7 +485,9 @@ def test_run_scheduler_forever_reloads_on_sighup_and_stops_cleanly_on_sigterm(wo
     thread.start()
     run_scheduler_forever(runtime, owner="solo", clock=clock, stop=stop)
     thread.join()
-    assert seen == [True, True]  # started, then rescheduled by the reload
+    assert seen[:4] == [True, True, (True, True), True]  # started; SIGHUP changed nothing; the publish did
+    assert seen[4] < 3.0  # the loop follows the generation every second
+    assert runtime.services.rulebook.generation > generation
     assert signal.getsignal(signal.SIGTERM) is original  # handlers restored
     next_run = dt.datetime.fromtimestamp(stored_jobs(engine)["rule:birthday"], SHANGHAI)
     assert (next_run.hour, next_run.minute) == (7, 0)  # the job stays for the next start

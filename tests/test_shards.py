@@ -19,7 +19,7 @@ from campaign_engine.pipeline.shards import SHARD_ATTEMPTS, execute_shard, fail_
 from campaign_engine.store import runs
 from campaign_engine.store.models import CampaignRun, Message, RunRuleStats, RunShard
 from campaign_engine.vocabulary import EventType
-from factories import NOW, TODAY, fire_event, run_day
+from factories import NOW, TODAY, fire_event, run_day, publish_rules
 
 CUSTOMERS = 3000
 RATE_CHANGE = {"event_id": "rc-1", "product_type": "time_deposit", "old_rate": 1.65, "new_rate": 1.45,
@@ -51,6 +51,7 @@ def demo(settings, engine):
     opened = []
 
     def services(shard_size: int):
+        publish_rules(settings)
         svc = open_services(settings.replace(shard_size=shard_size))
         opened.append(svc)
         return svc
@@ -233,28 +234,74 @@ def test_shard_whose_workers_keep_dying_is_given_up_after_its_attempts(demo, eng
     assert f"given up after {SHARD_ATTEMPTS} attempts" in outcome.closed["error"]
 
 
-def test_worker_process_reloads_rules_when_their_files_change(database_url, engine, tmp_path, monkeypatch):
-    import os
+def test_worker_process_follows_a_publish_and_never_reads_the_rule_folder(database_url, engine, tmp_path,
+                                                                         monkeypatch):
     import shutil
 
     from campaign_engine.distributed import tasks
-    from campaign_engine.settings import PROJECT_ROOT
+    from campaign_engine.pipeline.publishing import Submission, submit
+    from campaign_engine.settings import PROJECT_ROOT, load_settings
+    from campaign_engine.vocabulary import Approval
 
-    shutil.copytree(PROJECT_ROOT / "rules", tmp_path / "rules")
-    shutil.copytree(PROJECT_ROOT / "templates", tmp_path / "templates")
-    for key, value in {"DATABASE_URL": database_url, "RULES_DIR": str(tmp_path / "rules"),
-                       "TEMPLATES_DIR": str(tmp_path / "templates")}.items():
+    rules_dir, templates_dir = tmp_path / "rules", tmp_path / "templates"
+    shutil.copytree(PROJECT_ROOT / "rules", rules_dir)
+    shutil.copytree(PROJECT_ROOT / "templates", templates_dir)
+    for key, value in {"DATABASE_URL": database_url, "RULES_DIR": str(rules_dir),
+                       "TEMPLATES_DIR": str(templates_dir), "SHARD_SIZE": "1000"}.items():
         monkeypatch.setenv(f"CAMPAIGN_ENGINE_{key}", value)
     monkeypatch.setattr(tasks, "_process", {})
-    first = tasks.services()
+    load_demo_data(engine, CUSTOMERS, seed=7, today=TODAY, now=NOW)
+    settings = load_settings()
+    publish_rules(settings)
+
+    runtime = tasks.runtime()
     try:
-        assert tasks.services() is first  # unchanged files: the same services
-        rule_file = next(p for p in sorted((tmp_path / "rules").glob("*.yaml")) if "birthday" in p.read_text())
-        rule_file.write_text(rule_file.read_text(encoding="utf-8").replace(
-            "name: ", "name: 新版 ", 1), encoding="utf-8")
-        os.utime(rule_file, ns=(1, 1))  # a different stamp even within the clock's resolution
-        second = tasks.services()
-        assert second is not first
-        assert second.rulebook.rules["birthday-greeting"].name.startswith("新版")
+        rebuilt: list[int] = []  # the worker's reads of the live set (not of the one-row generation)
+        live_versions = runtime.services.store.live_versions
+        monkeypatch.setattr(runtime.services.store, "live_versions", lambda: rebuilt.append(1) or live_versions())
+        first = tasks.live_services()
+        assert first.rulebook.rules["rate-change-notice"].version == 1
+        assert tasks.live_services() is first and rebuilt == []  # nothing published since: the same services
+
+        rule_file, sms = rules_dir / "rate_change.yaml", templates_dir / "rate_change" / "sms.txt.j2"
+        rule_file.write_text(rule_file.read_text(encoding="utf-8").replace("name: ", "name: 新版 ", 1),
+                             encoding="utf-8")
+        sms.write_text(sms.read_text(encoding="utf-8") + "（第二版）", encoding="utf-8")
+        publish_rules(settings)
+        v2 = rule_file.read_text(encoding="utf-8")
+        shutil.rmtree(templates_dir)  # the folders are gone (or broken): the worker never reads them
+        shutil.rmtree(rules_dir)
+        rules_dir.mkdir()
+        (rules_dir / "rate_change.yaml").write_text("id: [broken\n", encoding="utf-8")
+
+        second = tasks.live_services()
+        assert second is not first and tasks.runtime() is runtime and rebuilt == [1]
+        assert second.rulebook.rules["rate-change-notice"].name.startswith("新版")
+        assert second.rulebook.rules["rate-change-notice"].version == 2
+        _, run_id, shards = recorded_event(second)  # recorded at version 2
+        assert len(shards) == 3
+        assert tasks.shard_task(run_id, shards[0])["closed"] is False
+
+        author = open_services(settings.replace(approval=Approval.OFF))  # version 3, while the run is on
+        try:
+            templates = {**second.rulebook.template_set("rate-change-notice").texts, "rate_change/sms.txt.j2": "第三版"}
+            draft = submit(author, Submission("rate_change.yaml", v2.replace("name: 新版 ", "name: 第三版 ", 1),
+                                              templates, "a third version", "cli:author"), now=NOW)
+            assert draft["status"] == "live", draft["problems"]
+        finally:
+            author.close()
+        outcomes = [tasks.shard_task(run_id, shard) for shard in shards[1:]]
+        assert tasks.services().rulebook.rules["rate-change-notice"].version == 3  # it followed again, once
+        assert rebuilt == [1, 1]
+        assert [o["closed"] for o in outcomes] == [False, True]
     finally:
-        tasks._process.get("services", first).close()
+        tasks._close()
+    assert "runtime" not in tasks._process
+
+    with engine.connect() as conn:
+        report = runs.get_run(conn, run_id)
+        sms_bodies = conn.execute(select(Message.rule_version, Message.body).where(
+            Message.run_id == run_id, Message.channel == "sms")).all()
+    assert report["status"] == "completed" and report["shards"]["completed"] == 3
+    assert len(sms_bodies) > 50  # the run wrote real traffic, each message at the run's version 2
+    assert all(version == 2 and body.endswith("（第二版）") for version, body in sms_bodies)

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, cast
 
-from flask import Flask
+from flask import Flask, g
 from flask.json.provider import DefaultJSONProvider
 
 from ..clock import utc_now
@@ -62,6 +62,14 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     runtime = runtime or Runtime(open_services(settings, background_threads=background_workers))
     app.extensions["campaign"] = AppState(runtime=runtime, clock=clock or utc_now,
                                           limiter=RateLimiter(runtime.services.settings.api_rate_limit))
+    # Every request runs on the published rule set as it is now (one single-row read of the
+    # generation) and keeps that one snapshot to its end: two workers of one service never answer
+    # from different versions, and one request never mixes two.
+    def follow_published() -> None:
+        runtime.refresh()
+        g.services = runtime.services
+
+    app.before_request(follow_published)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     register_error_handlers(app)

@@ -13,11 +13,15 @@ from ..store import apikeys
 from ..vocabulary import Role
 
 READ, RULES, RUN, ADMIN = "read", "rules", "run", "admin"
+APPROVE = "approve"  # approve or reject a submitted rule change (four eyes)
+AUDIT = "audit"  # read the audit log
 PERMISSIONS: dict[str, frozenset[str]] = {
     Role.VIEWER: frozenset({READ}),
     Role.MARKETER: frozenset({READ, RULES}),
     Role.OPERATOR: frozenset({READ, RUN}),
-    Role.ADMIN: frozenset({READ, RULES, RUN, ADMIN}),
+    Role.APPROVER: frozenset({READ, APPROVE}),
+    Role.AUDITOR: frozenset({READ, AUDIT}),
+    Role.ADMIN: frozenset({READ, RULES, RUN, ADMIN, APPROVE, AUDIT}),
 }
 
 # flask_smorest ships no types (Any here); its abort is webargs' and always raises an HTTPException.

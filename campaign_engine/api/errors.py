@@ -10,7 +10,7 @@ from flask import Flask, Response, jsonify
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from ..errors import CampaignEngineError, NotFound, StoreError, TemplateError, ValidationFailed
+from ..errors import CampaignEngineError, Conflict, NotFound, Refused, StoreError, TemplateError, ValidationFailed
 from ..facts.official import CalendarNotAnnounced
 from ..pipeline import EventConflict
 from ..pipeline.calendar_checks import OfficialCalendarUnknown
@@ -18,7 +18,7 @@ from ..pipeline.calendar_checks import OfficialCalendarUnknown
 log = logging.getLogger(__name__)
 
 CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+         405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "payload_too_large",
          415: "unsupported_media_type", 422: "unprocessable", 429: "rate_limited",
          500: "internal_error", 503: "unavailable"}
 
@@ -26,6 +26,8 @@ CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "no
 STATUS_OF: list[tuple[type[Exception], int]] = [
     (NotFound, 404),
     (EventConflict, 409),
+    (Conflict, 409),
+    (Refused, 403),
     (ValidationFailed, 400),
     (TemplateError, 422),
     (CalendarNotAnnounced, 422),  # the official calendar for that year is not in the holiday file yet

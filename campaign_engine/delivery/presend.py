@@ -1,7 +1,7 @@
 """The contact policy's second look, just before sending (the worker's `before_send` hook).
 
-Between queuing and sending, consent may have been withdrawn, an address put on the
-suppression list, a customer marked do-not-contact, or the sending window closed: such
+Between queuing and sending, the rule may have been disabled, consent withdrawn, an address put
+on the suppression list, a customer marked do-not-contact, or the sending window closed: such
 messages are suppressed with the reason, or rescheduled for the next window.
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..policy.quiet_hours import next_send_time
 from ..settings import Settings
-from ..store import holdbacks, suppression
+from ..store import holdbacks, rule_versions, suppression
 from ..unsubscribe import unsubscribe_url
 from ..vocabulary import SuppressionReason
 
@@ -32,12 +32,15 @@ def presend_check(db: Engine, settings: Settings, clock: Callable[[], dt.datetim
         with db.begin() as conn:
             flags = holdbacks.contact_flags(conn, sorted({r["customer_id"] for r in rows}))
             blocked = suppression.blocked(conn, [(r["channel"], r["recipient"]) for r in rows])
+            stopped = rule_versions.disabled_rules(conn, {r["rule_id"] for r in rows})
             keep: list[Row] = []
             refused: list[tuple[int, str]] = []
             later: list[tuple[int, dt.datetime]] = []
             for row in rows:
                 customer = flags.get(row["customer_id"], {})
-                if customer.get("do_not_contact"):
+                if row["rule_id"] in stopped:  # `rules disable`: the emergency stop reaches the last step too
+                    refused.append((row["id"], SuppressionReason.RULE_DISABLED.value))
+                elif customer.get("do_not_contact"):
                     refused.append((row["id"], SuppressionReason.DO_NOT_CONTACT.value))
                 elif (row["channel"], row["recipient"]) in blocked:
                     refused.append((row["id"], SuppressionReason.SUPPRESSION_LIST.value))

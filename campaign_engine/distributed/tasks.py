@@ -1,7 +1,12 @@
 """Celery tasks (an entry point): thin wrappers over pipeline.shards.execute_shard and delivery draining.
 
-Each worker process opens its own Services (database pool, rulebook, rules engine) on
-first use, from its own settings (CAMPAIGN_ENGINE_* environment / config file).
+Each worker process opens its own Services (database pool, the published rule set, rules engine)
+on first use, from its own settings (CAMPAIGN_ENGINE_* environment / config file), and keeps them
+in one Runtime for its life. A shard task first follows the published generation
+(`Runtime.refresh`: one single-row read; the live set is rebuilt only when a publish, disable or
+enable moved it), so the worker's live set is the database's, never its machine's rule folder.
+Whatever the live set, a shard executes exactly the rule versions its run recorded
+(pipeline.shards.load_run); the live set is the fast path when they are the same.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from pathlib import Path
+import threading
 from typing import Any
 
 from celery import Task
@@ -19,6 +24,7 @@ from ..clock import utc_now
 from ..errors import StoreError
 from ..pipeline.services import Services
 from ..pipeline.shards import execute_shard, fail_shard
+from ..runtime import Runtime
 from ..settings import load_settings
 from .app import celery_app
 from .executor import SHARD_TASK
@@ -27,40 +33,42 @@ from .slots import DELIVER_TASK
 log = logging.getLogger(__name__)
 
 SHARD_RETRIES = 5
-_process: dict[str, Any] = {}
+_process: dict[str, Any] = {}  # this worker process's "runtime" (after the fork, never the parent's)
+_opening = threading.Lock()
 
 
-def _folder_stamp(*folders: Path) -> tuple[tuple[str, int, int], ...]:
-    """What the rule and template files are now (path, mtime, size): a change means reload."""
-    stamps = []
-    for folder in folders:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                stat = path.stat()
-                stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(stamps)
+def runtime() -> Runtime:
+    """This worker process's Runtime, opened on first use and kept until the process shuts down."""
+    found = _process.get("runtime")
+    if found is not None:
+        return found
+    with _opening:  # a threads pool: one Runtime per process all the same
+        found = _process.get("runtime")
+        if found is None:
+            from ..bootstrap import open_services
+
+            found = _process["runtime"] = Runtime(open_services(load_settings()))
+        return found
 
 
 def services() -> Services:
-    """This worker process's services (after the fork, never shared with a parent), opened again
-    when the rule or template files have changed since: a worker executes the rules as they are
-    on its machine when a shard starts (a few ms to check; rule files are few)."""
-    settings = _process.get("settings") or load_settings()
-    stamp = _folder_stamp(settings.rules_dir, settings.templates_dir)
-    if "services" not in _process or _process.get("stamp") != stamp:
-        from ..bootstrap import open_services
+    """This worker process's current Services (no database read: `runtime().refresh()` follows a publish)."""
+    return runtime().services
 
-        previous = _process.pop("services", None)
-        if previous is not None:
-            log.info("rule or template files changed: reloading them")
-            previous.close()
-        _process.update(settings=settings, stamp=stamp, services=open_services(settings))
-    return _process["services"]
+
+def live_services() -> Services:
+    """The Services after following the published generation, as a shard task starts with."""
+    current = runtime()
+    current.refresh()
+    return current.services
 
 
 @worker_process_init.connect
 def _forget_parent(**_: Any) -> None:
+    """After the fork: the parent's Runtime (and its database pool) is not this process's."""
+    global _opening
     _process.clear()
+    _opening = threading.Lock()  # a lock held in the parent at the fork would stay held here
 
 
 @worker_process_shutdown.connect
@@ -68,9 +76,9 @@ def _close(**_: Any) -> None:
     from .draining import close_process_worker
 
     close_process_worker()
-    svc = _process.pop("services", None)
-    if svc is not None:
-        svc.close()
+    current = _process.pop("runtime", None)
+    if current is not None:
+        current.close()
 
 
 def worker_name(task: Task) -> str:
@@ -83,6 +91,7 @@ def shard_task(self: Task, run_id: int, shard_no: int) -> dict[str, Any] | None:
     starts delivery. A database error is retried with backoff; other errors fail the shard."""
     svc = services()
     try:
+        svc = live_services()  # follow a publish first; a database error reading it is retried too
         outcome = execute_shard(svc, run_id, shard_no, worker=worker_name(self), clock=utc_now)
     except StoreError as exc:
         if self.request.retries < SHARD_RETRIES:
@@ -107,4 +116,5 @@ def deliver_task(self: Task, slot: int) -> dict[str, int]:
     """Drain due messages for a while (delivery_budget seconds), then hand the slot back."""
     from .draining import drain
 
-    return drain(services().settings, services().db, slot, worker=worker_name(self))
+    svc = services()
+    return drain(svc.settings, svc.db, slot, worker=worker_name(self))

@@ -24,6 +24,7 @@ Updating the file each year: `python -m campaign_engine.facts.official_update` (
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -301,12 +302,22 @@ def parse_holidays(data: Any, source: str) -> HolidayCalendar:
 
 
 def load_holidays(path: Path) -> HolidayCalendar:
-    """Read config/holidays.yaml; every bad entry is a ConfigError naming its line."""
+    """Read config/holidays.yaml; every bad entry is a ConfigError naming its line (the calendar of
+    one text is read once per process: it is immutable)."""
     try:
-        data = YAML(typ="rt").load(path.read_text(encoding="utf-8-sig"))
-    except (OSError, YAMLError) as exc:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
         raise ConfigError([Problem(str(exc), file=str(path))], what="holiday calendar") from exc
-    return parse_holidays(data, str(path))
+    return _calendar_of(text, str(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _calendar_of(text: str, source: str) -> HolidayCalendar:
+    try:
+        data = YAML(typ="rt").load(text)
+    except YAMLError as exc:
+        raise ConfigError([Problem(str(exc), file=source)], what="holiday calendar") from exc
+    return parse_holidays(data, source)
 
 
 def _ranges(days: tuple[dt.date, ...]) -> str:

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import CampaignEngineError, Problem, TemplateError, ValidationFailed
@@ -25,12 +25,12 @@ from ..facts.official import CalendarNotAnnounced
 from ..policy.contact import ConsentRecord, Contact, Decision, decide_contact
 from ..policy.caps import cap_window_start, is_capped
 from ..policy.quiet_hours import next_send_time
-from ..rendering.environment import RenderedMessage, TemplateSet, load_template_set, render_message
+from ..rendering.environment import RenderedMessage, TemplateSet, render_message
 from ..rulebook.model import Rule, referenced_fields
 from ..selection.plan import CandidatePlan, plan_candidates
 from ..settings import Settings
 from ..unsubscribe import unsubscribe_url
-from ..vocabulary import Channel, EventType, HoldoutGroup, MessageStatus, SubjectType
+from ..vocabulary import Channel, EventType, HoldoutGroup, MessageStatus, OnceMode, SubjectType, SuppressionReason
 from .calendar_checks import OfficialCalendarUnknown, check_official_calendar, workday_skip
 from .ports import CandidateRow
 from .report import RuleStats
@@ -80,7 +80,7 @@ class RuleRun:
     flatten: Callable[[Mapping[str, Any]], dict[str, Any]]  # namespaces -> the engine's fact
     needs_holds: bool  # conditions or template read customer.holds (one more query per batch)
     derive: Derivations = NO_DERIVATIONS  # derived fields the conditions or templates read (costly per candidate)
-    skipped: str | None = None  # why the rule does not run on this date (workdays_only): it reads nothing
+    skipped: str | None = None  # why the rule does not run on this date (its window, workdays_only): it reads nothing
 
 
 # --------------------------------------------------------------------------- facts
@@ -131,11 +131,24 @@ def _bounded(key: str) -> str:
     return f"{key[:DEDUPE_KEY_MAX - 66]}#{hashlib.sha256(key.encode()).hexdigest()}"
 
 
+def occurrence(rule: Rule, today: dt.date, event: Event | None) -> str:
+    """The occurrence part of the rule's idempotency keys in a run (`once`; `every` keys per run date,
+    its window is the policy's: ContactState.recent). per_occurrence keys each deposit by its maturity
+    date instead (dedupe_key)."""
+    mode = rule.once_mode
+    if rule.every_days is None and mode is OnceMode.PER_CAMPAIGN:
+        return f"campaign:{rule.campaign_id}"
+    if rule.every_days is None and mode is OnceMode.PER_EVENT and event is not None:
+        return f"event:{event.key}"
+    return f"date:{today.isoformat()}"
+
+
 def dedupe_key(prep: RuleRun, facts: FactSet) -> str:
     """The idempotency key of a match: one message per rule and occurrence."""
     if facts.deposit is not None:
         subject = f"deposit|{facts.deposit['deposit_id']}"
-        if prep.rule.trigger.event is None:  # once per deposit maturity, whatever day it matched
+        if prep.rule.every_days is None and prep.rule.once_mode is OnceMode.PER_OCCURRENCE:
+            # once per deposit maturity, whatever day it matched
             return _bounded(f"{prep.rule.id}|{subject}|maturity:{facts.deposit['maturity_date']}")
     else:
         subject = f"customer|{facts.customer['customer_id']}"
@@ -144,11 +157,20 @@ def dedupe_key(prep: RuleRun, facts: FactSet) -> str:
 
 # --------------------------------------------------------------------------- one rule
 
+def window_skip(rule: Rule, today: dt.date) -> str | None:
+    """Why a rule does not run on `today` (outside its `active` window), else None."""
+    if rule.window is None or rule.active_on(today):
+        return None
+    return f"{today} is outside its campaign window {rule.window} (active)"
+
+
 def prepare_rule(services: Services, rule: Rule, today: dt.date, event: Event | None) -> RuleRun:
     """What every batch of the rule shares on `today`; OfficialCalendarUnknown when the rule needs
     the official calendar of a year not announced yet (calendar_checks)."""
-    check_official_calendar(rule, today, services.holidays)
-    skipped = workday_skip(rule, today, services.holidays)
+    outside = window_skip(rule, today)  # outside its window a rule needs no calendar, product or plan
+    if outside is None:
+        check_official_calendar(rule, today, services.holidays)
+    skipped = outside or workday_skip(rule, today, services.holidays)
     shared: dict[str, Any] = {
         "calendar": calendar_facts(today, services.holidays),
         "rule": {"id": rule.id, "name": rule.name, "category": rule.category.value},
@@ -158,16 +180,17 @@ def prepare_rule(services: Services, rule: Rule, today: dt.date, event: Event | 
         shared["event"] = dict(event.data)
         if rule.trigger.event is EventType.PRODUCT_LAUNCH:
             product_risk_rank = event.data["product"]["risk_rank"]
-    if rule.product:
+    if rule.product and not outside:
         product = services.store.load_product(rule.product)
         if product is None:
             raise ValidationFailed([Problem(f"unknown product {rule.product!r}", file=rule.file,
                                             line=rule.line, rule=rule.id, field="product")], what="rule")
         shared["product"] = product_facts(product)
         product_risk_rank = shared["product"]["risk_rank"]
-    templates = load_template_set(services.templates, rule.template)
+    templates = services.rulebook.template_set(rule.id)
     try:
-        plan = plan_candidates(rule, today, shared, services.holidays)
+        plan = (plan_candidates(rule, today, shared, services.holidays) if not outside
+                else CandidatePlan(subject=rule.trigger.subject, never=True))
     except CalendarNotAnnounced as exc:  # a business-day window reaching into an unannounced year
         assert exc.day is not None
         raise OfficialCalendarUnknown(exc.year, exc.day, ", ".join(
@@ -175,7 +198,7 @@ def prepare_rule(services: Services, rule: Rule, today: dt.date, event: Event | 
     return RuleRun(
         rule=rule, today=today, shared=shared, plan=replace(plan, never=True) if skipped else plan,
         templates=templates, product_risk_rank=product_risk_rank,
-        occurrence=f"event:{event.key}" if event else f"date:{today.isoformat()}",
+        occurrence=occurrence(rule, today, event),
         needs_holds="customer.holds" in referenced_fields(rule.conditions) or templates.may_use("holds"),
         flatten=flattener(referenced_fields(rule.conditions)),
         derive=derivations(rule, templates, services), skipped=skipped,
@@ -184,10 +207,13 @@ def prepare_rule(services: Services, rule: Rule, today: dt.date, event: Event | 
 
 @dataclass
 class ContactState:
-    """Per batch: what the caps and the suppression list already hold for its customers."""
+    """Per batch: what the caps, the suppression list and the rule's `every` window already hold for
+    its customers."""
 
     planned: dict[tuple[str, str], list[dt.datetime]]  # (customer, channel) -> due times
     blocked: set[tuple[str, str]]  # (channel, address) on the suppression list
+    # `every: Nd`: subjects (customer or deposit ids) this rule has a message for in the last N-1 days
+    recent: set[str] = field(default_factory=set)
 
     def due_at(self, settings: Settings, channel: Channel, now: dt.datetime) -> dt.datetime:
         return next_send_time(now, settings.quiet_hours.get(channel.value), settings.tz)
@@ -199,8 +225,21 @@ class ContactState:
         return is_capped(day, earlier, settings.frequency_caps)
 
 
+def subject_id(facts: FactSet) -> str:
+    """The id of a match's subject: its deposit's, else its customer's."""
+    return str(facts.deposit["deposit_id"] if facts.deposit is not None else facts.customer["customer_id"])
+
+
+def repeat_window_start(every_days: int, now: dt.datetime, settings: Settings) -> dt.datetime:
+    """`every: Nd` counts messages created since local midnight N-1 days before today (settings.tz):
+    a subject reached on day 0 may be reached again on day N, not before."""
+    local_today = now.astimezone(settings.tz).date()
+    return dt.datetime.combine(local_today - dt.timedelta(days=every_days - 1), dt.time(), tzinfo=settings.tz)
+
+
 def contact_state(services: Services, prep: RuleRun, matches: Sequence[Match], now: dt.datetime) -> ContactState:
-    """One query each for the batch: planned marketing messages (caps) and suppressed addresses."""
+    """One query each for the batch: planned marketing messages (caps), suppressed addresses, and
+    for an `every` rule the subjects it reached within its window."""
     settings = services.settings
     addresses = [(c.value, m.facts.customer["mobile"] if c is Channel.SMS else m.facts.customer["email"])
                  for m in matches for c in prep.rule.channels]
@@ -212,7 +251,13 @@ def contact_state(services: Services, prep: RuleRun, matches: Sequence[Match], n
         since = dt.datetime.combine(since_day, dt.time(), tzinfo=settings.tz)
         planned = services.store.planned_marketing(sorted({m.facts.customer["customer_id"] for m in matches}),
                                                    since)
-    return ContactState(planned, blocked)
+    recent: set[str] = set()
+    if prep.rule.every_days is not None and matches:
+        recent = services.store.recent_subjects(
+            rule_id=prep.rule.id, subject_type=prep.rule.trigger.subject.value,
+            customer_ids=sorted({m.facts.customer["customer_id"] for m in matches}),
+            since=repeat_window_start(prep.rule.every_days, now, settings))
+    return ContactState(planned, blocked, recent)
 
 
 def holdout_group(rule: Rule, customer_id: str, settings: Settings) -> HoldoutGroup | None:
@@ -235,6 +280,9 @@ def decide_and_render(services: Services, prep: RuleRun, match: Match, state: Co
     customer = match.facts.customer
     settings = services.settings
     cid = customer["customer_id"]
+    if subject_id(match.facts) in state.recent:  # `every`: reached within its window, before any policy
+        match.decision = Decision(suppressed=SuppressionReason.REPEAT_WINDOW)
+        return
     contact = Contact(
         mobile=customer["mobile"], email=customer["email"], do_not_contact=bool(customer["do_not_contact"]),
         risk_rank=customer["risk_rank"], consents=match.consents,
@@ -281,6 +329,7 @@ def message_row(prep: RuleRun, match: Match, run_id: int, now: dt.datetime) -> d
               else MessageStatus.SCHEDULED if match.due_at and match.due_at > now else MessageStatus.QUEUED)
     return {
         "dedupe_key": match.dedupe_key, "run_id": run_id, "rule_id": prep.rule.id,
+        "rule_version": prep.rule.version,
         "category": prep.rule.category.value, "priority": prep.rule.priority,
         "customer_id": facts.customer["customer_id"], "subject_type": subject_type.value,
         "subject_id": facts.deposit["deposit_id"] if facts.deposit else facts.customer["customer_id"],

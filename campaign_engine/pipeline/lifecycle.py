@@ -16,14 +16,15 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from ..errors import AlreadyRecorded, CampaignEngineError, NotFound, Problem, ValidationFailed
+from ..errors import AlreadyRecorded, CampaignEngineError, Conflict, NotFound, Problem, ValidationFailed
 from ..events import Event
 from ..rulebook.loader import Rulebook
 from ..rulebook.model import Rule
 from ..vocabulary import RunKind
 from .batch import WHOLE
+from .publishing import not_live_hint
 from .references import check_event_references
 from .report import RunReport, build_report, dry_run_report
 from .services import Services
@@ -73,6 +74,9 @@ def select_rules(rulebook: Rulebook, rule_ids: Sequence[str], *, scheduled: bool
         missing = [r for r in rule_ids if rulebook.get(r) is None]
         if missing:
             raise NotFound("rule", ", ".join(missing), _unreadable_files(broken))
+        stopped = [f"{r} ({rulebook.stopped[r]})" for r in rule_ids if r in rulebook.stopped]
+        if stopped:
+            raise Conflict(f"rule {', '.join(stopped)} is disabled: `rules enable` it (with approval) first")
         rules = [rulebook.rules[r] for r in rule_ids]
         wrong = [r.id for r in rules if (r.trigger.schedule is None) == scheduled]
         if wrong:
@@ -98,6 +102,15 @@ def _replay(services: Services, event: Event) -> RunReport | None:
     return get_report(services, first["id"], replayed=True)
 
 
+def recorded_versions(rulebook: Rulebook, rules: Sequence[Rule]) -> dict[str, Any] | None:
+    """What a run records of its rules' versions: every shard executes exactly these (None for a
+    rulebook read from files, which is never how a recorded run runs outside tests of the loader)."""
+    if rulebook.generation is None:
+        return None
+    return {r.id: {"version": r.version, "hash": r.content_hash, "generation": rulebook.generation}
+            for r in rules}
+
+
 def start_run(services: Services, request: RunRequest, *, now: dt.datetime, wait: bool = True,
               timeout: float | None = None, on_recorded: Callable[[int], None] | None = None) -> RunReport:
     """Accept a run and execute it through the services' executor.
@@ -118,6 +131,9 @@ def start_run(services: Services, request: RunRequest, *, now: dt.datetime, wait
     else:
         event = None
         today = request.today
+        unknown = [r for r in request.rule_ids if services.rulebook.get(r) is None]
+        if unknown and not any(r in rules_not_live(services.rulebook) for r in unknown):
+            raise NotFound("rule", ", ".join(unknown), not_live_hint(services.store, unknown))
         rules = select_rules(services.rulebook, request.rule_ids, scheduled=True)
         kind = RunKind.SCHEDULED
     ordered = in_priority_order(rules)
@@ -135,7 +151,8 @@ def start_run(services: Services, request: RunRequest, *, now: dt.datetime, wait
         run_id = services.store.record_run(kind=kind, run_date=today, now=now,
                                            rule_ids=[r.id for r in ordered] + list(not_run),
                                            event_key=event.key if event else None,
-                                           event_payload=event.canonical() if event else None)
+                                           event_payload=event.canonical() if event else None,
+                                           rule_versions=recorded_versions(services.rulebook, ordered))
     except AlreadyRecorded:  # the same event id arrived at the same moment: the other one is first
         assert event is not None
         replay = _replay(services, event)

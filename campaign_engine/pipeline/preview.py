@@ -23,6 +23,7 @@ from ..selection.plan import CandidatePlan
 from .batch import (Match, consents, contact_state, decide_and_render, dedupe_key, fact_sets, prepare_rule,
                     process_batch)
 from .ports import OutboxEntry
+from .publishing import not_live_hint
 from .report import RuleStats
 from .services import Services
 
@@ -34,7 +35,7 @@ def preview(services: Services, rule_id: str, *, today: dt.date, now: dt.datetim
     the outcome of each condition. Writes nothing."""
     rule = services.rulebook.get(rule_id)
     if rule is None:
-        raise NotFound("rule", rule_id)
+        raise NotFound("rule", rule_id, not_live_hint(services.store, [rule_id]))
     event = None
     if rule.trigger.event is not None:
         if event_payload is None:
@@ -44,7 +45,7 @@ def preview(services: Services, rule_id: str, *, today: dt.date, now: dt.datetim
     sample_size = services.settings.preview_sample if sample is None else sample
     tz = services.settings.tz
     prep = prepare_rule(services, rule, today, event)
-    stats = RuleStats(rule.id)
+    stats = RuleStats(rule.id, skipped=prep.skipped)  # outside its window, or workdays_only on a day off
     samples: list[dict[str, Any]] = []
     waiting: Counter[tuple[dt.datetime, str]] = Counter()  # (due at, channel) of the would-be scheduled
 
@@ -82,7 +83,7 @@ def preview(services: Services, rule_id: str, *, today: dt.date, now: dt.datetim
             if key in written:  # this occurrence has its message: say which, not what a run would decide
                 view.update(customer_id=fs.customer["customer_id"], dedupe_key=key,
                             existing_message=_entry_view(written[key], tz))
-            elif outcome.result:
+            elif outcome.result and not prep.skipped:  # a skipped rule decides nothing (`skipped` says why)
                 match = Match(fs, ns, key, consents(candidate))
                 decide_and_render(services, prep, match, contact_state(services, prep, [match], now), now)
                 view.update(_match_view(match, now, tz))
@@ -90,7 +91,7 @@ def preview(services: Services, rule_id: str, *, today: dt.date, now: dt.datetim
     if not subjects:
         raise NotFound("customer", customer_id)
     return {"rule": rule.id, "date": today.isoformat(), "now": _local(now, tz), "customer_id": customer_id,
-            "subjects": subjects}
+            "subjects": subjects, **({"skipped": prep.skipped} if prep.skipped else {})}
 
 
 def _in_plan(services: Services, plan: CandidatePlan, facts: FactSet) -> bool:

@@ -81,6 +81,8 @@ class RunReport:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     replayed: bool = False  # an event id seen before: this is the report of its first run
+    # the published version each rule ran in ({rule: {"version", "hash", "generation"}}), fixed at its start
+    rule_versions: Mapping[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -101,6 +103,7 @@ class RunReport:
             "rule_ids": list(self.rule_ids),
             "shards": self.shards.as_dict() if self.shards else None,
             "rules": [r.as_dict() for r in self.rules],
+            "rule_versions": dict(self.rule_versions) if self.rule_versions is not None else None,
         }
 
 
@@ -124,7 +127,7 @@ def build_report(record: Mapping[str, Any], *, replayed: bool = False) -> RunRep
                                                                      "failed")}) if shards else None,
         error=record.get("error"), event_key=record.get("event_key"),
         started_at=_datetime(record.get("started_at")), finished_at=_datetime(record.get("finished_at")),
-        replayed=replayed)
+        replayed=replayed, rule_versions=record.get("rule_versions"))
 
 
 def dry_run_report(kind: RunKind, date: dt.date, stats: list[RuleStats], *,

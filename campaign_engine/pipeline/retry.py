@@ -2,7 +2,7 @@
 
 A message is failed when its template could not render it (no body) or its delivery failed for
 good (a body). A retry renders it again as its run would now: the rule as this process's
-rulebook has it, its template as the files are now, the run's date and event (the occurrence
+rulebook has it (its live published version and that version's templates), the run's date and event (the occurrence
 the message belongs to), the subject's current row (the customer, or the deposit); the contact
 policy is decided again at `now` (batch.decide_and_render, the run's own code: a customer who
 has withdrawn consent since is suppressed, quiet hours schedule it, the caps count). The
@@ -31,6 +31,7 @@ from ..vocabulary import MessageStatus, SubjectType
 from .batch import (Match, RuleRun, consents, contact_state, decide_and_render, dedupe_key, fact_sets,
                     message_row, prepare_rule)
 from .ports import CandidateRow, StoredMessage
+from .publishing import not_live_hint
 from .services import Services
 from .shards import AcceptedRun, load_run
 
@@ -45,7 +46,7 @@ class RetrySkip(StrEnum):
 
     NOT_FOUND = "not_found"  # no message has this id
     NOT_FAILED = "not_failed"  # it is not failed (any more): nothing to retry
-    RULE_NOT_LIVE = "rule_not_live"  # its rule is gone from the rule folder, disabled, or cannot run
+    RULE_NOT_LIVE = "rule_not_live"  # its rule is not published (live), is disabled, or cannot run
     TEMPLATE_FAILED = "template_failed"  # rendered again, failed again: stays failed with the new error
     SUBJECT_GONE = "subject_gone"  # its customer or deposit is gone, or no longer makes that occurrence
 
@@ -205,10 +206,12 @@ class _Preparations:
         rulebook = self.services.rulebook
         rule = rulebook.get(rule_id)
         if rule is None:
-            why = "; ".join(str(p) for p in rulebook.problems if p.rule == rule_id) or "not in the rule folder"
+            why = ("; ".join(str(p) for p in rulebook.problems if p.rule == rule_id)
+                   or not_live_hint(self.services.store, [rule_id]))
             return _Prepared(None, RetrySkip.RULE_NOT_LIVE, f"rule {rule_id} is not live: {why}")
         if not rule.enabled:
-            return _Prepared(None, RetrySkip.RULE_NOT_LIVE, f"rule {rule_id} is disabled")
+            stopped = rulebook.stopped.get(rule_id)
+            return _Prepared(None, RetrySkip.RULE_NOT_LIVE, f"rule {rule_id} is disabled" + (f" ({stopped})" if stopped else ""))
         if run_id not in self._runs:
             self._runs[run_id] = load_run(self.services, run_id)
         run = self._runs[run_id]

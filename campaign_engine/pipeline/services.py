@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2.sandbox import SandboxedEnvironment
-
 from ..evaluation.engine import RuleEngine
 from ..facts.calendar import HolidayCalendar
 from ..rulebook.loader import Rulebook
@@ -18,9 +16,8 @@ from .ports import Executor, RunStore
 class Services:
     settings: Settings
     store: RunStore
-    rulebook: Rulebook
+    rulebook: Rulebook  # the published rule set (each rule with its templates) this process runs
     engine: RuleEngine
-    templates: SandboxedEnvironment
     holidays: HolidayCalendar
     executor: Executor
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+import threading
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import NotFound, Problem
 from ..events import Event
+from ..evaluation.engine import RuleEngine
 from ..rulebook.loader import Rulebook
 from ..rulebook.model import Rule
 from ..vocabulary import EventType, RunKind, ShardStatus
 from .batch import WHOLE, Shard, run_rule
 from .report import RuleStats, summarize_shards
+from .publishing import rulebook_of_versions
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class AcceptedRun:
     now: dt.datetime
     event: Event | None = None
     missing: tuple[str, ...] = ()  # rule ids of the run that this process has not loaded
+    book: Rulebook | None = None  # the rules at the run's versions (None: the services' own)
 
     @property
     def event_key(self) -> str | None:
@@ -49,18 +53,50 @@ def in_priority_order(rules: Sequence[Rule]) -> tuple[Rule, ...]:
 
 
 def load_run(services: Services, run_id: int) -> AcceptedRun:
-    """A recorded run as this process executes it: its rules from this process's rulebook, its
-    event from the canonical form stored with it (not validated again)."""
+    """A recorded run as this process executes it: its rules at exactly the versions the run
+    recorded when it started (whatever was published since), its event from the canonical form
+    stored with it (not validated again)."""
     record = services.store.run_record(run_id)
     if record is None:
         raise NotFound("run", run_id)
     rule_ids = record["rule_ids"] or []
-    rules = tuple(services.rulebook.rules[r] for r in rule_ids if r in services.rulebook.rules)
+    book = run_rulebook(services, record.get("rule_versions"))
+    rules = tuple(book.rules[r] for r in rule_ids if r in book.rules)
     event = None
     if record["event_key"]:
         event = Event.from_canonical(EventType(record["event_key"].split(":", 1)[0]), record["event_payload"])
     return AcceptedRun(run_id, RunKind(record["kind"]), record["run_date"], rules, record["started_at"], event,
-                       missing=tuple(r for r in rule_ids if r not in services.rulebook.rules))
+                       missing=tuple(r for r in rule_ids if r not in book.rules), book=book)
+
+
+def run_rulebook(services: Services, versions: Mapping[str, Mapping[str, Any]] | None) -> Rulebook:
+    """The rules at the versions a run recorded: this process's live set when it is exactly those,
+    else those versions built from the database (a publish came between the run's start and now)."""
+    live = services.rulebook
+    if versions is None:  # a run recorded before versions were (or from files, in tests of the loader)
+        return live
+    if all(r in live.rules and live.rules[r].version == v.get("version") and live.rules[r].content_hash == v.get("hash")
+           for r, v in versions.items()):
+        return live
+    return rulebook_of_versions(services.store, versions)
+
+
+_engines: dict[tuple[tuple[str, str], ...], RuleEngine] = {}
+_engines_lock = threading.Lock()
+
+
+def services_for(services: Services, book: Rulebook | None) -> Services:
+    """Services whose rulebook and engine are `book`'s (the same Services when it is the live one)."""
+    if book is None or book is services.rulebook:
+        return services
+    key = tuple(sorted((r.id, r.content_hash) for r in book.rules.values()))
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            if len(_engines) >= 8:
+                _engines.clear()
+            engine = _engines[key] = RuleEngine(book.rules.values())
+    return replace(services, rulebook=book, engine=engine)
 
 
 def rules_not_live(rulebook: Rulebook) -> dict[str, tuple[Problem, ...]]:
@@ -82,8 +118,16 @@ def run_rules(services: Services, run: AcceptedRun, shard: Shard = WHOLE) -> lis
     """Every rule of the run over one shard's customers, highest priority first (when the caps
     force a choice, it has taken the slot already); a rule's failure is recorded in its stats
     without stopping the others."""
-    stats = [run_rule(services, rule, run.today, run_id=run.run_id, now=run.now, event=run.event, shard=shard)
-             for rule in run.rules]
+    executing = services_for(services, run.book)
+    stats = []
+    for rule in run.rules:
+        stopped = services.store.disabled_rules([rule.id]) if run.run_id is not None else {}
+        if rule.id in stopped:  # the emergency stop, seen at once: checked before each rule of each shard
+            why = stopped[rule.id]
+            stats.append(RuleStats(rule.id, skipped=f"disabled by {why['changed_by']}: {why['reason']}"))
+            continue
+        stats.append(run_rule(executing, rule, run.today, run_id=run.run_id, now=run.now, event=run.event,
+                              shard=shard))
     stats += [RuleStats(rule_id, error=_why_not_run(services, rule_id)) for rule_id in run.missing]
     return stats
 
@@ -92,7 +136,7 @@ def _why_not_run(services: Services, rule_id: str) -> str:
     problems = rules_not_live(services.rulebook).get(rule_id)
     if problems:
         return "not run: " + "; ".join(str(p) for p in problems)
-    return f"not run: rule {rule_id} is not in this worker's rule folder"
+    return f"not run: rule {rule_id} is not in the published versions this run recorded"
 
 
 def plan_shards(services: Services, run_id: int) -> list[int]:

@@ -64,7 +64,9 @@ def calendar_warnings(rulebook: Rulebook, holidays: HolidayCalendar, today: dt.d
     year = unannounced_year(today, holidays)
     if year is None:
         return []
-    blocked = sorted(r.id for r in rulebook.rules.values() if r.enabled and needs_official_calendar(r))
+    # a rule outside its campaign window on `today` is skipped before it needs any calendar
+    blocked = sorted(r.id for r in rulebook.rules.values()
+                     if r.enabled and r.active_on(today) and needs_official_calendar(r))
     who = (f"rule(s) {', '.join(blocked)} need it and are reported, not run, until it is in"
            if blocked else "no rule needs it")
     return [Problem(f"the official calendar for {year} is not announced yet: calendar.holiday, "

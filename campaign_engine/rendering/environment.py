@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -29,15 +29,18 @@ PARTS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def build_environment(templates_dir: str | Path) -> SandboxedEnvironment:
-    """Create the sandboxed environment that loads templates from `templates_dir`.
+def build_environment(templates: str | Path | Mapping[str, str]) -> SandboxedEnvironment:
+    """Create the sandboxed environment that loads templates from a folder, or from a mapping of
+    `<template>/<part>` to text (a published rule version's templates).
 
     StrictUndefined makes a missing variable an error instead of a blank in a
     sent message; autoescaping applies to `.html.j2` only, as SMS and plain text
     must show `<` and `&` as written.
     """
+    loader: jinja2.BaseLoader = (jinja2.DictLoader(dict(templates)) if isinstance(templates, Mapping)
+                                 else jinja2.FileSystemLoader(str(templates)))
     env = ImmutableSandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        loader=loader,
         undefined=jinja2.StrictUndefined,
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html.j2",), default_for_string=False, default=False),
@@ -54,6 +57,7 @@ class TemplateSet:
     name: str
     templates: Mapping[str, jinja2.Template]
     source: str = ""  # every part's text, to tell whether the template might use a field
+    texts: Mapping[str, str] = field(default_factory=dict)  # "<name>/<part>" -> its text, as compiled
 
     def may_use(self, word: str) -> bool:
         """Whether any part mentions `word` (textually: a false yes is harmless, a false no is not)."""
@@ -86,18 +90,20 @@ def load_template_set(env: jinja2.Environment, name: str) -> TemplateSet:
     """Compile every part present in `templates/<name>/`; raises TemplateError if none is usable."""
     templates: dict[str, jinja2.Template] = {}
     sources: list[str] = []
+    texts: dict[str, str] = {}
     for part in (p for parts in PARTS.values() for p in parts):
         try:
             templates[part] = env.get_template(f"{name}/{part}")
             if env.loader is not None:
-                sources.append(env.loader.get_source(env, f"{name}/{part}")[0])
+                texts[f"{name}/{part}"] = env.loader.get_source(env, f"{name}/{part}")[0]
+                sources.append(texts[f"{name}/{part}"])
         except jinja2.TemplateNotFound:
             continue
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(name, part, exc.message or str(exc), line=exc.lineno) from exc
         except (jinja2.TemplateError, UnicodeDecodeError) as exc:
             raise TemplateError(name, part, str(exc)) from exc
-    template_set = TemplateSet(name=name, templates=templates, source="\n".join(sources))
+    template_set = TemplateSet(name=name, templates=templates, source="\n".join(sources), texts=texts)
     if not templates:
         raise TemplateError(name, None, "no template folder or no template in it")
     if not template_set.channels:
@@ -146,8 +152,12 @@ def _render(template_set: TemplateSet, part: str, context: Mapping[str, object])
         frames = [f for f in traceback.extract_tb(exc.__traceback__)
                   if f.filename == template.filename]
         line = frames[-1].lineno if frames else None
-        if frames and frames[-1].line:
-            # Jinja names the attribute but not the object ('dict object' has no
-            # attribute 'x'); the source line shows which variable it was.
-            reason += f" (at: {frames[-1].line})"
+        # Jinja names the attribute but not the object ('dict object' has no attribute 'x'); the
+        # source line shows which variable it was (from the text itself when it is not a file).
+        text = frames[-1].line if frames else None
+        if not text and line is not None:
+            lines = template_set.texts.get(f"{template_set.name}/{part}", "").splitlines()
+            text = lines[line - 1].strip() if 0 < line <= len(lines) else None
+        if text:
+            reason += f" (at: {text})"
         raise TemplateError(template_set.name, part, reason, line) from exc

@@ -7,7 +7,10 @@ rule folder still load.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,10 +21,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from ..errors import Problem
-from ..rendering.environment import build_environment
+from ..errors import Problem, TemplateError
+from ..rendering.environment import TemplateSet, build_environment, load_template_set
 from ..effect.assignment import holdout_slots
-from ..vocabulary import Category, Channel, ConversionType, EventType, SubjectType
+from ..vocabulary import Category, Channel, ConversionType, EventType, OnceMode, SubjectType
 from .conditions import parse_conditions
 from .cron import parse_crontab
 from .fields import fields_in_scope
@@ -103,6 +106,47 @@ class GoalSchema(_Strict):
                     min_amount=data["min_amount"])
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _local_date(value: str) -> None:
+    """A date of the campaign window: YYYY-MM-DD (rule YAML leaves dates as text, see `_yaml`)."""
+    if not _ISO_DATE.match(value):
+        raise ValidationError(f"expected a date YYYY-MM-DD, got {value!r}")
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValidationError(f"{value} is not a date: {exc}") from None
+
+
+class ActiveSchema(_Strict):
+    """`active: {from, until}`: inclusive dates in the configured time zone; either may be omitted."""
+
+    from_ = fields.String(data_key="from", load_default=None, validate=_local_date)
+    until = fields.String(load_default=None, validate=_local_date)
+
+    @validates_schema
+    def _ordered(self, data: Mapping[str, Any], **_: Any) -> None:
+        if data.get("from_") is None and data.get("until") is None:
+            raise ValidationError("give from, until or both (YYYY-MM-DD, inclusive)")
+        if data.get("from_") and data.get("until") and data["from_"] > data["until"]:
+            raise ValidationError(f"until {data['until']} is before from {data['from_']}", "until")
+
+    @post_load
+    def _dates(self, data: dict[str, Any], **_: Any) -> dict[str, dt.date | None]:
+        return {key: dt.date.fromisoformat(data[name]) if data.get(name) else None
+                for key, name in (("from", "from_"), ("until", "until"))}
+
+
+EVERY_MAX_DAYS = 3660  # about ten years
+
+
+def _every(value: Any) -> None:
+    found = re.fullmatch(r"([0-9]{1,4})d", value) if isinstance(value, str) else None
+    if found is None or not 1 <= int(found.group(1)) <= EVERY_MAX_DAYS:
+        raise ValidationError(f"every is a number of days, 1d to {EVERY_MAX_DAYS}d (e.g. 30d), got {value!r}")
+
+
 class RuleSchema(_Strict):
     id = fields.String(required=True, validate=validate.Regexp(
         RULE_ID, error="ids are lower-case letters, digits and '-', at most 64"))
@@ -120,6 +164,11 @@ class RuleSchema(_Strict):
     product = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
     holdout = fields.Nested(HoldoutSchema, load_default=None)
     goal = fields.Nested(GoalSchema, load_default=None)
+    active = fields.Nested(ActiveSchema, load_default=None)
+    once = fields.String(load_default=None, validate=validate.OneOf([m.value for m in OnceMode]))
+    every = fields.Raw(load_default=None, validate=_every)
+    campaign = fields.String(load_default=None, validate=validate.Regexp(
+        RULE_ID, error="a campaign id is lower-case letters, digits and '-', at most 64"))
 
     @validates_schema
     def _unique_channels(self, data: Mapping[str, Any], **_: Any) -> None:
@@ -169,8 +218,9 @@ def _suggest_key(path: tuple[Any, ...], message: str) -> str:
     if message != _UNKNOWN_KEY or not path or not isinstance(path[-1], str):
         return message
     schema = {(): RuleSchema, ("trigger",): TriggerSchema, ("holdout",): HoldoutSchema,
-              ("goal",): GoalSchema}.get(path[:-1])
-    hint = did_you_mean(path[-1], schema().fields) if schema else ""
+              ("goal",): GoalSchema, ("active",): ActiveSchema}.get(path[:-1])
+    # the keys a file writes: a field's data_key where it has one (`from`, not `from_`)
+    hint = did_you_mean(path[-1], [f.data_key or name for name, f in schema().fields.items()]) if schema else ""
     return f"Unknown field{hint}." if hint else message
 
 
@@ -196,6 +246,33 @@ def _plain(node: Any) -> Any:
     return node
 
 
+def _repeat_problems(raw: Mapping[str, Any], data: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """What `once`, `every` and `campaign` may not say together or for the rule's trigger (each key
+    alone is checked by RuleSchema; a key that failed there, or an unclear trigger, is not judged)."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    once, every, campaign = data.get("once"), data.get("every"), data.get("campaign")
+    if once and every:
+        out.append((("every",), "give once or every, not both: every already says how often"))
+    trigger = data.get("trigger") or {}
+    kind = ("event" if "event" in trigger else "schedule") if ("event" in trigger) != ("schedule" in trigger) \
+        else None
+    if once == OnceMode.PER_EVENT and kind == "schedule":
+        out.append((("once",), "per_event is for event rules: a scheduled rule runs for a date "
+                               "(per_run_date, per_campaign, per_occurrence for deposits, or every)"))
+    if once == OnceMode.PER_RUN_DATE and kind == "event":
+        out.append((("once",), "per_run_date is for scheduled rules: an event rule is once per event "
+                               "(per_event), per_campaign, or every"))
+    if once == OnceMode.PER_OCCURRENCE and trigger.get("subject", SubjectType.DEPOSIT) != SubjectType.DEPOSIT:
+        out.append((("once",), "per_occurrence is once per deposit maturity: it needs subject: deposit"))
+    if campaign and once != OnceMode.PER_CAMPAIGN and ("once" in data or "once" not in raw):
+        default = (OnceMode.PER_EVENT if kind == "event" else OnceMode.PER_OCCURRENCE
+                   if trigger.get("subject") == SubjectType.DEPOSIT else OnceMode.PER_RUN_DATE)
+        out.append((("campaign",), "campaign names what once: per_campaign counts under, but the rule "
+                                   + (f"says once: {once}" if once else "says every" if every
+                                      else f"has no once (its default: {default.value})")))
+    return out
+
+
 def parse_rule(raw: Any, file: str, start_line: int) -> tuple[Rule | None, list[Problem]]:
     """Validate one rule mapping from a rule file."""
     rule_id = raw.get("id") if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) else None
@@ -213,6 +290,7 @@ def parse_rule(raw: Any, file: str, start_line: int) -> tuple[Rule | None, list[
     except ValidationError as exc:
         problems = [problem(path, _suggest_key(path, msg)) for path, msg in _flatten_messages(exc.messages)]
         data = exc.valid_data or {}
+    problems += [problem(path, reason) for path, reason in _repeat_problems(raw, data)]
     if "trigger" not in data or "conditions" not in raw:
         return None, problems
     trigger = Trigger(subject=SubjectType(data["trigger"].get("subject", SubjectType.CUSTOMER)),
@@ -228,9 +306,18 @@ def parse_rule(raw: Any, file: str, start_line: int) -> tuple[Rule | None, list[
         priority=data["priority"], trigger=trigger, conditions=node,
         channels=tuple(Channel(c) for c in data["channels"]), template=data["template"],
         product=data["product"], file=file, line=start_line,
-        holdout=data["holdout"], goal=data["goal"],
+        holdout=data["holdout"], goal=data["goal"], definition_hash=definition_hash(raw),
+        active_from=(data["active"] or {}).get("from"), active_until=(data["active"] or {}).get("until"),
+        once=OnceMode(data["once"]) if data["once"] else None,
+        every_days=int(data["every"][:-1]) if data["every"] else None, campaign=data["campaign"],
     )
     return replace(rule, lines=_key_lines(raw, rule)), []
+
+
+def definition_hash(raw: Any) -> str:
+    """sha256 of a rule mapping as canonical JSON: equal for equal rules whatever the comments and layout."""
+    body = json.dumps(_plain(raw), ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 def _yaml() -> YAML:
@@ -280,7 +367,19 @@ def _hostile(documents: list[Any], file: str) -> Problem | None:
 
 
 def parse_rule_text(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
-    """Every rule of one rule file's text, and the problems found."""
+    """Every rule of one rule file's text, and the problems found (parsed once per text and name:
+    the answer is immutable values, and publishing reads the same text several times)."""
+    rules, problems = _parse_rule_text(text, file)
+    return list(rules), list(problems)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_rule_text(text: str, file: str) -> tuple[tuple[Rule, ...], tuple[Problem, ...]]:
+    rules, problems = _parse(text, file)
+    return tuple(rules), tuple(problems)
+
+
+def _parse(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
     raw = _UNSTORABLE.search(text)
     if raw is not None:
         return [], [Problem(f"the file {_unstorable(raw.group())}", file=file,
@@ -317,17 +416,24 @@ def parse_rule_text(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
 
 @dataclass(frozen=True)
 class Rulebook:
-    """One consistent snapshot of the rule folder: the good (live) rules and every problem."""
+    """One consistent rule set: the good (live) rules, their compiled templates and every problem.
+
+    Built from rule-file texts and template texts (`build_rulebook`): a folder on disk
+    (`load_rulebook`, what authors edit and `rules publish` submits) or the published versions in
+    the database (pipeline.publishing), which is what every process executes.
+    """
 
     rules: Mapping[str, Rule]
     problems: tuple[Problem, ...] = ()
     files: Mapping[str, str] = field(default_factory=dict)  # file name -> sha256 of its text
+    template_sets: Mapping[str, TemplateSet] = field(default_factory=dict)  # rule id -> its templates
+    generation: int | None = None  # the published generation it is; None: files on disk
+    stopped: Mapping[str, str] = field(default_factory=dict)  # rule id -> who disabled it, when, why
 
     @property
     def broken(self) -> dict[str, tuple[Problem, ...]]:
-        """Rules the folder defines that are not live, by id, with why (a rule kept live at its
-        previous version by a reload is live, so not here; a file too broken to name its rules
-        has its problems in `problems` only)."""
+        """Rules the source defines that are not live, by id, with why (a file too broken to name
+        its rules has its problems in `problems` only)."""
         out: dict[str, list[Problem]] = {}
         for problem in self.problems:
             if problem.rule and problem.rule not in self.rules:
@@ -335,7 +441,7 @@ class Rulebook:
         return {rule_id: tuple(found) for rule_id, found in out.items()}
 
     def problems_for(self, rule_id: str) -> tuple[Problem, ...]:
-        """The problems naming this rule (its current definition's, also when an earlier one is live)."""
+        """The problems naming this rule."""
         return tuple(p for p in self.problems if p.rule == rule_id)
 
     @property
@@ -348,28 +454,43 @@ class Rulebook:
     def get(self, rule_id: str) -> Rule | None:
         return self.rules.get(rule_id)
 
+    def template_set(self, rule_id: str) -> TemplateSet:
+        """The compiled templates of a rule (TemplateError when the rulebook was built without them)."""
+        found = self.template_sets.get(rule_id)
+        if found is None:
+            raise TemplateError(self.rules[rule_id].template if rule_id in self.rules else rule_id, None,
+                                "no templates were loaded for this rule")
+        return found
 
-def load_rulebook(rules_dir: Path, templates_dir: Path | None = None) -> Rulebook:
-    """Load every `*.yaml`/`*.yml` file under rules_dir, sorted by name.
 
-    With `templates_dir`, a rule is live only when its template folder exists and its templates
-    render against the sample context (samples.template_problems): else it is a problem.
+def template_texts(templates: Mapping[str, str], name: str) -> dict[str, str]:
+    """The texts of one template folder (`<name>/...`) out of all templates' texts."""
+    prefix = f"{name}/"
+    return {path: text for path, text in templates.items() if path.startswith(prefix)}
+
+
+def content_hash(rule: Rule, templates: Mapping[str, str]) -> str:
+    """A rule version's identity: what the rule says (its YAML mapping, not its comments or layout)
+    and the exact text of each of its templates."""
+    body = json.dumps({"rule": rule.definition_hash, "templates": dict(sorted(templates.items()))},
+                      ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def build_rulebook(files: Mapping[str, str], templates: Mapping[str, str] | None = None, *,
+                   templates_label: str = "the templates") -> Rulebook:
+    """Rule files' texts (name -> text) and templates' texts (`<template>/<part>` -> text) -> Rulebook.
+
+    With `templates`, a rule is live only when its template folder exists and its templates render
+    against the sample context (samples.template_problems); it then carries its content hash.
     """
-    templates = build_environment(templates_dir) if templates_dir is not None else None
+    env = environment_for(templates) if templates is not None else None
     rules: dict[str, Rule] = {}
+    sets: dict[str, TemplateSet] = {}
     problems: list[Problem] = []
-    files: dict[str, str] = {}
-    if not rules_dir.is_dir():
-        return Rulebook({}, (Problem(f"rule folder {rules_dir} does not exist"),))
-    paths = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    for path in paths:
-        name = str(path.relative_to(rules_dir))
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(f"cannot read: {exc}", file=name))
-            continue
-        files[name] = hashlib.sha256(text.encode()).hexdigest()
+    hashes: dict[str, str] = {}
+    for name, text in sorted(files.items()):
+        hashes[name] = hashlib.sha256(text.encode()).hexdigest()
         found, found_problems = parse_rule_text(text, name)
         problems += found_problems
         for rule in found:
@@ -378,15 +499,80 @@ def load_rulebook(rules_dir: Path, templates_dir: Path | None = None) -> Ruleboo
                 problems.append(Problem(f"duplicate rule id (first defined in {first.file}:{first.line})",
                                         file=name, line=rule.line, rule=rule.id, field="id"))
                 continue
-            if templates_dir is not None and not (templates_dir / rule.template).is_dir():
-                problems.append(Problem(f"no template folder {rule.template}/ in {templates_dir}",
-                                        file=name, line=rule.line, rule=rule.id, field="template"))
-                continue
-            if templates is not None:
+            if templates is not None and env is not None:
+                own = template_texts(templates, rule.template)
+                if not own:
+                    problems.append(Problem(f"no template folder {rule.template}/ in {templates_label}",
+                                            file=name, line=rule.line, rule=rule.id, field="template"))
+                    continue
                 # a missing channel part is not a failure: that channel is suppressed at run time
-                unrendered = template_problems(rule, templates, channel_parts=False)
+                unrendered = template_problems(rule, env, channel_parts=False)
                 if unrendered:
                     problems += unrendered
                     continue
+                sets[rule.id] = load_template_set(env, rule.template)
+                rule = replace(rule, content_hash=content_hash(rule, own))
             rules[rule.id] = rule
-    return Rulebook(rules, tuple(problems), files)
+    return Rulebook(rules, tuple(problems), hashes, sets)
+
+
+def environment_for(templates: Mapping[str, str]) -> Any:
+    """The sandboxed environment over these template texts, one per distinct set of texts (Jinja
+    then compiles each template once, however often the same texts are built into a rulebook)."""
+    return _environment(tuple(sorted(templates.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _environment(items: tuple[tuple[str, str], ...]) -> Any:
+    return build_environment(dict(items))
+
+
+def read_templates(templates_dir: Path) -> tuple[dict[str, str], list[Problem]]:
+    """Every `*.j2` file under a template folder, by its path relative to it (`birthday/sms.txt.j2`)."""
+    texts: dict[str, str] = {}
+    problems: list[Problem] = []
+    if not templates_dir.is_dir():
+        return texts, problems
+    for path in sorted(p for p in templates_dir.rglob("*.j2") if p.is_file()):
+        name = path.relative_to(templates_dir).as_posix()
+        try:
+            texts[name] = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(f"cannot read template: {exc}", file=name))
+    return texts, problems
+
+
+def read_rule_files(rules_dir: Path, only: Iterable[Path] | None = None) -> tuple[dict[str, str], list[Problem]]:
+    """The text of every `*.yaml`/`*.yml` file under rules_dir (or of the files `only`), by name."""
+    texts: dict[str, str] = {}
+    problems: list[Problem] = []
+    if only is None:
+        if not rules_dir.is_dir():
+            return texts, [Problem(f"rule folder {rules_dir} does not exist")]
+        paths = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    else:
+        paths = list(only)
+    for path in paths:
+        try:
+            name = path.resolve().relative_to(rules_dir.resolve()).as_posix()
+        except ValueError:
+            name = path.name
+        try:
+            texts[name] = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(f"cannot read: {exc}", file=name))
+    return texts, problems
+
+
+def load_rulebook(rules_dir: Path, templates_dir: Path | None = None) -> Rulebook:
+    """Load every `*.yaml`/`*.yml` file under rules_dir, sorted by name (with `templates_dir`, their
+    templates too: see build_rulebook)."""
+    files, problems = read_rule_files(rules_dir)
+    if not rules_dir.is_dir():
+        return Rulebook({}, tuple(problems))
+    templates = None
+    if templates_dir is not None:
+        templates, template_problems_ = read_templates(templates_dir)
+        problems += template_problems_
+    book = build_rulebook(files, templates, templates_label=str(templates_dir))
+    return replace(book, problems=tuple(problems) + book.problems)

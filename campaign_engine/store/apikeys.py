@@ -34,6 +34,13 @@ def find_key(conn: Connection, key: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+def keys_named(conn: Connection, name: str) -> list[dict[str, Any]]:
+    """The live keys with this name (who `--as NAME` on the command line is)."""
+    rows = conn.execute(select(ApiKey.id, ApiKey.name, ApiKey.role)
+                        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None)).order_by(ApiKey.id)).mappings()
+    return [dict(r) for r in rows]
+
+
 def touch_key(conn: Connection, key_id: int, now: dt.datetime) -> None:
     conn.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
 

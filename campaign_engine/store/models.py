@@ -147,6 +147,9 @@ class CampaignRun(Base):
     event_payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The rules the run executes, in order: a worker on another machine loads them by id.
     rule_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    # The published version each rule runs in, fixed when the run starts: {rule id: {"id": version
+    # row id, "version": n, "hash": content hash}}; every shard executes exactly these.
+    rule_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
@@ -256,6 +259,8 @@ class Message(Base):
     retries: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     # status held_out (issue #11): `rule` (the rule's own holdout) or `control_group` (the global one)
     held_out_by: Mapped[str | None] = mapped_column(String(16))
+    # the published version number of its rule that wrote it (rule_versions.version)
+    rule_version: Mapped[int | None] = mapped_column(Integer)
 
 
 class Conversion(Base):
@@ -280,6 +285,7 @@ class Conversion(Base):
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action_id", "action", "id"), Index("ix_audit_log_actor_id", "actor", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
@@ -339,3 +345,74 @@ class SuppressedAddress(Base):
     reason: Mapped[str] = mapped_column(String(128))
     source: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class RuleDraft(Base):
+    """A submitted change: a rule file's text and its templates' texts, or a request to enable a
+    disabled rule; live only once approved by someone other than its author (or with approval off)."""
+
+    __tablename__ = "rule_drafts"
+    __table_args__ = (Index("ix_rule_drafts_status_id", "status", "id"), Index("ix_rule_drafts_file", "file"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # publish | enable
+    file: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(Text)
+    templates: Mapped[dict[str, str]] = mapped_column(JSON)  # "<template>/<part>" -> text
+    # what an approver approves: sha256 of the file name, its text and every template text
+    content_hash: Mapped[str] = mapped_column(String(64))
+    # per rule it defines: {"rule", "content_hash", "base_version" (live version number when
+    # submitted, or null), "change": new | changed | unchanged}
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending | live | invalid | rejected | superseded
+    note: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class RuleVersion(Base):
+    """One published version of one rule: immutable; `live_rules` says which one runs."""
+
+    __tablename__ = "rule_versions"
+    __table_args__ = (UniqueConstraint("rule_id", "version", name="uq_rule_versions_rule_version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rule_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    file: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(Text)  # the rule file's text as published
+    templates: Mapped[dict[str, str]] = mapped_column(JSON)  # this rule's template texts
+    draft_id: Mapped[int | None] = mapped_column(ForeignKey("rule_drafts.id"))
+    author: Mapped[str] = mapped_column(String(64))
+    approver: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class LiveRule(Base):
+    """The version of each rule that every process executes, and the emergency stop."""
+
+    __tablename__ = "live_rules"
+
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("rule_versions.id"))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    changed_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)  # why it was disabled
+
+
+class RuleGeneration(Base):
+    """One row: a number every publish, disable and enable increments in the same transaction;
+    each process compares it with the one its rule set was built from."""
+
+    __tablename__ = "rule_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -111,6 +111,23 @@ def planned_marketing(conn: Connection, customer_ids: Sequence[str],
     return planned
 
 
+def recent_subjects(conn: Connection, *, rule_id: str, subject_type: str, customer_ids: Sequence[str],
+                    since: dt.datetime) -> set[str]:
+    """Subjects (customer or deposit ids) of these customers that a rule has a message for created
+    since `since`, in a status that counts (PLANNED: held_out too; failed and suppressed do not).
+
+    What `every: Nd` counts. Narrowed by customer through ix_messages_customer_created (a customer's
+    messages in the window, of every rule: few), never by the rule (all its contacts in the window).
+    """
+    if not customer_ids:
+        return set()
+    rows = conn.execute(
+        select(Message.subject_id).distinct()
+        .where(one_of(conn, Message.customer_id, customer_ids), Message.created_at >= since,
+               Message.rule_id == rule_id, Message.subject_type == subject_type, Message.status.in_(PLANNED)))
+    return set(rows.scalars())
+
+
 def record_receipt(conn: Connection, *, provider: str, provider_message_id: str, delivered: bool,
                    error: str | None, now: dt.datetime) -> bool:
     """Apply a provider's delivery receipt (ix_messages_provider_message_id); False if unknown.

@@ -88,7 +88,7 @@ _RENDERED = _guarded(
     sms_segments=bindparam("m_sms_segments"), error=bindparam("m_error"), category=bindparam("m_category"),
     priority=bindparam("m_priority"), consent_source=bindparam("m_consent_source"),
     consent_at=bindparam("m_consent_at"), due_at=bindparam("m_due_at"), held_out_by=bindparam("m_held_out_by"),
-    suppressed_reason=None, **_FRESH)
+    rule_version=bindparam("m_rule_version"), suppressed_reason=None, **_FRESH)
 #: The contact policy refuses it now: suppressed with the reason, its content left as it was.
 _SUPPRESSED = _guarded(status=MessageStatus.SUPPRESSED.value, suppressed_reason=bindparam("m_reason"),
                        error=None, **_FRESH)
@@ -96,7 +96,7 @@ _SUPPRESSED = _guarded(status=MessageStatus.SUPPRESSED.value, suppressed_reason=
 _FAILED_AGAIN = _guarded(error=bindparam("m_error"))
 
 RENDERED_FIELDS = ("status", "channel", "recipient", "subject", "body", "html", "sms_segments", "error",
-                   "category", "priority", "consent_source", "consent_at", "due_at", "held_out_by")
+                   "category", "priority", "consent_source", "consent_at", "due_at", "held_out_by", "rule_version")
 
 
 def apply_retries(engine: Engine, outcomes: Sequence[dict[str, Any]]) -> set[int]:

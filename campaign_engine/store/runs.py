@@ -12,11 +12,11 @@ from .models import CampaignRun, Customer, Message, RunRuleStats, RunShard
 
 def insert_run(conn: Connection, *, kind: str, run_date: dt.date, dry_run: bool, now: dt.datetime,
               rule_ids: list[str] | None = None, event_key: str | None = None,
-              event_payload: dict[str, Any] | None = None) -> int:
+              event_payload: dict[str, Any] | None = None, rule_versions: dict[str, Any] | None = None) -> int:
     """Record a run as running and return its id."""
     result = conn.execute(insert(CampaignRun).values(
         kind=kind, run_date=run_date, dry_run=dry_run, status=RunStatus.RUNNING.value,
-        started_at=now, rule_ids=rule_ids, event_key=event_key,
+        started_at=now, rule_ids=rule_ids, event_key=event_key, rule_versions=rule_versions,
         event_payload=event_payload).returning(CampaignRun.id))
     return int(result.scalar_one())
 
@@ -25,7 +25,7 @@ def run_record(conn: Connection, run_id: int) -> dict[str, Any] | None:
     """The stored facts a worker needs to execute a run's shard."""
     row = conn.execute(select(CampaignRun.id, CampaignRun.kind, CampaignRun.run_date, CampaignRun.status,
                               CampaignRun.started_at, CampaignRun.rule_ids, CampaignRun.event_key,
-                              CampaignRun.event_payload).where(CampaignRun.id == run_id)).mappings().first()
+                              CampaignRun.event_payload, CampaignRun.rule_versions).where(CampaignRun.id == run_id)).mappings().first()
     return None if row is None else dict(row)
 
 
@@ -151,7 +151,7 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
     return {
         "run_id": run.id, "kind": run.kind, "date": run.run_date.isoformat(), "dry_run": run.dry_run,
         "status": run.status, "error": run.error, "event_key": run.event_key, "rule_ids": list(run.rule_ids or []),
-        "started_at": run.started_at.isoformat(),
+        "rule_versions": run.rule_versions, "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "shards": shard_summary(conn, run_id),
         "rules": [{

@@ -16,12 +16,12 @@ from typing import Callable, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from ..errors import AlreadyRecorded, StoreError
+from ..errors import AlreadyRecorded, Conflict, StoreError
 from ..effect.report import EffectCounts
 from ..rulebook.model import Goal
 from ..selection.plan import CandidatePlan
 from ..vocabulary import RunKind, ShardStatus
-from . import candidates, outbox, runs, suppression
+from . import audit, candidates, outbox, rule_versions, runs, suppression
 from . import retries
 from .candidates import Candidate
 from .outbox import Written
@@ -43,7 +43,7 @@ def _translated(method: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return method(*args, **kwargs)
-        except AlreadyRecorded:
+        except (AlreadyRecorded, Conflict):
             raise
         except SQLAlchemyError as exc:
             raise store_error(exc) from exc
@@ -128,16 +128,25 @@ class SqlStore:
         with self.engine.connect() as conn:
             return outbox.planned_marketing(conn, customer_ids, since)
 
+    @_translated
+    def recent_subjects(self, *, rule_id: str, subject_type: str, customer_ids: Sequence[str],
+                        since: dt.datetime) -> set[str]:
+        with self.engine.connect() as conn:
+            return outbox.recent_subjects(conn, rule_id=rule_id, subject_type=subject_type,
+                                          customer_ids=customer_ids, since=since)
+
     # ------------------------------------------------------------------ runs and shards
 
     @_translated
     def record_run(self, *, kind: RunKind, run_date: dt.date, now: dt.datetime, rule_ids: list[str],
-                   event_key: str | None = None, event_payload: dict[str, Any] | None = None) -> int:
+                   event_key: str | None = None, event_payload: dict[str, Any] | None = None,
+                   rule_versions: dict[str, Any] | None = None) -> int:
         """A new run, `running`; AlreadyRecorded when its event key has a run already."""
         try:
             with self.engine.begin() as conn:
                 return runs.insert_run(conn, kind=kind.value, run_date=run_date, dry_run=False, now=now,
-                                      rule_ids=rule_ids, event_key=event_key, event_payload=event_payload)
+                                      rule_ids=rule_ids, event_key=event_key, event_payload=event_payload,
+                                      rule_versions=rule_versions)
         except IntegrityError:
             if event_key is None:
                 raise
@@ -217,6 +226,152 @@ class SqlStore:
         with self.engine.connect() as conn:
             return effect.effect_counts(conn, rule_id=rule_id, goal=goal, holdout_group=holdout_group,
                                         since=since, until=until, run_id=run_id, now=now)
+
+
+    # ------------------------------------------------------------------ published rules
+
+    @_translated
+    def rule_generation(self) -> int:
+        with self.engine.connect() as conn:
+            return rule_versions.generation(conn)
+
+    @_translated
+    def live_versions(self) -> tuple[int, list[dict[str, Any]]]:
+        """The generation, then the live rows (at least as new as it: a publish in between makes
+        the next generation check load again)."""
+        with self.engine.connect() as conn:
+            return rule_versions.live_versions(conn)
+
+    @_translated
+    def live_state(self, rule_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return rule_versions.live_state(conn, rule_ids)
+
+    @_translated
+    def rule_versions(self, version_ids: Sequence[int]) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return rule_versions.versions_by_id(conn, version_ids)
+
+    @_translated
+    def rule_versions_by_number(self, pairs: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return rule_versions.versions_by_number(conn, pairs)
+
+    @_translated
+    def rule_history(self, rule_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return rule_versions.history(conn, rule_id)
+
+    @_translated
+    def disabled_rules(self, rule_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return rule_versions.disabled_rules(conn, rule_ids)
+
+    @_translated
+    def draft(self, draft_id: int, *, texts: bool = True) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            return rule_versions.get_draft(conn, draft_id, texts=texts)
+
+    @_translated
+    def drafts(self, *, status: str | None = None, file: str | None = None, before_id: int | None = None,
+               limit: int = 50) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return rule_versions.list_drafts(conn, status=status, file=file, before_id=before_id, limit=limit)
+
+    @_translated
+    def record_draft(self, values: dict[str, Any], *, audit_entries: Sequence[dict[str, Any]],
+                     now: dt.datetime) -> tuple[int, list[int]]:
+        """Store a draft (and its audit entry); a pending one supersedes older pending drafts of
+        its file (or, for an enable, of its rule). Returns its id and the superseded ids."""
+        with self.engine.begin() as conn:
+            draft_id = rule_versions.insert_draft(conn, **values)
+            superseded: list[int] = []
+            if values["status"] == "pending":
+                superseded = rule_versions.supersede_pending(conn, file=values["file"], kind=values["kind"],
+                                                             except_id=draft_id, now=now, by=values["author"])
+            _audit(conn, audit_entries, now, target=f"draft:{draft_id}",
+                   extra={"superseded": superseded} if superseded else None)
+            return draft_id, superseded
+
+    @_translated
+    def apply_draft(self, draft_id: int, *, from_status: str, versions: Sequence[dict[str, Any]],
+                    enable: Sequence[tuple[str, int]], author: str, approver: str | None, note: str,
+                    now: dt.datetime, audit_entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """In one transaction: the draft goes live (only from `from_status`), each changed rule
+        gets its next version and becomes live (only if its live version is still the one the
+        draft was based on), enables apply, the generation moves on, the audit log records it."""
+        try:
+            with self.engine.begin() as conn:
+                if not rule_versions.decide_draft(conn, draft_id, from_status=from_status, to_status="live",
+                                                  by=approver, now=now):
+                    raise Conflict(f"draft {draft_id} is no longer {from_status}")
+                state = rule_versions.live_state(conn, [v["rule_id"] for v in versions])
+                published = []
+                for v in versions:
+                    current = state.get(v["rule_id"])
+                    if (current["version"] if current else None) != v["base_version"]:
+                        raise Conflict(
+                            f"rule {v['rule_id']} is live at version {current['version'] if current else 'none'} "
+                            f"now, but draft {draft_id} was based on version {v['base_version'] or 'none'}: "
+                            "submit the change again on top of the live version")
+                    row = rule_versions.insert_version(
+                        conn, rule_id=v["rule_id"], content_hash=v["content_hash"], file=v["file"],
+                        source=v["source"], templates=v["templates"], author=author, approver=approver,
+                        note=note, draft_id=draft_id, now=now)
+                    enabled = current["enabled"] if current else True  # a stopped rule stays stopped
+                    rule_versions.set_live(conn, rule_id=v["rule_id"], version_id=row["id"], enabled=enabled,
+                                           by=approver or author, now=now,
+                                           reason=current["reason"] if current and not enabled else None)
+                    published.append({"rule": v["rule_id"], "version": row["version"], "id": row["id"],
+                                      "content_hash": v["content_hash"], "enabled": enabled})
+                for rule_id, version_id in enable:
+                    if not rule_versions.set_enabled(conn, rule_id=rule_id, enabled=True, by=approver or author,
+                                                     now=now, reason=None, version_id=version_id):
+                        raise Conflict(f"rule {rule_id} is no longer disabled at the version this enable "
+                                       "was requested for")
+                generation = rule_versions.bump_generation(conn, now)
+                _audit(conn, audit_entries, now, target=f"draft:{draft_id}",
+                       extra={"versions": published, "generation": generation})
+                return {"versions": published, "generation": generation}
+        except IntegrityError:
+            raise Conflict(f"another change to these rules was published at the same time as draft {draft_id}: "
+                           "submit it again on top of the live version") from None
+
+    @_translated
+    def reject_draft(self, draft_id: int, *, by: str, reason: str, now: dt.datetime,
+                     audit_entries: Sequence[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            if not rule_versions.decide_draft(conn, draft_id, from_status="pending", to_status="rejected",
+                                              by=by, now=now, reason=reason):
+                raise Conflict(f"draft {draft_id} is no longer pending")
+            _audit(conn, audit_entries, now, target=f"draft:{draft_id}")
+
+    @_translated
+    def disable_rule(self, rule_id: str, *, by: str, reason: str, now: dt.datetime,
+                     audit_entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The emergency stop: off at once for every process (the generation moves), and its
+        unsent messages suppressed `rule_disabled`."""
+        with self.engine.begin() as conn:
+            if not rule_versions.set_enabled(conn, rule_id=rule_id, enabled=False, by=by, now=now, reason=reason):
+                raise Conflict(f"rule {rule_id} is disabled already")
+            suppressed = rule_versions.suppress_unsent(conn, rule_id, now)
+            generation = rule_versions.bump_generation(conn, now)
+            _audit(conn, audit_entries, now, target=f"rule:{rule_id}",
+                   extra={"suppressed_messages": suppressed, "generation": generation})
+            return {"suppressed_messages": suppressed, "generation": generation}
+
+    @_translated
+    def record_audit(self, audit_entries: Sequence[dict[str, Any]], now: dt.datetime) -> None:
+        with self.engine.begin() as conn:
+            _audit(conn, audit_entries, now)
+
+
+def _audit(conn: Any, entries: Sequence[dict[str, Any]], now: dt.datetime, *, target: str | None = None,
+           extra: dict[str, Any] | None = None) -> None:
+    for entry in entries:
+        details = {**(entry.get("details") or {}), **(extra or {})}
+        audit.record(conn, actor=entry["actor"], action=entry["action"], target=entry.get("target") or target,
+                     now=now, details=details or None)
 
 
 __all__ = ["SqlStore", "Candidate", "Written"]

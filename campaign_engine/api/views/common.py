@@ -18,7 +18,8 @@ def state():  # type: ignore[no-untyped-def]
 
 
 def services():  # type: ignore[no-untyped-def]
-    return state().runtime.services
+    """The request's snapshot of the services (taken when it began), else the current one."""
+    return g.get("services") or state().runtime.services
 
 
 def now() -> dt.datetime:
@@ -103,6 +104,8 @@ class RunSchema(ma.Schema):
     finished_at = ma.fields.String(allow_none=True)
     replayed = ma.fields.Boolean()
     rule_ids = ma.fields.List(ma.fields.String(), metadata={"description": "the run's rules, in priority order"})
+    rule_versions = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Dict(), allow_none=True, metadata={
+        "description": "the published version each rule ran in: {rule: {version, hash, generation}}"})
     shards = ma.fields.Nested(ShardsSchema, allow_none=True)
     rules = ma.fields.List(ma.fields.Nested(RuleCountsSchema))
 
@@ -185,6 +188,20 @@ def load_body(schema: ma.Schema, data: Any) -> dict[str, Any]:
 
         abort(400, errors={"json": exc.messages})
         raise  # unreachable: abort raises
+
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def rule_file_body(schema: ma.Schema, query: dict[str, str]) -> dict[str, Any]:
+    """A rule file sent as the body itself (a YAML content type; the other fields from the query
+    string, with these defaults), or as JSON `{"source": ..., ...}`; validated by `schema`."""
+    from flask import request
+
+    if request.mimetype in YAML_TYPES:
+        return load_body(schema, {"source": request.get_data(as_text=True),
+                                  **{name: request.args.get(name, default) for name, default in query.items()}})
+    return load_body(schema, request.get_json(silent=True))
 
 
 def page(items: list[dict[str, Any]], limit: int, key: str) -> dict[str, Any]:

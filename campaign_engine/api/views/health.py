@@ -20,8 +20,10 @@ class HealthSchema(ma.Schema):
 class ReadySchema(ma.Schema):
     status = ma.fields.String()
     database = ma.fields.String()
-    rules = ma.fields.Integer()
+    rules = ma.fields.Integer(metadata={"description": "published rules this process runs"})
     rule_problems = ma.fields.Integer()
+    rules_generation = ma.fields.Integer(allow_none=True, metadata={
+        "description": "the published set's generation this process runs (every process shows the same)"})
     scheduler = ma.fields.String()
     calendar = ma.fields.String(metadata={"description": "the official calendar on today's date: announced, or "
                                                        "why not and which rules it stops (the others run)"})
@@ -48,7 +50,7 @@ def healthz():  # type: ignore[no-untyped-def]
 @blp.response(200, ReadySchema)
 @blp.alt_response(503, schema=ReadySchema, description="not ready")
 def readyz():  # type: ignore[no-untyped-def]
-    """Database reachable, rules loaded, scheduler state."""
+    """Database reachable, rules published (not ready before any is), scheduler state."""
     svc = services()
     try:
         ping(svc.db)
@@ -58,6 +60,7 @@ def readyz():  # type: ignore[no-untyped-def]
     day = today()
     unannounced = calendar_warnings(svc.rulebook, svc.holidays, day)
     body = {"database": database, "rules": len(svc.rulebook.rules), "rule_problems": len(svc.rulebook.problems),
+            "rules_generation": svc.rulebook.generation,
             "scheduler": _scheduler_state(svc) if database == "ok" else "unknown",
             "calendar": unannounced[0].reason if unannounced else f"announced for {day}"}
     ready = database == "ok" and bool(svc.rulebook.rules)

@@ -1,21 +1,22 @@
-"""Rules: list with status and next run, source, validate, reload, preview."""
+"""Rules: the live set with versions and next runs, a rule's source and history, validate, preview,
+and the emergency stop (disable) and its undoing (enable, through approval)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import marshmallow as ma
-from flask import request
+from flask import g
 
-from ...errors import NotFound, Problem
-from ...pipeline import preview
-from ...pipeline.validate import calendar_warnings, catalogue_warnings, read_catalogue, validate_rules
-from ...rulebook.loader import Rulebook, parse_rule_text
+from ...errors import NotFound
+from ...pipeline import preview, publishing
+from ...pipeline.validate import calendar_warnings, catalogue_warnings, read_catalogue
+from ...rulebook.loader import parse_rule_text
 from ...rulebook.model import All, AnyOf, FieldRef, Node, Not, Rule
 from ..auth import READ, RULES
 from ..blueprint import ApiBlueprint
 from ...store import scheduler_jobs
-from .common import load_body, now, record, services, state, today
+from .common import YAML_TYPES, now, rule_file_body, services, today
 
 blp = ApiBlueprint("rules", __name__, url_prefix="/api/v1/rules", description="Campaign rules")
 
@@ -47,8 +48,14 @@ class RuleSchema(ma.Schema):
     file = ma.fields.String()
     line = ma.fields.Integer()
     next_run = ma.fields.DateTime(allow_none=True)
-    status = ma.fields.String(metadata={"description": "ok, or stale: live at its last good version while "
-                                                      "its file has problems"})
+    status = ma.fields.String(metadata={"description": "live, or disabled (the emergency stop, or "
+                                                      "`enabled: false` in its file)"})
+    version = ma.fields.Integer(allow_none=True, metadata={"description": "the published version running"})
+    content_hash = ma.fields.String()
+    author = ma.fields.String(allow_none=True)
+    approver = ma.fields.String(allow_none=True)
+    published_at = ma.fields.DateTime(allow_none=True)
+    disabled = ma.fields.String(allow_none=True, metadata={"description": "who stopped it, when, why"})
 
 
 class RuleDetailSchema(RuleSchema):
@@ -58,14 +65,47 @@ class RuleDetailSchema(RuleSchema):
 
 class RuleListSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(RuleSchema))
-    problems = ma.fields.List(ma.fields.Nested(ProblemSchema))
-    fingerprint = ma.fields.String()
+    problems = ma.fields.List(ma.fields.Nested(ProblemSchema), metadata={
+        "description": "published versions that no longer build here (not live)"})
+    generation = ma.fields.Integer(allow_none=True, metadata={"description": "of the published set"})
+    pending_drafts = ma.fields.Integer()
+
+
+class VersionSchema(ma.Schema):
+    rule = ma.fields.String()
+    version = ma.fields.Integer()
+    content_hash = ma.fields.String()
+    file = ma.fields.String()
+    author = ma.fields.String()
+    approver = ma.fields.String(allow_none=True)
+    note = ma.fields.String()
+    published_at = ma.fields.DateTime()
+    draft_id = ma.fields.Integer(allow_none=True)
+    live = ma.fields.Boolean()
+    diff = ma.fields.String(metadata={"description": "unified diff against the version before"})
+
+
+class VersionListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(VersionSchema))
+
+
+class DisableSchema(ma.Schema):
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=2000))
+
+
+class EnableSchema(ma.Schema):
+    note = ma.fields.String(load_default="", validate=ma.validate.Length(max=2000))
 
 
 class ValidateRequestSchema(ma.Schema):
     source = ma.fields.String(required=True, validate=ma.validate.Length(max=1_000_000),
                               metadata={"description": "rule YAML"})
     file = ma.fields.String(load_default="request.yaml", validate=ma.validate.Length(min=1, max=200))
+    templates = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.Length(max=200)),
+                               values=ma.fields.String(validate=ma.validate.Length(max=1_000_000)),
+                               load_default=dict, validate=ma.validate.Length(max=100), metadata={
+                                   "description": "template texts by '<folder>/<part>'; a folder not given is "
+                                                  "taken from the live set"})
 
 
 class ValidateResultSchema(ma.Schema):
@@ -74,12 +114,6 @@ class ValidateResultSchema(ma.Schema):
     problems = ma.fields.List(ma.fields.Nested(ProblemSchema))
     warnings = ma.fields.List(ma.fields.Nested(ProblemSchema), metadata={
         "description": "what could not be checked: product references while no products are loaded"})
-
-
-class ReloadResultSchema(ma.Schema):
-    rules = ma.fields.List(ma.fields.String())
-    kept = ma.fields.List(ma.fields.String(), metadata={"description": "rules of broken files kept at their last good version"})
-    problems = ma.fields.List(ma.fields.Nested(ProblemSchema))
 
 
 class PreviewRequestSchema(ma.Schema):
@@ -101,14 +135,18 @@ def node_data(node: Node) -> Any:
     return {node.field: {node.op: list(operand) if isinstance(operand, tuple) else operand}}
 
 
-def rule_data(rule: Rule, next_runs: dict[str, Any], broken_files: set[str]) -> dict[str, Any]:
-    return {"status": "stale" if rule.file in broken_files else "ok","id": rule.id, "name": rule.name, "enabled": rule.enabled, "category": rule.category.value,
-            "priority": rule.priority,
+def rule_data(rule: Rule, next_runs: dict[str, Any], state: dict[str, Any] | None,
+              stopped: str | None) -> dict[str, Any]:
+    return {"id": rule.id, "name": rule.name, "enabled": rule.enabled, "status": "live" if rule.enabled else "disabled",
+            "category": rule.category.value, "priority": rule.priority,
             "trigger": {"schedule": rule.trigger.schedule,
                         "event": rule.trigger.event.value if rule.trigger.event else None,
                         "subject": rule.trigger.subject.value},
             "channels": [c.value for c in rule.channels], "template": rule.template, "product": rule.product,
-            "file": rule.file, "line": rule.line, "next_run": next_runs.get(rule.id)}
+            "file": rule.file, "line": rule.line, "next_run": next_runs.get(rule.id) if rule.enabled else None,
+            "version": rule.version, "content_hash": rule.content_hash,
+            "author": state["author"] if state else None, "approver": state["approver"] if state else None,
+            "published_at": state["published_at"] if state else None, "disabled": stopped}
 
 
 def _next_runs() -> dict[str, Any]:
@@ -117,34 +155,69 @@ def _next_runs() -> dict[str, Any]:
         return scheduler_jobs.next_run_times(conn)
 
 
+def _published(rule_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Who published and approved each rule's live version, and when."""
+    svc = services()
+    live = svc.store.live_state(rule_ids)
+    rows = svc.store.rule_versions([int(s["version_id"]) for s in live.values()])
+    return {r["rule_id"]: r for r in rows}
+
+
 @blp.route("", methods=["GET"])
 @blp.secured(READ)
 @blp.response(200, RuleListSchema)
 def list_rules():  # type: ignore[no-untyped-def]
-    """Live rules with their next scheduled run, and the problems of the rule folder."""
+    """The published rules every process runs: version, author, publish time, status, next run."""
     rulebook = services().rulebook
     next_runs = _next_runs()
-    broken = {p.file for p in rulebook.problems if p.file}
-    return {"items": [rule_data(r, next_runs, broken) for r in sorted(rulebook.rules.values(), key=lambda r: r.id)],
-            "problems": [p.as_dict() for p in rulebook.problems], "fingerprint": rulebook.fingerprint}
+    published = _published(list(rulebook.rules))
+    return {"items": [rule_data(r, next_runs, published.get(r.id), rulebook.stopped.get(r.id))
+                      for r in sorted(rulebook.rules.values(), key=lambda r: r.id)],
+            "problems": [p.as_dict() for p in rulebook.problems], "generation": rulebook.generation,
+            "pending_drafts": len(services().store.drafts(status="pending", limit=500))}
 
 
 @blp.route("/<rule_id>", methods=["GET"])
 @blp.secured(READ)
 @blp.response(200, RuleDetailSchema)
 def get_rule(rule_id: str):  # type: ignore[no-untyped-def]
-    """One rule: its parsed form and its file's source."""
+    """One live rule: its parsed form and the text of the file it was published from."""
     svc = services()
     rule = svc.rulebook.get(rule_id)
     if rule is None:
         raise NotFound("rule", rule_id)
-    path = svc.settings.rules_dir / rule.file
-    source = path.read_text(encoding="utf-8-sig") if path.is_file() else ""
-    broken = {p.file for p in svc.rulebook.problems if p.file}
-    return {**rule_data(rule, _next_runs(), broken), "conditions": node_data(rule.conditions), "source": source}
+    published = _published([rule_id]).get(rule_id)
+    return {**rule_data(rule, _next_runs(), published, svc.rulebook.stopped.get(rule_id)),
+            "conditions": node_data(rule.conditions), "source": published["source"] if published else ""}
 
 
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+@blp.route("/<rule_id>/versions", methods=["GET"])
+@blp.secured(READ)
+@blp.response(200, VersionListSchema)
+def rule_versions(rule_id: str):  # type: ignore[no-untyped-def]
+    """Every published version of a rule, newest first, each with its diff against the one before."""
+    return {"items": publishing.history(services(), rule_id)}
+
+
+@blp.route("/<rule_id>/disable", methods=["POST"])
+@blp.secured(RULES)
+@blp.arguments(DisableSchema)
+@blp.response(200, description="the rule, now disabled, and how many unsent messages were suppressed")
+def disable_rule(body, rule_id: str):  # type: ignore[no-untyped-def]
+    """The emergency stop: no second person needed; at once in every process (runs skip it from
+    their next rule on, and its unsent messages are suppressed `rule_disabled`)."""
+    return publishing.disable(services(), rule_id, actor=g.actor, reason=body["reason"], now=now())
+
+
+@blp.route("/<rule_id>/enable", methods=["POST"])
+@blp.secured(RULES)
+@blp.arguments(EnableSchema)
+@blp.response(201, description="a draft of kind enable: pending approval (live at once with approval off)")
+def enable_rule(body, rule_id: str):  # type: ignore[no-untyped-def]
+    """Ask to switch a disabled rule on again, at the version it is live in: approved like any change."""
+    return publishing.enable(services(), rule_id, actor=g.actor, note=body["note"], now=now())
+
+
 
 
 @blp.route("/validate", methods=["POST"])
@@ -154,51 +227,37 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
     **{t: {"schema": {"type": "string"}} for t in YAML_TYPES[::2]}}})
 @blp.response(200, ValidateResultSchema)
 def validate():  # type: ignore[no-untyped-def]
-    """Check rule YAML without loading it: templates rendered against a sample, product codes and
-    types checked against the products in the database.
+    """Check rule YAML as a draft would be checked, storing nothing: templates (sent, else the live
+    set's) rendered against a sample, product codes and types checked against the products in the
+    database, a rule id that another file owns.
 
     The body is the rule file itself (Content-Type application/yaml or text/yaml), or JSON
     `{"source": "<yaml>", "file": "name.yaml"}`.
     """
-    if request.mimetype in YAML_TYPES:
-        text = request.get_data(as_text=True)
-        body = load_body(ValidateRequestSchema(), {"source": text,
-                                                   "file": request.args.get("file", "request.yaml")})
-    else:
-        body = load_body(ValidateRequestSchema(), request.get_json(silent=True))
+    body = rule_file_body(ValidateRequestSchema(), {"file": "request.yaml"})
     svc = services()
-    rules, problems = parse_rule_text(body["source"], body["file"])
-    seen: dict[str, Rule] = {}
-    for rule in rules:
-        live = svc.rulebook.get(rule.id)
-        if rule.id in seen:
-            problems.append(Problem(f"duplicate rule id (first at line {seen[rule.id].line})", file=rule.file,
-                                    line=rule.line, rule=rule.id, field="id"))
-        elif live is not None and live.file != rule.file:
-            problems.append(Problem(f"rule id already used in {live.file}:{live.line}", file=rule.file,
-                                    line=rule.line, rule=rule.id, field="id"))
-        seen.setdefault(rule.id, rule)
-    missing = [r for r in rules if not (svc.settings.templates_dir / r.template).is_dir()]
-    problems += [Problem(f"no template folder {r.template}/", file=r.file, line=r.line, rule=r.id,
-                         field="template") for r in missing]
-    rulebook = Rulebook({r.id: r for r in rules if r not in missing})
+    checked = publishing.check(svc, publishing.Submission(body["file"], body["source"], body["templates"],
+                                                          "validate", g.actor))
+    rules, _ = parse_rule_text(body["source"], body["file"])
     catalogue = read_catalogue(svc.store)
-    problems += validate_rules(rulebook, svc.templates, svc.settings, catalogue)
-    return {"valid": not problems, "rules": [r.id for r in rules], "problems": [p.as_dict() for p in problems],
-            "warnings": [w.as_dict() for w in catalogue_warnings(rulebook, catalogue)
-                         + calendar_warnings(rulebook, svc.holidays, today())]}
+    return {"valid": not checked.problems, "rules": [r.id for r in rules],
+            "problems": [p.as_dict() for p in checked.problems],
+            "warnings": [w.as_dict() for w in catalogue_warnings(checked.book, catalogue)
+                         + calendar_warnings(checked.book, svc.holidays, today())]}
 
 
 @blp.route("/reload", methods=["POST"])
 @blp.secured(RULES)
-@blp.response(200, ReloadResultSchema)
+@blp.response(410, description="gone: rules are published, not reloaded")
 def reload():  # type: ignore[no-untyped-def]
-    """Reload rule files from disk atomically; a broken file keeps its last good rules live."""
-    result = state().runtime.reload()
-    record("rules.reload", None, {"rules": len(result.rules), "kept": list(result.kept),
-                                  "problems": len(result.problems)})
-    return {"rules": list(result.rules), "kept": list(result.kept),
-            "problems": [p.as_dict() for p in result.problems]}
+    """Gone. There is nothing to reload on a server: submit the file as a draft
+    (`POST /api/v1/rules/drafts`, or `campaign-engine rules publish`); every process runs a change
+    within a second of its approval."""
+    from ..errors import error_response
+
+    return error_response(410, "there is nothing to reload: rules are published. Submit a rule file with "
+                               "POST /api/v1/rules/drafts (or `campaign-engine rules publish FILE --note ...`); "
+                               "once approved, every process runs it within a second")
 
 
 @blp.route("/<rule_id>/preview", methods=["POST"])
