@@ -137,7 +137,8 @@ def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None) 
 
 
 @main.command("import")
-@click.argument("kind", type=click.Choice(["customers", "products", "deposits", "holdings", "conversions"]))
+@click.argument("kind", type=click.Choice(["customers", "products", "deposits", "holdings", "conversions",
+                                           "managers"]))
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
 @_guard
@@ -505,6 +506,9 @@ def _print_run(report: RunReport, services: Any) -> None:
         label = labels[r.rule] + " " * (column - _width(labels[r.rule]))
         click.echo(f"{label} {r.candidates:>10} {r.matched:>8} {r.queued:>7} "
                    f"{r.scheduled:>6} {r.duplicates:>6} {r.failed:>6}  {suppressed}")
+        if r.plans_tasks:
+            click.echo(f"  manager tasks: {r.tasks} planned, {r.merged} merged into open ones "
+                       "(`tasks list --rule " + r.rule + "`)")
         if r.held_out:
             click.echo(f"  held out: {r.held_out} (holdout or control group: recorded as held_out, never sent)")
         if r.error:
@@ -953,18 +957,35 @@ def apikey() -> None:
 @apikey.command("create")
 @click.option("--role", required=True, type=click.Choice([role.value for role in Role]))
 @click.option("--name", required=True, help="Who or what uses the key, e.g. core-banking.")
+@click.option("--manager", "manager_id", help="Role manager: the manager id the key acts as (it sees and closes "
+                                              "only that manager's tasks); required for that role, refused for others.")
 @click.pass_context
 @_guard
-def apikey_create(ctx: click.Context, role: str, name: str) -> None:
+def apikey_create(ctx: click.Context, role: str, name: str, manager_id: str | None) -> None:
     """Create a key and print it once."""
     from .store import apikeys, audit
+    from .store import managers as manager_store
 
+    if role == Role.MANAGER and not manager_id:
+        raise click.UsageError("--role manager needs --manager ID: the manager the key acts as")
+    if role != Role.MANAGER and manager_id is not None:
+        raise click.UsageError(f"--manager binds a key of role manager only, not {role}")
+    details: dict[str, Any] = {"role": role}
     with _db(ctx).begin() as conn:
-        key_id, key = apikeys.create_key(conn, name=name, role=role, now=_now())
+        if manager_id is not None:
+            manager = manager_store.get_manager(conn, manager_id)
+            if manager is None:
+                raise NotFound("manager", manager_id, "import it first: `campaign-engine import managers FILE.csv`")
+            if not manager["active"]:
+                click.echo(f"warning: manager {manager_id} is inactive: its customers' tasks go to the branch queue",
+                           err=True)
+            details["manager"] = manager_id
+        key_id, key = apikeys.create_key(conn, name=name, role=role, now=_now(), manager_id=manager_id)
         audit.record(conn, actor="cli", action="apikey.create", target=f"key:{name}#{key_id}", now=_now(),
-                     details={"role": role})
+                     details=details)
     click.echo(key)
-    click.echo(f"key #{key_id} for {name} ({role}); store it now: it cannot be shown again", err=True)
+    bound = f", manager {manager_id}" if manager_id else ""
+    click.echo(f"key #{key_id} for {name} ({role}{bound}); store it now: it cannot be shown again", err=True)
 
 
 @apikey.command("list")
@@ -978,7 +999,8 @@ def apikey_list(ctx: click.Context) -> None:
         for k in apikeys.list_keys(conn):
             state = f"revoked {k['revoked_at']:%Y-%m-%d}" if k["revoked_at"] else "live"
             used = f"last used {k['last_used_at']:%Y-%m-%d %H:%M}" if k["last_used_at"] else "never used"
-            click.echo(f"#{k['id']} {k['prefix']}… {k['name']} {k['role']} {state}, {used}")
+            bound = f" manager {k['manager_id']}" if k["manager_id"] else ""
+            click.echo(f"#{k['id']} {k['prefix']}… {k['name']} {k['role']}{bound} {state}, {used}")
 
 
 @apikey.command("revoke")
@@ -994,6 +1016,38 @@ def apikey_revoke(ctx: click.Context, key_id: int) -> None:
             raise NotFound("live API key", key_id)
         audit.record(conn, actor="cli", action="apikey.revoke", target=f"key:#{key_id}", now=_now())
     click.echo(f"key #{key_id} revoked")
+
+
+@main.group()
+def managers() -> None:
+    """Relationship managers (客户经理; `import managers FILE.csv` loads them)."""
+
+
+@managers.command("list")
+@click.option("--branch", help="Only this branch's managers.")
+@click.option("--active/--inactive", default=None, help="Only active (or inactive) managers.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def managers_list(ctx: click.Context, branch: str | None, active: bool | None, limit: int, as_json: bool) -> None:
+    """Managers in id order with branch and daily capacity; mobile and email as `cli_contact_data` says."""
+    from .masking import shown
+    from .store import managers as manager_store
+
+    settings = _settings(ctx)
+    with _db(ctx).connect() as conn:
+        rows = manager_store.list_managers(conn, branch=branch, active=active, limit=limit)
+    rows = [shown(r, ("mobile", "email"), settings.cli_contact_data) for r in rows]
+    if as_json:
+        click.echo(_json(rows))
+        return
+    if not rows:
+        click.echo("no managers match (import them: `campaign-engine import managers FILE.csv`)")
+    for r in rows:
+        click.echo(f"{r['manager_id']} {r['name']} {r['branch'] or '-'} calls {r['daily_call_capacity']}/day "
+                   f"visits {r['daily_visit_capacity']}/day {'active' if r['active'] else 'inactive'} "
+                   f"{r['mobile'] or '-'} {r['email'] or '-'}")
 
 
 @main.command()
@@ -1203,6 +1257,182 @@ def audit_list(ctx: click.Context, action: str | None, actor: str | None, from_:
                    f"{r['target'] or '-'} {details}".rstrip())
     if not rows:
         click.echo("no audit entries match")
+
+
+# --------------------------------------------------------------------------- relationship-manager tasks
+
+from .vocabulary import TaskOutcome, TaskStatus  # noqa: E402  (kept with the commands that use them)
+
+
+@main.group()
+def tasks() -> None:
+    """Relationship-manager tasks (电联 calls, 面谈 visits): the work list, outcomes, reports."""
+
+
+def _cli_viewer(as_: str | None = None):  # type: ignore[no-untyped-def]
+    """The CLI runs on the server: it sees every task and closes any, as an operator does."""
+    from .pipeline.tasks import Viewer
+
+    return Viewer(actor=_cli_actor(as_), role=Role.OPERATOR)
+
+
+def _task_line(settings: Settings, t: dict[str, Any]) -> str:
+    owner = t["manager_id"] or f"queue:{t['branch'] or '-'}"
+    flag = " OVERDUE" if t["overdue"] else ""
+    outcome = f" {t['outcome']}" if t["outcome"] else ""
+    return (f"#{t['id']} {t['status']:7} due {_local(settings, t['due_at'])} {t['type_name']} p{t['priority']} "
+            f"{t['customer_id']} {_pad(t['customer_name'], 8)} {t['mobile'] or '-'} {owner} "
+            f"{t['rule_id']} {t['rule_name'] or ''}".rstrip() + outcome + flag)
+
+
+def _task_json(t: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in t.items()}
+
+
+def _shown_task(settings: Settings, t: dict[str, Any]) -> dict[str, Any]:
+    from .masking import shown
+
+    return shown(t, ("mobile",), settings.cli_contact_data)
+
+
+@tasks.command("list")
+@click.option("--manager", "manager_id", help="One manager's tasks.")
+@click.option("--branch", help="The customers' branch (a supervisor's scope).")
+@click.option("--queue/--assigned", default=None, help="Only the branch queues' tasks (no manager), or only assigned.")
+@click.option("--status", type=click.Choice([s.value for s in TaskStatus]))
+@click.option("--due-before", help="YYYY-MM-DD (due on or before that local day) or a date-time with offset.")
+@click.option("--overdue", is_flag=True, help="Only open tasks past due by the SLA (flagged overdue).")
+@click.option("--rule", "rule_id")
+@click.option("--run", "run_id", type=click.IntRange(min=1))
+@click.option("--customer", "customer_id")
+@click.option("--after", help="The `next` cursor of the previous page (--json prints it).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def tasks_list(ctx: click.Context, manager_id: str | None, branch: str | None, queue: bool | None,
+               status: str | None, due_before: str | None, overdue: bool, rule_id: str | None, run_id: int | None,
+               customer_id: str | None, after: str | None, limit: int, as_json: bool) -> None:
+    """Tasks in due order (earliest first); mobiles as `cli_contact_data` says."""
+    from .pipeline.tasks import TaskQuery, list_tasks
+
+    settings = _settings(ctx)
+    query = TaskQuery(manager_id=manager_id, branch=branch, queue=queue, status=status,
+                      due_before=_audit_bound(settings, due_before, "--due-before", upper=True),
+                      overdue=True if overdue else None, rule_id=rule_id, run_id=run_id, customer_id=customer_id,
+                      after=after, limit=limit)
+    page = list_tasks(_services(ctx), query, _cli_viewer())
+    items = [_shown_task(settings, t) for t in page.items]
+    if as_json:
+        click.echo(_json({"items": [_task_json(t) for t in items], "next": page.next}))
+        return
+    for t in items:
+        click.echo(_task_line(settings, t))
+    if not items:
+        click.echo("no tasks match")
+    elif page.next:
+        click.echo(f"more: --after {page.next}")
+
+
+@tasks.command("show")
+@click.argument("task_id", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def tasks_show(ctx: click.Context, task_id: int, as_json: bool) -> None:
+    """One task with its talking points."""
+    from .pipeline.tasks import get_task
+
+    settings = _settings(ctx)
+    t = _shown_task(settings, get_task(_services(ctx), task_id, _cli_viewer()))
+    if as_json:
+        click.echo(_json(_task_json(t)))
+        return
+    click.echo(_task_line(settings, t))
+    click.echo(f"  run {t['run_id']}, alerts {t['alerts']}, created {_local(settings, t['created_at'])}"
+               + (f", overdue since {_local(settings, t['overdue_at'])}" if t["overdue_at"] else ""))
+    if t["completed_at"]:
+        click.echo(f"  closed {_local(settings, t['completed_at'])} by {t['completed_by']}: {t['outcome']}"
+                   + (f", next contact {t['next_contact_on']}" if t["next_contact_on"] else ""))
+    if t["note"]:
+        click.echo(f"  note: {t['note']}")
+    for line in (t["talking_points"] or "").splitlines():
+        click.echo(f"  | {line}")
+
+
+@tasks.command("done")
+@click.argument("task_id", type=click.IntRange(min=1))
+@click.option("--outcome", required=True, type=click.Choice([o.value for o in TaskOutcome]),
+              help="refused withdraws phone consent; wrong_number suppresses the mobile for calls; "
+                   "interested/converted record a conversion.")
+@click.option("--note", help="What was said (stored with the task).")
+@click.option("--next-contact-on", help="YYYY-MM-DD: when to contact the customer again.")
+@click.option("--as", "as_", help="Your name (default: the OS user).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def tasks_done(ctx: click.Context, task_id: int, outcome: str, note: str | None, next_contact_on: str | None,
+               as_: str | None, as_json: bool) -> None:
+    """Close an open task with its outcome (exit 1 when it is not open)."""
+    from .pipeline.tasks import OutcomeRequest, record_outcome
+
+    settings = _settings(ctx)
+    request = OutcomeRequest(TaskOutcome(outcome), note=note,
+                             next_contact_on=_date_option(next_contact_on, "--next-contact-on"))
+    t = _shown_task(settings, record_outcome(_services(ctx), task_id, request, _cli_viewer(as_), now=_now()))
+    click.echo(_json(_task_json(t)) if as_json else _task_line(settings, t))
+
+
+@tasks.command("report")
+@click.option("--rule", "rule_id")
+@click.option("--run", "run_id", type=click.IntRange(min=1))
+@click.option("--manager", "manager_id")
+@click.option("--from", "date_from", help="Tasks created from this local day, YYYY-MM-DD.")
+@click.option("--to", "date_to", help="To this local day, included.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def tasks_report(ctx: click.Context, rule_id: str | None, run_id: int | None, manager_id: str | None,
+                 date_from: str | None, date_to: str | None, as_json: bool) -> None:
+    """Per rule: created, open, done, overdue, expired, by outcome; per manager: the same and the
+    conversion rate (converted / done)."""
+    from .pipeline.tasks import ReportRequest, task_report
+
+    request = ReportRequest(rule_id=rule_id, run_id=run_id, manager_id=manager_id,
+                            date_from=_date_option(date_from, "--from"), date_to=_date_option(date_to, "--to"))
+    result = task_report(_services(ctx), request, _cli_viewer())
+    if as_json:
+        click.echo(_json(result))
+        return
+
+    def counts(c: dict[str, Any]) -> str:
+        outcomes = " ".join(f"{k}={v}" for k, v in sorted(c["by_outcome"].items()))
+        return (f"created {c['created']} open {c['open']} done {c['done']} overdue {c['overdue']} "
+                f"(open {c['overdue_open']}) expired {c['expired']} cancelled {c['cancelled']}"
+                + (f"  {outcomes}" if outcomes else ""))
+
+    click.echo("per rule" + (f" (run {run_id})" if run_id else "") + ":")
+    for r in result["rules"]:
+        click.echo(f"  {r['rule']} {r['name'] or ''}: {counts(r)}")
+    click.echo("per manager:")
+    for m in result["managers"]:
+        who = f"queue {m['branch']}" if m["queue"] else f"{m['manager_id']} {m['name'] or ''}"
+        click.echo(f"  {who}: {counts(m)}  conversion {_percent(m['conversion_rate'])}")
+    if not result["rules"]:
+        click.echo("  no tasks match")
+
+
+@tasks.command("sweep")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def tasks_sweep(ctx: click.Context, as_json: bool) -> None:
+    """Once, now, what the scheduler does every minute: flag overdue tasks, expire old ones, write the
+    managers' daily digests that are due."""
+    from .pipeline.tasks import sweep
+
+    done = sweep(_services(ctx), _now())
+    click.echo(_json(done) if as_json else ", ".join(f"{k} {v}" for k, v in done.items()))
 
 
 if __name__ == "__main__":

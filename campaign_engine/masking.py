@@ -33,13 +33,16 @@ class Access(StrEnum):
         return ContactData.FULL if self in (Access.FULL, Access.REVEALED) else ContactData.MASKED
 
 
-SEES_CONTACT_DATA = frozenset({Role.ADMIN})
+# A relationship manager calls their own customers: a manager key reaches only its own tasks (the
+# tasks views scope it; it has no other read permission), and sees those customers' numbers.
+SEES_CONTACT_DATA = frozenset({Role.ADMIN, Role.MANAGER})
 # Operators start runs and answer for their delivery; they may look at a recipient on a stated reason.
 MAY_REVEAL = frozenset({Role.OPERATOR, Role.ADMIN})
 
 
 def contact_access(role: str, *, reveal: bool) -> Access:
-    """The policy: admins see contact data; operators when they ask to reveal it; nobody else.
+    """The policy: admins (and managers, on their own tasks) see contact data; operators when they ask
+    to reveal it; nobody else.
 
     An explicit reveal is REVEALED even for an admin, so that every reveal request leaves a trail.
     """

@@ -398,6 +398,19 @@ def _sweep_delivery(services: Services) -> None:
         log.exception("delivery sweep failed")
 
 
+TASK_SWEEP = 60.0  # seconds between task sweeps: overdue flags, expiry, the managers' daily digest
+
+
+def _sweep_tasks(services: Services, clock: Clock | None) -> None:
+    """Relationship-manager tasks (pipeline.tasks.sweep): logged when it fails, never stops the loop."""
+    from .pipeline.tasks import sweep
+
+    try:
+        sweep(services, (clock or utc_now)())
+    except Exception:  # the database is down: the next sweep tries again
+        log.exception("task sweep failed")
+
+
 def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None = None,
                           stop: threading.Event | None = None) -> None:
     """`campaign-engine scheduler`: run until SIGTERM or SIGINT (or `stop` is set), then stop cleanly.
@@ -425,7 +438,7 @@ def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None =
         if hasattr(signal, "SIGHUP"):
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     scheduler = start_scheduler(runtime, owner=owner, clock=clock)
-    last_sweep = 0.0
+    last_sweep = last_task_sweep = 0.0
     try:
         while not stop.is_set():
             wake.wait(1.0)
@@ -433,6 +446,9 @@ def run_scheduler_forever(runtime: Runtime, *, owner: str, clock: Clock | None =
             if time.monotonic() - last_sweep >= DELIVERY_SWEEP:
                 last_sweep = time.monotonic()
                 _sweep_delivery(runtime.services)
+            if time.monotonic() - last_task_sweep >= TASK_SWEEP:
+                last_task_sweep = time.monotonic()
+                _sweep_tasks(runtime.services, clock)
             runtime.refresh()
     finally:
         scheduler.shutdown(wait=True)

@@ -46,6 +46,21 @@ class ControlGroup:
 
 
 @dataclass(frozen=True)
+class TaskSettings:
+    """`tasks:` how relationship-manager tasks (call 电联, visit 面谈) are scheduled (issue #12)."""
+
+    hour: dt.time = dt.time(10, 0)  # a task is due at this local time on its business day
+    urgent_priority: int = 90  # a rule of at least this priority plans the task for today
+    horizon_days: int = 3  # the business days (the first included) a task may be planned on before the next channel
+    sla_hours: int = 24  # an open task this long past due is overdue (listed for the branch supervisor)
+    expire_days: int = 14  # an open task this many days past due expires
+    window: Window = Window(dt.time(9, 0), dt.time(18, 0))  # the customer's contact window for calls
+    digest_hour: dt.time = dt.time(8, 30)  # each manager's daily digest email
+    caps: Mapping[str, tuple[Cap, ...]] = dataclasses.field(
+        default_factory=lambda: {"call": (Cap(days=7, max=1),), "visit": ()})  # marketing tasks per customer
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     rules_dir: Path
@@ -76,6 +91,8 @@ class Settings:
     cli_contact_data: ContactData  # how `campaign-engine messages` prints recipients
     control_group: ControlGroup | None  # the global control group of marketing rules; None: none
     approval: Approval  # whether a rule change needs someone other than its author to approve it
+    tasks: TaskSettings
+    phone_consent_default: bool  # phone-marketing consent of a customer with none recorded
 
     @property
     def distributed(self) -> bool:
@@ -102,7 +119,7 @@ _PATH_KEYS = {"rules_dir", "templates_dir", "holidays_file"}
 _INT_KEYS = {"batch_size", "preview_sample", "api_rate_limit", "shard_size", "celery_visibility_timeout",
              "delivery_tasks", "delivery_lease", "delivery_heartbeat"}
 _MAY_BE_ZERO = {"api_rate_limit", "delivery_tasks"}
-_JSON_KEYS = ("channels", "webhooks", "send_rates", "frequency_caps", "quiet_hours", "control_group")
+_JSON_KEYS = ("channels", "webhooks", "send_rates", "frequency_caps", "quiet_hours", "control_group", "tasks")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -139,6 +156,52 @@ def _windows(raw: Any, source: str | None, problems: list[Problem]) -> dict[str,
     problems.append(Problem("channel: {start: 'HH:MM', end: 'HH:MM'} with start != end", file=source,
                             field="quiet_hours"))
     return {}
+
+
+_TASK_KEYS = {"hour", "urgent_priority", "horizon_days", "sla_hours", "expire_days", "window", "digest_hour", "caps"}
+
+
+def _tasks(raw: Any, source: str | None, problems: list[Problem]) -> TaskSettings:
+    """`tasks:` as TaskSettings; each bad key is a problem naming it (`tasks.hour`)."""
+    default = TaskSettings()
+    if raw is None:
+        return default
+    if not isinstance(raw, Mapping):
+        problems.append(Problem("a mapping of " + ", ".join(sorted(_TASK_KEYS)), file=source, field="tasks"))
+        return default
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key not in _TASK_KEYS:
+            problems.append(Problem(f"unknown key (one of {', '.join(sorted(_TASK_KEYS))})", file=source,
+                                    field=f"tasks.{key}"))
+    try:
+        for key in ("hour", "digest_hour"):
+            if key in raw:
+                values[key] = dt.time.fromisoformat(str(raw[key]))
+        for key, low in (("urgent_priority", 0), ("horizon_days", 1), ("sla_hours", 1), ("expire_days", 1)):
+            if key in raw:
+                values[key] = int(raw[key])
+                if values[key] < low:
+                    raise ValueError(key)
+        if "window" in raw:
+            window = Window(dt.time.fromisoformat(str(raw["window"]["start"])),
+                            dt.time.fromisoformat(str(raw["window"]["end"])))
+            if not window.start < window.end:
+                raise ValueError("window")
+            values["window"] = window
+        if "caps" in raw:
+            caps: dict[str, tuple[Cap, ...]] = {}
+            for channel, entries in dict(raw["caps"]).items():
+                if channel not in ("call", "visit"):
+                    raise ValueError("caps")
+                caps[str(channel)] = tuple(Cap(days=int(c["days"]), max=int(c["max"])) for c in entries or [])
+            values["caps"] = {**default.caps, **caps}
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        problems.append(Problem("hour/digest_hour 'HH:MM'; urgent_priority >= 0; horizon_days, sla_hours, "
+                                "expire_days >= 1; window {start, end} within a day; caps {call|visit: "
+                                f"[{{days, max}}]}} ({exc})", file=source, field="tasks"))
+        return default
+    return dataclasses.replace(default, **values)
 
 
 def _control_group(raw: Any, source: str | None, problems: list[Problem]) -> ControlGroup | None:
@@ -246,6 +309,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values["frequency_caps"] = _caps(values["frequency_caps"], sources.get("frequency_caps"), problems)
     values["quiet_hours"] = _windows(values["quiet_hours"], sources.get("quiet_hours"), problems)
     values["control_group"] = _control_group(values["control_group"], sources.get("control_group"), problems)
+    values["tasks"] = _tasks(values["tasks"], sources.get("tasks"), problems)
+    raw_default = str(values["phone_consent_default"]).strip().lower()
+    if raw_default not in ("true", "false"):
+        problems.append(Problem("true or false", file=sources.get("phone_consent_default"),
+                                field="phone_consent_default"))
+    values["phone_consent_default"] = raw_default == "true"
     try:
         values["approval"] = Approval(str(values["approval"]).strip().lower())
     except ValueError:

@@ -42,8 +42,18 @@ def risk_rank(level: str | None) -> int | None:
 
 
 class Channel(StrEnum):
+    """Where a match goes: a message (sms, email) or a task for the customer's relationship manager
+    (call: 电联, visit: 面谈), in a rule's preference order."""
+
     SMS = "sms"
     EMAIL = "email"
+    CALL = "call"
+    VISIT = "visit"
+
+
+MESSAGE_CHANNELS = frozenset({Channel.SMS, Channel.EMAIL})
+TASK_CHANNELS = frozenset({Channel.CALL, Channel.VISIT})
+PHONE_CONSENT = "phone"  # the consent channel of phone (and visit) marketing by a relationship manager
 
 
 class Category(StrEnum):
@@ -116,6 +126,7 @@ class SuppressionReason(StrEnum):
     OPTED_OUT = "opted_out"
     REPEAT_WINDOW = "repeat_window"  # `every: Nd`: this rule reached the subject fewer than N days ago
     RULE_DISABLED = "rule_disabled"  # its rule was stopped (`rules disable`) before the message was sent
+    MANAGER_CAPACITY = "manager_capacity"  # the manager's call/visit capacity is full up to the horizon
 
 
 class Role(StrEnum):
@@ -126,12 +137,14 @@ class Role(StrEnum):
     OPERATOR = "operator"
     APPROVER = "approver"  # approves (or rejects) rule changes someone else submitted: four eyes
     AUDITOR = "auditor"  # reads everything and the audit log; changes nothing
+    MANAGER = "manager"  # a relationship manager (key bound to a manager_id): only their own customers' tasks
     ADMIN = "admin"
 
 
 class RunKind(StrEnum):
     SCHEDULED = "scheduled"
     EVENT = "event"
+    DIGEST = "digest"  # the managers' daily task digest emails (pipeline.tasks), once per manager and day
 
 
 class RunStatus(StrEnum):
@@ -168,3 +181,24 @@ class Approval(StrEnum):
 
     REQUIRED = "required"
     OFF = "off"
+
+
+class TaskStatus(StrEnum):
+    """A relationship manager's call or visit task."""
+
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"  # still open `tasks.expire_days` after it was due
+
+
+class TaskOutcome(StrEnum):
+    """What the manager recorded when closing a task."""
+
+    REACHED = "reached"
+    NOT_REACHED = "not_reached"
+    INTERESTED = "interested"
+    DECLINED = "declined"
+    REFUSED = "refused"  # refuses phone marketing: the phone consent is withdrawn
+    CONVERTED = "converted"
+    WRONG_NUMBER = "wrong_number"  # the mobile is put on the suppression list for calls

@@ -25,13 +25,14 @@ from campaign_engine.store.models import AuditEntry, CampaignRun, Customer, Mess
 from campaign_engine.store.upsert import upsert_rows
 from factories import EMAIL_PARTS, GREETING_SMS, NOW, PRODUCTS, TODAY, customer, deposit, rule_yaml, publish_rules
 
-ROLES = ("viewer", "marketer", "operator", "approver", "auditor", "admin")
+ROLES = ("viewer", "marketer", "operator", "approver", "auditor", "manager", "admin")
 ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "payload_too_large",
                415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error"}
 
-STARTER_RULES = ["birthday-greeting", "holiday-greeting", "large-transaction-followup", "lunar-birthday-greeting",
-                 "product-launch", "rate-change-notice", "td-maturity-reminder"]
+STARTER_RULES = ["birthday-greeting", "holiday-greeting", "large-transaction-call", "large-transaction-followup",
+                 "lunar-birthday-greeting", "product-launch", "rate-change-notice", "td-maturity-reminder",
+                 "td-maturity-visit"]
 
 RATE_CHANGE = {"event_id": "rc-1", "product_type": "time_deposit", "old_rate": 1.65, "new_rate": 1.45,
                "effective_date": "2026-03-20"}
@@ -247,7 +248,8 @@ PERMISSION_ENDPOINTS = {
     "admin": ("PUT", "/api/v1/customers/C9", {"name": "赵敏", "tier": "gold"}, 200),
 }
 ALLOWED = {"viewer": {"read"}, "marketer": {"read", "rules"}, "operator": {"read", "run"},
-           "approver": {"read"}, "auditor": {"read"}, "admin": {"read", "rules", "run", "admin"}}
+           "approver": {"read"}, "auditor": {"read"}, "manager": {"tasks"},  # a manager key: only its tasks
+           "admin": {"read", "rules", "run", "admin"}}
 PERMISSION_TABLE = [
     (role, permission, *PERMISSION_ENDPOINTS[permission][:2],
      PERMISSION_ENDPOINTS[permission][3] if permission in ALLOWED[role] else 403)
@@ -283,8 +285,8 @@ READ_ENDPOINTS = ["/api/v1/customers/C1", "/api/v1/customers/C1/consents", "/api
 def test_api_auth_read_endpoints_need_a_key_and_serve_every_role(bank):
     for path in READ_ENDPOINTS:
         assert_error(bank.call("GET", path), 401, path)
-        for role in ROLES:
-            assert bank.call("GET", path, role).status_code == 200, (path, role)
+        for role in ROLES:  # a manager key reads its own tasks only (tests/test_managers.py)
+            assert bank.call("GET", path, role).status_code == (403 if role == "manager" else 200), (path, role)
 
 
 WRITE_ENDPOINTS = [
@@ -511,7 +513,8 @@ def test_api_events_answer_at_once_while_the_run_waits_in_the_background(make_ap
     bank.wait()
     run = bank.call("GET", resp.get_json()["url"], "viewer").get_json()
     assert run["status"] == "completed"
-    assert [(r["rule"], r["queued"]) for r in run["rules"]] == [("large-transaction-followup", 1)]
+    assert [(r["rule"], r["queued"]) for r in run["rules"]] == [("large-transaction-call", 0),
+                                                                ("large-transaction-followup", 1)]
 
 
 def test_api_events_replay_answers_200_with_the_first_run_and_writes_nothing(bank):
@@ -606,10 +609,13 @@ def test_api_events_large_transaction_concerns_only_its_customer(bank):
     resp = bank.call("POST", "/api/v1/events/large-transaction", "operator", json={**LARGE_TX, "customer_id": "C2"})
     bank.wait()
     run = bank.call("GET", resp.get_json()["url"], "viewer").get_json()
-    assert [(r["candidates"], r["queued"]) for r in run["rules"]] == [(1, 1)]
-    [message] = bank.call("GET", "/api/v1/messages", "admin").get_json()["items"]  # admin: the recipient unmasked
-    assert (message["customer_id"], message["channel"], message["recipient"]) == ("C2", "sms", "13800000002")
-    assert "¥800,000.00" in message["body"]
+    # C2 is platinum: a call for the manager (the SMS rule is for the other tiers, so it reads nobody)
+    assert [(r["rule"], r["candidates"], r["queued"], r.get("tasks", 0)) for r in run["rules"]] == [
+        ("large-transaction-call", 1, 0, 1), ("large-transaction-followup", 0, 0, 0)]
+    assert bank.call("GET", "/api/v1/messages", "admin").get_json()["items"] == []
+    [task] = bank.call("GET", "/api/v1/tasks", "admin").get_json()["items"]  # admin: the mobile unmasked
+    assert (task["customer_id"], task["type"], task["mobile"], task["manager_id"]) == ("C2", "call", "13800000002", None)
+    assert "¥800,000.00" in task["talking_points"]
 
 
 # --------------------------------------------------------------------------- runs
@@ -627,7 +633,7 @@ def test_api_runs_start_answers_202_then_completed_with_per_rule_counts(bank):
     assert run["started_at"].startswith("2026-03-10T01:00:00") and run["finished_at"] is not None
     counts = {r["rule"]: (r["matched"], r["queued"]) for r in run["rules"]}
     assert counts == {"birthday-greeting": (1, 1), "holiday-greeting": (0, 0), "td-maturity-reminder": (1, 1),
-                      "lunar-birthday-greeting": (0, 0)}
+                      "lunar-birthday-greeting": (0, 0), "td-maturity-visit": (0, 0)}
     assert bank.count(Message) == 2
 
 
@@ -660,7 +666,7 @@ def test_api_runs_dry_run_answers_the_report_with_per_rule_counts(bank):
     assert report["dry_run"] is True and report["date"] == "2026-03-10"
     counts = {r["rule"]: r["queued"] for r in report["rules"]}
     assert counts == {"birthday-greeting": 1, "holiday-greeting": 0, "td-maturity-reminder": 1,
-                      "lunar-birthday-greeting": 0}
+                      "lunar-birthday-greeting": 0, "td-maturity-visit": 0}
 
 
 def test_api_runs_unknown_rule_answers_404_and_event_rule_answers_400(bank):
@@ -1304,9 +1310,11 @@ def test_api_audit_every_change_records_the_key_actor(bank, make_api):
     assert {k: entries[1]["details"][k] for k in ("file", "content_hash", "author")} == {
         "file": "rate_change_copy.yaml", "content_hash": draft["content_hash"], "author": bank.actor("marketer")}
     assert [v["rule"] for v in entries[1]["details"]["versions"]] == ["rate-change-copy"]
-    assert entries[2]["details"] == {"run_id": event["run_id"], "rules": ["large-transaction-followup"]}
+    assert entries[2]["details"] == {"run_id": event["run_id"],
+                                     "rules": ["large-transaction-call", "large-transaction-followup"]}
     assert entries[3]["details"] == {"date": "2026-03-10", "rules": [  # in the priority order they run in
-        "td-maturity-reminder", "birthday-greeting", "lunar-birthday-greeting", "holiday-greeting"]}
+        "td-maturity-reminder", "td-maturity-visit", "birthday-greeting", "lunar-birthday-greeting",
+        "holiday-greeting"]}
     assert entries[4]["details"] == {"source": "branch form", "suppressed_messages": 0}
     assert entries[9]["details"] == {"rows": 0, "upserted": 0, "refused": 0, "problems": 0}
     assert bank.actor("admin").startswith("key:admin-key#")
@@ -1342,7 +1350,7 @@ def test_api_health_readyz_reports_database_and_rules(api):
     assert resp.status_code == 200
     body = resp.get_json()
     assert {k: body[k] for k in ("status", "database", "rules", "rule_problems")} == {
-        "status": "ready", "database": "ok", "rules": 7, "rule_problems": 0}
+        "status": "ready", "database": "ok", "rules": len(STARTER_RULES), "rule_problems": 0}
     assert isinstance(body["scheduler"], str) and body["scheduler"]
 
 
@@ -1371,10 +1379,11 @@ def test_api_openapi_describes_every_blueprint(api):
                  "/api/v1/customers/{customer_id}/consents/{channel}", "/api/v1/customers/{customer_id}/messages",
                  "/api/v1/imports/{kind}", "/api/v1/products", "/api/v1/products/{code}", "/api/v1/deposits",
                  "/api/v1/deposits/{deposit_id}", "/api/v1/receipts/{provider}", "/api/v1/inbound/sms/{provider}",
-                 "/u/{token}"):
+                 "/api/v1/managers", "/api/v1/managers/{manager_id}", "/u/{token}"):
         assert path in paths, path
     assert {t["name"] for t in spec["tags"]} == {"health", "rules", "drafts", "events", "runs", "messages",
-                                                  "retries", "customers", "effect", "webhooks", "audit"}
+                                                  "retries", "customers", "managers", "tasks", "effect", "webhooks",
+                                                  "audit"}
     assert spec["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
     start_run = paths["/api/v1/runs"]["post"]
     assert {"202", "200", "401", "403"} <= set(start_run["responses"])

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from campaign_engine.api import create_app
-from campaign_engine.api.auth import APPROVE, AUDIT, PERMISSIONS, READ
+from campaign_engine.api.auth import APPROVE, AUDIT, PERMISSIONS, READ, TASKS
 from campaign_engine.cli import main
 from campaign_engine.store import apikeys, audit
 from campaign_engine.vocabulary import Role
@@ -91,8 +91,8 @@ def assert_error(resp: Any, status: int, field: str | None = None) -> dict[str, 
 
 def test_roles_approver_and_auditor_permissions():
     assert {Role.APPROVER.value, Role.AUDITOR.value} <= set(ROLES)
-    assert PERMISSIONS[Role.APPROVER] == {READ, APPROVE}
-    assert PERMISSIONS[Role.AUDITOR] == {READ, AUDIT}
+    assert PERMISSIONS[Role.APPROVER] == {READ, APPROVE, TASKS}
+    assert PERMISSIONS[Role.AUDITOR] == {READ, AUDIT, TASKS}
     assert {APPROVE, AUDIT} <= PERMISSIONS[Role.ADMIN]
     assert [role for role in ROLES if AUDIT in PERMISSIONS[role]] == ["auditor", "admin"]
 

@@ -31,7 +31,7 @@ from test_shards import RATE_CHANGE, recorded_event
 
 CUSTOMERS = 400
 DATE = TODAY.isoformat()  # NOW is 09:00 on TODAY in Shanghai
-SCHEDULED = ["td-maturity-reminder", "birthday-greeting", "lunar-birthday-greeting",
+SCHEDULED = ["td-maturity-reminder", "td-maturity-visit", "birthday-greeting", "lunar-birthday-greeting",
              "holiday-greeting"]  # in priority order
 class _TableHeader:
     """Equal to the table's header line, whatever width the rules' names give its first column."""

@@ -17,7 +17,7 @@ from campaign_engine.demo import generator as demo
 from campaign_engine.demo.loader import load_demo_data
 from campaign_engine.imports import COLUMNS
 from campaign_engine.store.csv_import import import_csv
-from campaign_engine.store.models import Consent, Customer, Deposit, Holding, Product
+from campaign_engine.store.models import Consent, Customer, Deposit, Holding, Product, Manager
 from campaign_engine.vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, Tier, risk_rank
 
 N = 5000
@@ -207,8 +207,10 @@ def test_load_demo_data_writes_every_kind(engine, today, now):
 
     with engine.connect() as conn:
         stored = {kind: conn.execute(select(func.count()).select_from(model)).scalar_one()
-                  for kind, model in (("products", Product), ("customers", Customer),
+                  for kind, model in (("products", Product), ("managers", Manager), ("customers", Customer),
                                       ("deposits", Deposit), ("holdings", Holding))}
+        unmanaged = conn.execute(select(func.count()).select_from(Customer).where(
+            Customer.manager_id.is_not(None), Customer.manager_id.not_in(select(Manager.manager_id)))).scalar_one()
         sources = set(conn.execute(select(Consent.source)).scalars())
         consent_rows = conn.execute(select(func.count()).select_from(Consent)).scalar_one()
         birthdays = conn.execute(select(func.count()).select_from(Customer)
@@ -216,6 +218,7 @@ def test_load_demo_data_writes_every_kind(engine, today, now):
     assert counts == stored
     assert counts["customers"] == 500 and counts["products"] == len(demo.generate_products())
     assert counts["deposits"] > 300 and counts["holdings"] > 50
-    assert sources == {"demo-data"} and consent_rows == 1000
+    assert sources == {"demo-data"} and consent_rows == 1500  # sms, email and phone per customer
+    assert counts["managers"] == 1 and unmanaged == 0  # every customer's manager_id names a manager
     assert birthdays == 0
     assert load_demo_data(engine, 500, seed=5, today=today, now=now) == counts  # idempotent

@@ -286,7 +286,7 @@ def test_import_csv_wrong_field_count_reported(engine, tmp_path, now):
     report = import_csv(engine, "customers", path, now=now)
 
     assert [(p.line, p.field) for p in report.problems] == [(3, None)]
-    assert "expected 18 fields, found 3" in report.problems[0].reason
+    assert "expected 19 fields, found 3" in report.problems[0].reason
     assert report.upserted == 1
 
 
@@ -666,7 +666,7 @@ def test_import_csv_holdings_imported_and_unknown_references_reported(engine, tm
 
 
 def test_import_csv_each_kind_has_columns_and_parsers():
-    assert KINDS == ("customers", "products", "deposits", "holdings", "conversions")
+    assert KINDS == ("customers", "products", "deposits", "holdings", "conversions", "managers")
     for kind in KINDS:
         row, problems = parse_row(kind, {}, today=dt.date(2026, 3, 10))
         assert row is None and problems and all(p.field in COLUMNS[kind] for p in problems)

@@ -6,6 +6,7 @@ import pytest
 from campaign_engine.rendering.filters import (
     FILTERS,
     cn_date,
+    tier_name,
     mask_account,
     mask_mobile,
     money,
@@ -150,4 +151,10 @@ def test_filters_registers_every_filter_by_name():
     assert FILTERS == {
         "money": money, "percent": percent, "cn_date": cn_date,
         "mask_account": mask_account, "mask_mobile": mask_mobile, "salutation": salutation,
+        "tier_name": tier_name,
     }
+
+
+def test_tier_name_says_the_tier_in_chinese():
+    assert [tier_name(t) for t in ("diamond", "platinum", "gold", "regular", "restricted", "vip")] == [
+        "钻石客户", "白金客户", "金客户", "普通客户", "限制客户", "vip"]

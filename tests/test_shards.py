@@ -17,7 +17,7 @@ from campaign_engine.pipeline import EventRunRequest, start_run
 from campaign_engine.pipeline.report import summarize_shards
 from campaign_engine.pipeline.shards import SHARD_ATTEMPTS, execute_shard, fail_shard
 from campaign_engine.store import runs
-from campaign_engine.store.models import CampaignRun, Message, RunRuleStats, RunShard
+from campaign_engine.store.models import CampaignRun, ManagerLoad, Message, RunRuleStats, RunShard, Task
 from campaign_engine.vocabulary import EventType
 from factories import NOW, TODAY, fire_event, run_day, publish_rules
 
@@ -36,7 +36,7 @@ def snapshot(engine) -> list[tuple[Any, ...]]:
 
 def forget_runs(engine) -> None:
     with engine.begin() as conn:
-        for table in (Message, RunRuleStats, RunShard, CampaignRun):
+        for table in (Message, Task, ManagerLoad, RunRuleStats, RunShard, CampaignRun):
             conn.execute(delete(table))
 
 

@@ -18,6 +18,7 @@ from ruamel.yaml import YAML
 from campaign_engine.rendering import build_environment, load_template_set, render_message
 from campaign_engine.rulebook.fields import sample_namespaces
 from campaign_engine.rulebook.loader import load_rulebook
+from campaign_engine.rulebook.samples import sample_context
 from campaign_engine.rulebook.model import Predicate, referenced_fields
 from campaign_engine.settings import DEFAULTS_FILE, PROJECT_ROOT
 
@@ -30,6 +31,8 @@ STARTER_RULES = {
     "product-launch": "marketing",
     "holiday-greeting": "marketing",
     "large-transaction-followup": "service",
+    "large-transaction-call": "service",
+    "td-maturity-visit": "service",
     "lunar-birthday-greeting": "marketing",
 }
 # Values the database or an event payload may leave null; templates must not print "None".
@@ -73,6 +76,10 @@ def _context(rule, variant: str = "sample", **changes: Any) -> dict[str, Any]:
     ns["rule"] = {"id": rule.id, "name": rule.name, "category": rule.category.value}
     if rule.category.value == "marketing":  # the pipeline gives marketing emails their unsubscribe link
         ns["unsubscribe_url"] = "https://bank.example/u/token"
+    if any(c.value in ("call", "visit") for c in rule.channels):  # a task's manager, as batch.task_context gives it
+        ns.update({k: v for k, v in sample_context(rule).items() if k in ("manager", "task", "suitability")})
+        if variant == "nulls":  # no manager: the branch queue
+            ns["manager"] = {"id": None, "name": None, "branch": None, "queue": True}
     if variant == "unknown_gender":
         _set(ns, "customer.gender", None)
     elif variant == "nulls":
@@ -130,6 +137,9 @@ def test_starter_templates_render_every_listed_channel(rulebook, env, config, ru
         assert message.subject and message.html
         # no external resources; the unsubscribe link is the only link
         assert "http" not in message.html.replace("https://bank.example/u/token", "") and "<img" not in message.html
+    elif channel in ("call", "visit"):  # the manager's talking points: no signature, no opt-out line
+        assert "【" not in message.body and "退订" not in message.body
+        assert ("队列" in message.body) == (variant == "nulls")
     else:
         assert message.sms.segments <= 2, (message.sms, message.body)
 
@@ -185,7 +195,10 @@ def test_starter_service_sms_has_no_opt_out(rulebook, env, config):
 
 def test_starter_templates_do_not_write_signature_or_opt_out(rulebook):
     for rule in rulebook.rules.values():
-        sms = (TEMPLATES_DIR / rule.template / "sms.txt.j2").read_text(encoding="utf-8")
+        part = TEMPLATES_DIR / rule.template / "sms.txt.j2"
+        if not part.is_file():  # a task-only rule (td-maturity-visit)
+            continue
+        sms = part.read_text(encoding="utf-8")
         assert "【" not in sms and "退订" not in sms, rule.id
 
 

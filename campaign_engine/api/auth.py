@@ -15,13 +15,17 @@ from ..vocabulary import Role
 READ, RULES, RUN, ADMIN = "read", "rules", "run", "admin"
 APPROVE = "approve"  # approve or reject a submitted rule change (four eyes)
 AUDIT = "audit"  # read the audit log
+# relationship-manager tasks: every role reads them; a manager key (role manager, bound to a
+# manager_id: g.manager_id) only its own customers'. What a key may close the tasks views decide.
+TASKS = "tasks"
 PERMISSIONS: dict[str, frozenset[str]] = {
-    Role.VIEWER: frozenset({READ}),
-    Role.MARKETER: frozenset({READ, RULES}),
-    Role.OPERATOR: frozenset({READ, RUN}),
-    Role.APPROVER: frozenset({READ, APPROVE}),
-    Role.AUDITOR: frozenset({READ, AUDIT}),
-    Role.ADMIN: frozenset({READ, RULES, RUN, ADMIN, APPROVE, AUDIT}),
+    Role.VIEWER: frozenset({READ, TASKS}),
+    Role.MARKETER: frozenset({READ, RULES, TASKS}),
+    Role.OPERATOR: frozenset({READ, RUN, TASKS}),
+    Role.APPROVER: frozenset({READ, APPROVE, TASKS}),
+    Role.AUDITOR: frozenset({READ, AUDIT, TASKS}),
+    Role.MANAGER: frozenset({TASKS}),
+    Role.ADMIN: frozenset({READ, RULES, RUN, ADMIN, APPROVE, AUDIT, TASKS}),
 }
 
 # flask_smorest ships no types (Any here); its abort is webargs' and always raises an HTTPException.
@@ -58,7 +62,9 @@ def _note_use(state: Any, key_id: int) -> None:
 
 
 def requires(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Let the view run only for a key whose role grants `permission`; sets g.actor."""
+    """Let the view run only for a key whose role grants `permission`; sets g.actor, g.role and
+    g.manager_id (the manager a key of role manager acts as; None for other keys). A manager key
+    bound to no manager is refused: it would otherwise be told apart from a supervisor by nothing."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
@@ -70,8 +76,12 @@ def requires(permission: str) -> Callable[[Callable[..., Any]], Callable[..., An
                       headers={"Retry-After": str(max(1, round(wait)))})
             if permission not in PERMISSIONS.get(key["role"], frozenset()):
                 abort(403, message=f"role {key['role']} may not do this (needs {permission})")
+            if key["role"] == Role.MANAGER and not key.get("manager_id"):
+                abort(403, message=f"role {key['role']}: this key is bound to no manager (create one with "
+                                   "`apikey create --role manager --manager ID`)")
             g.actor = f"key:{key['name']}#{key['id']}"
             g.role = key["role"]
+            g.manager_id = key.get("manager_id")
             return view(*args, **kwargs)
         return wrapper
     return decorate

@@ -272,7 +272,7 @@ def generate_customers(n: int, *, seed: int, today: dt.date) -> Iterator[dict[st
         city, districts = _pick(rng, _CITIES)
         high = tier in (_DIAMOND, _PLATINUM, _GOLD)
         birth = _birth_date(rng, lowest, highest, mode)
-        yield {
+        row = {
             "customer_id": customer_id(i),
             "name": name,
             "gender": gender,
@@ -291,6 +291,31 @@ def generate_customers(n: int, *, seed: int, today: dt.date) -> Iterator[dict[st
             "language": "zh" if rand() < 0.95 else "en",
             "manager_id": f"RM{(i - 1) // 500 + 1:04d}" if high else None,
             "birthday_calendar": _birthday_calendar(seed, i, birth, today),
+        }
+        # phone marketing (a manager's calls): the customers with a manager who take marketing SMS
+        # (derived, not drawn: the random sequence, and so every other demo value, stays as it was)
+        row["phone_consent"] = bool(row["sms_consent"]) and high
+        yield row
+
+
+# --------------------------------------------------------------------------- relationship managers
+
+CUSTOMERS_PER_MANAGER = 500  # generate_customers gives every 500 high-tier customers one manager
+_MANAGER_GIVEN_NAMES = ("敏", "静", "磊", "婷", "强", "洁", "军", "晨", "佳怡", "子涵", "浩然", "欣怡", "思远", "雨桐")
+
+
+def generate_managers(customers_n: int, *, seed: int) -> Iterator[dict[str, Any]]:
+    """The managers generate_customers names (RM0001 ...): a Chinese name, a branch, a day's
+    capacity of 25 calls and 4 visits; one in twenty has left (inactive: their customers' tasks go
+    to the branch queue)."""
+    rng = random.Random(f"{seed}:managers")
+    for k in range(1, (customers_n - 1) // CUSTOMERS_PER_MANAGER + 2):
+        surname, _ = _pick(rng, _SURNAMES)
+        city, districts = _pick(rng, _CITIES)
+        yield {
+            "manager_id": f"RM{k:04d}", "name": surname + rng.choice(_MANAGER_GIVEN_NAMES), "branch": f"{city}分行{rng.choice(districts)}支行",
+            "mobile": f"139{rng.randrange(10_000_000, 100_000_000)}", "email": f"rm{k:04d}@bank.example",
+            "daily_call_capacity": 25, "daily_visit_capacity": 4, "active": rng.random() >= 0.05,
         }
 
 

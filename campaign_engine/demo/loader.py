@@ -22,12 +22,14 @@ POSTGRESQL_DEMO_BATCH = 20_000
 
 def load_demo_data(engine: Engine, customers: int, *, seed: int, today: dt.date, now: dt.datetime,
                    batch_size: int = 5000) -> dict[str, int]:
-    """Generate and upsert the demo bank (products, customers, deposits, holdings); counts per kind.
+    """Generate and upsert the demo bank (products, relationship managers, customers, deposits,
+    holdings); counts per kind.
 
     One transaction per batch of batch_size rows; on PostgreSQL at least POSTGRESQL_DEMO_BATCH.
     """
     sources: list[tuple[str, Iterable[dict[str, Any]]]] = [
         ("products", generator.generate_products()),
+        ("managers", generator.generate_managers(customers, seed=seed)),
         ("customers", generator.generate_customers(customers, seed=seed, today=today)),
         ("deposits", generator.generate_deposits(customers, seed=seed, today=today)),
         ("holdings", generator.generate_holdings(customers, seed=seed)),

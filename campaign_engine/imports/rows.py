@@ -16,22 +16,26 @@ from typing import Any
 from ..errors import Problem
 from ..vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, ConversionType, Tier
 
-KINDS = ("customers", "products", "deposits", "holdings", "conversions")
+KINDS = ("customers", "products", "deposits", "holdings", "conversions", "managers")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id", "name", "gender", "birth_date", "mobile", "email", "city", "branch",
                   "tier", "risk_level", "aum", "rate_sensitive", "sms_consent", "email_consent",
-                  "do_not_contact", "language", "manager_id", "birthday_calendar"),
+                  "do_not_contact", "language", "manager_id", "birthday_calendar", "phone_consent"),
     "products": ("product_code", "name", "type", "risk_level", "rate", "min_amount", "launch_date"),
     "deposits": ("deposit_id", "customer_id", "product_code", "account_no", "amount", "rate",
                  "open_date", "maturity_date", "auto_renew"),
     "holdings": ("customer_id", "product_code", "amount"),
     # what a customer did, for the effect of rules' goals (issue #11): recorded once per conversion_id
     "conversions": ("conversion_id", "customer_id", "type", "product_code", "amount", "occurred_at"),
+    # the relationship managers (客户经理) customers' manager_id names, and a day's call/visit capacity (issue #12)
+    "managers": ("manager_id", "name", "branch", "mobile", "email", "daily_call_capacity", "daily_visit_capacity",
+                 "active"),
 }
 # Columns a file may leave out (added after files were first exported): rows of such a file carry
-# no value for them, and the stored one stays as it is (a new customer gets the default, solar).
-OPTIONAL: dict[str, tuple[str, ...]] = {"customers": ("birthday_calendar",)}
+# no value for them, and the stored one stays as it is (a new customer gets the default, solar;
+# phone_consent: no consent recorded, the setting phone_consent_default applies).
+OPTIONAL: dict[str, tuple[str, ...]] = {"customers": ("birthday_calendar", "phone_consent")}
 # The columns that identify a row: a file holds one row per key (a later one is refused).
 KEYS: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id",),
@@ -39,6 +43,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "deposits": ("deposit_id",),
     "holdings": ("customer_id", "product_code"),
     "conversions": ("conversion_id",),
+    "managers": ("manager_id",),
 }
 
 
@@ -122,6 +127,31 @@ def _bool(raw: str) -> bool:
     if value is None:
         raise BadValue(f"{raw.strip()!r} is not a boolean (true/false, 1/0, yes/no, y/n, 是/否)")
     return value
+
+
+def _consent(raw: str) -> bool | None:
+    """A consent answer: a boolean, or empty for none given (the stored consent stays as it is)."""
+    return None if not raw.strip() else _bool(raw)
+
+
+def _required_bool(raw: str) -> bool:
+    if not raw.strip():
+        raise BadValue("is required")
+    return _bool(raw)
+
+
+_CAPACITY = re.compile(r"\d{1,3}")
+MAX_CAPACITY = 500  # tasks of one type a manager may be planned per day
+
+
+def _capacity(raw: str) -> int:
+    """Tasks a day: a whole number 0..500."""
+    value = raw.strip()
+    if not value:
+        raise BadValue("is required")
+    if _CAPACITY.fullmatch(value) and int(value) <= MAX_CAPACITY:
+        return int(value)
+    raise BadValue(f"{value!r} is not a whole number from 0 to {MAX_CAPACITY}")
 
 
 _TIERS = {tier.value: tier.value for tier in Tier} | {
@@ -303,6 +333,7 @@ _PARSERS: dict[str, dict[str, Parser]] = {
         "aum": _decimal(16, 2, empty=Decimal(0)), "rate_sensitive": _BOOL, "sms_consent": _BOOL,
         "email_consent": _BOOL, "do_not_contact": _BOOL, "language": _Cached(_language),
         "manager_id": _Cached(_text(32)), "birthday_calendar": _Cached(_birthday_calendar),
+        "phone_consent": _Cached(_consent),
     },
     "products": {
         "product_code": _ID, "name": _text(128, required=True), "type": _product_type,
@@ -319,6 +350,9 @@ _PARSERS: dict[str, dict[str, Parser]] = {
     "conversions": {"conversion_id": _text(64, required=True), "customer_id": _ID,
                     "type": _Cached(_conversion_type), "product_code": _Cached(_text(32)), "amount": _MONEY,
                     "occurred_at": _moment},
+    "managers": {"manager_id": _ID, "name": _text(64, required=True), "branch": _Cached(_text(64)),
+                 "mobile": _mobile, "email": _email, "daily_call_capacity": _Cached(_capacity),
+                 "daily_visit_capacity": _Cached(_capacity), "active": _Cached(_required_bool)},
 }
 # What the file reader's fast path calls per column: a cache lookup where there is one.
 FAST_PARSERS: dict[str, list[Parser]] = {

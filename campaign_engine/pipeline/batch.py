@@ -22,7 +22,7 @@ from ..facts.calendar import calendar_facts
 from ..facts.namespaces import (BUSINESS_DAY_FIELDS, LUNAR_BIRTHDAY_FIELDS, NO_DERIVATIONS, Derivations, FactSet,
                                 customer_facts, deposit_facts, flattener, product_facts)
 from ..facts.official import CalendarNotAnnounced
-from ..policy.contact import ConsentRecord, Contact, Decision, decide_contact
+from ..policy.contact import ConsentRecord, Contact, Decision, address_of, decide_contact
 from ..policy.caps import cap_window_start, is_capped
 from ..policy.quiet_hours import next_send_time
 from ..rendering.environment import RenderedMessage, TemplateSet, render_message
@@ -30,11 +30,14 @@ from ..rulebook.model import Rule, referenced_fields
 from ..selection.plan import CandidatePlan, plan_candidates
 from ..settings import Settings
 from ..unsubscribe import unsubscribe_url
-from ..vocabulary import Channel, EventType, HoldoutGroup, MessageStatus, OnceMode, SubjectType, SuppressionReason
+from ..vocabulary import (TASK_CHANNELS, Channel, EventType, HoldoutGroup, MessageStatus, OnceMode, SubjectType,
+                          SuppressionReason, TaskStatus)
 from .calendar_checks import OfficialCalendarUnknown, check_official_calendar, workday_skip
 from .ports import CandidateRow
 from .report import RuleStats
 from .services import Services
+from .task_planning import Owner, Slot, TaskPlan, find_slot, owner_of, plans_tasks, task_plan
+from .task_planning import capped as task_capped
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,9 @@ class Match:
     message: RenderedMessage | None = None
     error: str | None = None
     held_out: HoldoutGroup | None = None  # held out after the whole policy: recorded, never rendered or sent
+    slot: Slot | None = None  # a call or visit task: whose list, which day (task_planning)
+    merge_into: int | None = None  # a repeated alert: the customer's open task of the rule it joins
+    owner: Owner | None = None  # whose list its task is on (the manager, or the branch queue)
 
 
 @dataclass
@@ -85,13 +91,21 @@ class RuleRun:
 
 # --------------------------------------------------------------------------- facts
 
-def consents(candidate: CandidateRow) -> dict[Channel, ConsentRecord]:
+def consents(candidate: CandidateRow, phone_default: bool = False) -> dict[Channel, ConsentRecord]:
+    """Marketing consent per channel; a call or a visit rests on the phone-marketing consent (read
+    for rules that plan tasks; `phone_default` when none is recorded)."""
     data = candidate.customer
-    return {
+    out = {
         Channel.SMS: ConsentRecord(bool(data["sms_consent"]), data["sms_consent_source"], data["sms_consent_at"]),
         Channel.EMAIL: ConsentRecord(bool(data["email_consent"]), data["email_consent_source"],
                                      data["email_consent_at"]),
     }
+    if "phone_consent" in data:
+        granted = phone_default if data["phone_consent"] is None else bool(data["phone_consent"])
+        phone = ConsentRecord(granted, data["phone_consent_source"] or ("default" if granted else None),
+                              data["phone_consent_at"])
+        out[Channel.CALL] = out[Channel.VISIT] = phone
+    return out
 
 
 def fact_sets(candidates: Sequence[CandidateRow], holds: Mapping[str, list[str]],
@@ -195,6 +209,8 @@ def prepare_rule(services: Services, rule: Rule, today: dt.date, event: Event | 
         assert exc.day is not None
         raise OfficialCalendarUnknown(exc.year, exc.day, ", ".join(
             f for f in BUSINESS_DAY_FIELDS if f in referenced_fields(rule.conditions)), exc.source) from exc
+    if plans_tasks(rule):
+        plan = replace(plan, phone_consent=True)
     return RuleRun(
         rule=rule, today=today, shared=shared, plan=replace(plan, never=True) if skipped else plan,
         templates=templates, product_risk_rank=product_risk_rank,
@@ -214,12 +230,16 @@ class ContactState:
     blocked: set[tuple[str, str]]  # (channel, address) on the suppression list
     # `every: Nd`: subjects (customer or deposit ids) this rule has a message for in the last N-1 days
     recent: set[str] = field(default_factory=set)
+    tasks: TaskPlan | None = None  # a rule that plans calls or visits: managers, open tasks, task caps
 
     def due_at(self, settings: Settings, channel: Channel, now: dt.datetime) -> dt.datetime:
         return next_send_time(now, settings.quiet_hours.get(channel.value), settings.tz)
 
     def capped(self, settings: Settings, customer_id: str, channel: Channel, now: dt.datetime) -> bool:
         tz = settings.tz
+        if channel in TASK_CHANNELS:  # tasks.caps: at most one marketing call a week by default
+            return self.tasks is not None and task_capped(self.tasks, settings, customer_id, channel,
+                                                          now.astimezone(tz).date())
         day = self.due_at(settings, channel, now).astimezone(tz).date()
         earlier = [t.astimezone(tz).date() for t in self.planned.get((customer_id, channel.value), ())]
         return is_capped(day, earlier, settings.frequency_caps)
@@ -241,8 +261,8 @@ def contact_state(services: Services, prep: RuleRun, matches: Sequence[Match], n
     """One query each for the batch: planned marketing messages (caps), suppressed addresses, and
     for an `every` rule the subjects it reached within its window."""
     settings = services.settings
-    addresses = [(c.value, m.facts.customer["mobile"] if c is Channel.SMS else m.facts.customer["email"])
-                 for m in matches for c in prep.rule.channels]
+    addresses = [(c.value, address_of(c, m.facts.customer["mobile"], m.facts.customer["email"]) or "")
+                 for m in matches for c in prep.rule.channels if c is not Channel.VISIT]
     planned: dict[tuple[str, str], list[dt.datetime]] = {}
     blocked = services.store.blocked_addresses(addresses)
     if prep.rule.is_marketing and settings.frequency_caps and matches:
@@ -257,7 +277,10 @@ def contact_state(services: Services, prep: RuleRun, matches: Sequence[Match], n
             rule_id=prep.rule.id, subject_type=prep.rule.trigger.subject.value,
             customer_ids=sorted({m.facts.customer["customer_id"] for m in matches}),
             since=repeat_window_start(prep.rule.every_days, now, settings))
-    return ContactState(planned, blocked, recent)
+    tasks = None
+    if plans_tasks(prep.rule) and matches:
+        tasks = task_plan(services.store, prep.rule, [m.facts.customer for m in matches], settings, now)
+    return ContactState(planned, blocked, recent, tasks)
 
 
 def holdout_group(rule: Rule, customer_id: str, settings: Settings) -> HoldoutGroup | None:
@@ -276,7 +299,10 @@ def holdout_group(rule: Rule, customer_id: str, settings: Settings) -> HoldoutGr
 
 
 def decide_and_render(services: Services, prep: RuleRun, match: Match, state: ContactState,
-                      now: dt.datetime) -> None:
+                      now: dt.datetime, *, dry: bool = True) -> None:
+    """The contact policy's decision for one match (its channel, or why not), the holdout, and the
+    rendered message or task talking points. A call or visit also takes a day on the manager's list
+    (reserved in the store unless `dry`) or joins the customer's open task of the rule."""
     customer = match.facts.customer
     settings = services.settings
     cid = customer["customer_id"]
@@ -289,14 +315,39 @@ def decide_and_render(services: Services, prep: RuleRun, match: Match, state: Co
         capped=frozenset(c for c in prep.rule.channels
                          if prep.rule.is_marketing and state.capped(settings, cid, c, now)),
         blocked=frozenset(c for c in prep.rule.channels
-                          if (c.value, customer["mobile"] if c is Channel.SMS else customer["email"]) in state.blocked))
-    match.decision = decide_contact(contact, category=prep.rule.category, channels=prep.rule.channels,
-                                    template_channels=prep.templates.channels,
-                                    product_risk_rank=prep.product_risk_rank)
+                          if (c.value, address_of(c, customer["mobile"], customer["email"])) in state.blocked))
+    full: set[Channel] = set()
+    while True:
+        match.decision = decide_contact(replace(contact, full=frozenset(full)), category=prep.rule.category,
+                                        channels=prep.rule.channels, template_channels=prep.templates.channels,
+                                        product_risk_rank=prep.product_risk_rank)
+        channel = match.decision.channel
+        if channel is None or channel not in TASK_CHANNELS or state.tasks is None:
+            break
+        owner = match.owner = owner_of(customer, state.tasks, channel)
+        opened = state.tasks.open.get((cid, channel.value))
+        if opened is not None:  # a repeated alert joins the open task: no new task, no capacity taken
+            match.merge_into = int(opened["id"])
+            match.due_at = opened["due_at"]
+            break
+        if holdout_group(prep.rule, cid, settings) is not None:  # held out: takes none of the manager's day
+            break
+        try:
+            match.slot = find_slot(services.store, state.tasks, owner, channel, now=now, priority=prep.rule.priority,
+                                   settings=settings, holidays=services.holidays, dry=dry)
+        except CalendarNotAnnounced as exc:
+            assert exc.day is not None
+            raise OfficialCalendarUnknown(exc.year, exc.day, "the business day its manager tasks are due",
+                                          exc.source) from exc
+        if match.slot is not None:
+            break
+        full.add(channel)  # the manager is full up to the horizon: the rule's next channel
     if not match.decision.send:
         return
     assert match.decision.channel is not None
-    match.due_at = state.due_at(settings, match.decision.channel, now)
+    match.due_at = (match.slot.due_at if match.slot is not None
+                    else match.due_at or now if match.decision.channel in TASK_CHANNELS
+                    else state.due_at(settings, match.decision.channel, now))
     if prep.rule.is_marketing:  # later matches of this batch see this one under the caps
         state.planned.setdefault((cid, match.decision.channel.value), []).append(match.due_at)
     # After the whole policy, so both arms are customers we would really have contacted; a held-out
@@ -308,6 +359,8 @@ def decide_and_render(services: Services, prep: RuleRun, match: Match, state: Co
     if prep.rule.is_marketing and match.decision.channel is Channel.EMAIL:
         context = {**context, "unsubscribe_url": unsubscribe_url(settings.public_base_url, settings.secret_key,
                                                                  cid, Channel.EMAIL.value)}
+    if match.decision.channel in TASK_CHANNELS:
+        context = {**context, **task_context(prep, match, settings)}
     try:
         match.message = render_message(
             prep.templates, match.decision.channel.value, context,
@@ -315,6 +368,40 @@ def decide_and_render(services: Services, prep: RuleRun, match: Match, state: Co
             opt_out=services.settings.sms_opt_out if prep.rule.is_marketing else None)
     except TemplateError as exc:
         match.error = str(exc)
+
+
+def task_context(prep: RuleRun, match: Match, settings: Settings) -> dict[str, Any]:
+    """What a task's talking points see besides the message context: the manager, the task, and
+    the suitability verdict of the product it is about."""
+    owner = match.owner.view() if match.owner is not None else {"id": None, "name": None, "branch": None,
+                                                                  "queue": True}
+    customer_rank = match.facts.customer.get("risk_rank")
+    product_rank = prep.product_risk_rank
+    return {"manager": owner,
+            "task": {"type": match.decision.channel.value if match.decision and match.decision.channel else None,
+                     "due_at": match.due_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M") if match.due_at else None,
+                     "priority": prep.rule.priority},
+            "suitability": {"customer_risk_rank": customer_rank, "product_risk_rank": product_rank,
+                            "suitable": product_rank is None or (customer_rank is not None and customer_rank >= product_rank)}}
+
+
+def task_row(prep: RuleRun, match: Match, run_id: int, now: dt.datetime) -> dict[str, Any]:
+    """A planned call or visit, as the tasks table holds it (its talking points, or why not)."""
+    decision, slot, facts = match.decision, match.slot, match.facts
+    assert decision is not None and decision.channel is not None and slot is not None
+    consent = decision.consent
+    return {
+        "dedupe_key": match.dedupe_key, "run_id": run_id, "rule_id": prep.rule.id, "rule_version": prep.rule.version,
+        "category": prep.rule.category.value, "priority": prep.rule.priority,
+        "customer_id": facts.customer["customer_id"],
+        "subject_type": (SubjectType.DEPOSIT if facts.deposit is not None else SubjectType.CUSTOMER).value,
+        "subject_id": subject_id(facts), "type": decision.channel.value, "manager_id": slot.owner.manager_id,
+        "branch": facts.customer.get("branch"), "status": TaskStatus.OPEN.value, "due_at": slot.due_at,
+        "created_at": now, "updated_at": now, "last_alert_at": now, "alerts": 1,
+        "talking_points": match.message.body if match.message else None,
+        "note": f"talking points could not be rendered: {match.error}" if match.error else None,
+        "consent_source": consent.source if consent else None, "consent_at": consent.recorded_at if consent else None,
+    }
 
 
 def message_row(prep: RuleRun, match: Match, run_id: int, now: dt.datetime) -> dict[str, Any]:
@@ -366,24 +453,43 @@ def process_batch(services: Services, prep: RuleRun, candidates: Sequence[Candid
     matches = []
     for candidate, fs, ns, hit in zip(candidates, facts, namespaces, verdicts):
         if hit:
-            matches.append(Match(fs, ns, dedupe_key(prep, fs), consents(candidate)))
+            matches.append(Match(fs, ns, dedupe_key(prep, fs), consents(candidate, services.settings.phone_consent_default)))
     stats.matched += len(matches)
-    done = services.store.existing_messages([m.dedupe_key for m in matches])
+    keys = [m.dedupe_key for m in matches]
+    done = services.store.existing_messages(keys)
     for written in (done[m.dedupe_key] for m in matches if m.dedupe_key in done):
         if run_id is not None and written.run_id == run_id:  # this run's shard, executed again
             setattr(stats, written.outcome, getattr(stats, written.outcome) + 1)
         else:
             stats.duplicates += 1
-    fresh = [m for m in matches if m.dedupe_key not in done]
+    tasked = services.store.existing_tasks(keys) if plans_tasks(prep.rule) else {}
+    for task_run in (tasked[k] for k in keys if k in tasked and k not in done):
+        if run_id is not None and task_run == run_id:
+            stats.tasks += 1
+        else:
+            stats.duplicates += 1
+    fresh = [m for m in matches if m.dedupe_key not in done and m.dedupe_key not in tasked]
     state = contact_state(services, prep, fresh, now)
-    rows = []
+    rows, tasks = [], []
     for match in fresh:
-        decide_and_render(services, prep, match, state, now)
+        decide_and_render(services, prep, match, state, now, dry=run_id is None)
         assert match.decision is not None
         if on_match is not None:
             on_match(match)
         if match.decision.suppressed is not None:
             stats.suppressed[match.decision.suppressed.value] += 1
+        elif match.merge_into is not None:
+            if run_id is None or services.store.merge_task_alert(
+                    match.merge_into, talking_points=match.message.body if match.message else None,
+                    priority=prep.rule.priority, now=now):
+                stats.merged += 1
+            else:  # closed since this batch read it: this alert is a task of its own next time
+                stats.duplicates += 1
+        elif match.slot is not None and match.held_out is None:
+            if run_id is None:
+                stats.tasks += 1
+            else:
+                tasks.append((match, task_row(prep, match, run_id, now)))
         elif run_id is not None:
             rows.append(message_row(prep, match, run_id, now))
         elif match.held_out is not None:
@@ -394,6 +500,17 @@ def process_batch(services: Services, prep: RuleRun, candidates: Sequence[Candid
             stats.scheduled += 1
         else:
             stats.queued += 1  # dry run: would be queued
+    if tasks:
+        planted = services.store.insert_tasks([row for _, row in tasks])
+        for match, row in tasks:
+            if row["dedupe_key"] in planted and row["talking_points"] is None:
+                stats.failed += 1  # planned, but its talking points did not render: the template needs a fix
+            elif row["dedupe_key"] in planted:
+                stats.tasks += 1
+            else:  # another run planned it between our check and insert: its day goes back
+                assert match.slot is not None
+                services.store.release_task_slot(match.slot.owner.key, match.slot.day, row["type"])
+                stats.duplicates += 1
     if not rows:
         return
     inserted = services.store.insert_messages(rows)

@@ -15,6 +15,7 @@ from ..errors import CampaignEngineError
 from ..facts.calendar import OFFICIAL_FIELDS
 from ..facts.namespaces import BUSINESS_DAY_FIELDS
 from ..facts.official import CalendarNotAnnounced, HolidayCalendar
+from ..vocabulary import TASK_CHANNELS
 from ..rulebook.model import Rule, referenced_fields
 
 CALENDAR_FIELDS_OFFICIAL = tuple(f"calendar.{name}" for name in OFFICIAL_FIELDS)
@@ -56,6 +57,8 @@ def needs_official_calendar(rule: Rule) -> str | None:
     only, or its conditions read an official field without also reading calendar.announced."""
     if rule.trigger.workdays_only:
         return "whether it is an official working day (the rule has workdays_only)"
+    if any(c in TASK_CHANNELS for c in rule.channels):
+        return "the business days its manager tasks (call, visit) are due on"
     fields = official_fields_read(rule)
     if fields and ANNOUNCED_FIELD not in referenced_fields(rule.conditions):
         return ", ".join(fields)

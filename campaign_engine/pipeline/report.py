@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 from ..vocabulary import RunKind, RunStatus, ShardStatus
 
 COUNTS = ("candidates", "matched", "queued", "scheduled", "held_out", "duplicates", "failed")
+TASK_COUNTS = ("tasks", "merged")  # shown when a rule plans manager tasks
 
 
 @dataclass
@@ -34,6 +35,12 @@ class RuleStats:
     seconds: float = 0.0
     delivery: dict[str, Any] | None = None  # where its messages stand now (recorded runs only)
     skipped: str | None = None  # why it did not run on the date (workdays_only on a day off): not an error
+    tasks: int = 0  # manager tasks (call, visit) planned
+    merged: int = 0  # repeated alerts merged into a customer's open task of the rule
+
+    @property
+    def plans_tasks(self) -> bool:
+        return bool(self.tasks or self.merged)
 
     def as_dict(self) -> dict[str, Any]:
         out = {"rule": self.rule, **{c: getattr(self, c) for c in COUNTS},
@@ -43,6 +50,8 @@ class RuleStats:
             out["delivery"] = self.delivery
         if self.skipped is not None:
             out["skipped"] = self.skipped
+        if self.plans_tasks:
+            out.update(tasks=self.tasks, merged=self.merged)
         return out
 
     @classmethod
@@ -50,7 +59,7 @@ class RuleStats:
         return cls(rule=data["rule"], **{c: int(data.get(c) or 0) for c in COUNTS},
                    suppressed=Counter(data.get("suppressed") or {}), error=data.get("error"),
                    seconds=float(data.get("seconds") or 0.0), delivery=data.get("delivery"),
-                   skipped=data.get("skipped"))
+                   skipped=data.get("skipped"), **{c: int(data.get(c) or 0) for c in TASK_COUNTS})
 
 
 @dataclass(frozen=True)
@@ -177,7 +186,7 @@ def summarize_shards(shards: Sequence[tuple[int, str, Any, str | None]],
         for part in stats or ():
             one = RuleStats.from_dict(part)
             total = totals.setdefault(one.rule, RuleStats(one.rule))
-            for c in COUNTS:
+            for c in COUNTS + TASK_COUNTS:
                 setattr(total, c, getattr(total, c) + getattr(one, c))
             total.suppressed.update(one.suppressed)
             total.error = total.error or one.error

@@ -6,6 +6,11 @@ order: a template for it, an address not on the suppression list, and (for
 marketing) that channel's consent and room under its frequency cap.
 The first channel that passes carries the one message of the match. When none
 passes, the reason reported is the one from the most preferred channel.
+
+A call (电联) or visit (面谈) is a task for the customer's relationship manager: a call needs the
+customer's mobile, a visit no address; marketing needs the phone-marketing consent (the caller
+passes it as both channels' consent); and the manager needs room in their day up to the horizon
+(`full`: else manager_capacity, and the next channel).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class Contact:
     capped: frozenset[Channel] = frozenset()
     #: channels whose address is on the suppression list
     blocked: frozenset[Channel] = frozenset()
+    #: task channels whose manager (or branch queue) has no room up to the horizon
+    full: frozenset[Channel] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -51,9 +58,19 @@ class Decision:
         return self.channel is not None
 
 
-def _address(contact: Contact, channel: Channel) -> str | None:
-    value = contact.mobile if channel is Channel.SMS else contact.email
+VISIT_ADDRESS = "(visit)"  # a visit needs no address of the customer's: the manager meets them
+
+
+def address_of(channel: Channel, mobile: str | None, email: str | None) -> str | None:
+    """The address a channel reaches the customer at (None: none on file)."""
+    if channel is Channel.VISIT:
+        return VISIT_ADDRESS
+    value = email if channel is Channel.EMAIL else mobile
     return value.strip() if value and value.strip() else None
+
+
+def _address(contact: Contact, channel: Channel) -> str | None:
+    return address_of(channel, contact.mobile, contact.email)
 
 
 def decide_contact(contact: Contact, *, category: Category, channels: Sequence[Channel],
@@ -78,6 +95,8 @@ def decide_contact(contact: Contact, *, category: Category, channels: Sequence[C
             reason = SuppressionReason.NO_CONSENT
         elif category is Category.MARKETING and channel in contact.capped:
             reason = SuppressionReason.FREQUENCY_CAP
+        elif channel in contact.full:
+            reason = SuppressionReason.MANAGER_CAPACITY
         else:
             return Decision(channel=channel, recipient=address,
                             consent=consent if category is Category.MARKETING else None)

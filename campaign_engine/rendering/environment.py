@@ -23,10 +23,14 @@ SMS_PART = "sms.txt.j2"
 SUBJECT_PART = "email.subject.j2"
 TEXT_PART = "email.txt.j2"
 HTML_PART = "email.html.j2"
+TASK_PART = "task.txt.j2"  # a manager task's talking points (call 电联, visit 面谈)
 PARTS: Mapping[str, tuple[str, ...]] = {
     "sms": (SMS_PART,),
     "email": (SUBJECT_PART, TEXT_PART, HTML_PART),
+    "call": (TASK_PART,),
+    "visit": (TASK_PART,),
 }
+ALL_PARTS = tuple(dict.fromkeys(p for parts in PARTS.values() for p in parts))
 
 
 def build_environment(templates: str | Path | Mapping[str, str]) -> SandboxedEnvironment:
@@ -72,6 +76,8 @@ class TemplateSet:
         if SUBJECT_PART in self.templates and (
                 TEXT_PART in self.templates or HTML_PART in self.templates):
             found.append("email")
+        if TASK_PART in self.templates:
+            found += ["call", "visit"]
         return tuple(found)
 
 
@@ -91,7 +97,7 @@ def load_template_set(env: jinja2.Environment, name: str) -> TemplateSet:
     templates: dict[str, jinja2.Template] = {}
     sources: list[str] = []
     texts: dict[str, str] = {}
-    for part in (p for parts in PARTS.values() for p in parts):
+    for part in ALL_PARTS:
         try:
             templates[part] = env.get_template(f"{name}/{part}")
             if env.loader is not None:
@@ -109,7 +115,7 @@ def load_template_set(env: jinja2.Environment, name: str) -> TemplateSet:
     if not template_set.channels:
         raise TemplateError(name, None, (
             f"no usable channel in {sorted(templates)}: sms needs {SMS_PART}, "
-            f"email needs {SUBJECT_PART} and {TEXT_PART} or {HTML_PART}"))
+            f"email needs {SUBJECT_PART} and {TEXT_PART} or {HTML_PART}, call and visit need {TASK_PART}"))
     return template_set
 
 
@@ -123,6 +129,11 @@ def render_message(template_set: TemplateSet, channel: str, context: Mapping[str
     if channel not in template_set.channels:
         raise TemplateError(template_set.name, None,
                             f"no {channel!r} channel (has: {', '.join(template_set.channels)})")
+    if channel in ("call", "visit"):  # talking points for the manager: no signature, no opt-out line
+        points = _render(template_set, TASK_PART, context).strip()
+        if not points:
+            raise TemplateError(template_set.name, TASK_PART, "the talking points are empty")
+        return RenderedMessage(channel, None, points, None, None)
     if channel == "sms":
         try:
             text = compose_sms(_render(template_set, SMS_PART, context),

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from ..vocabulary import TIER_ALIASES
 from ..masking import mask_mobile as mask_mobile  # one masking: templates, API, CLI, audit log
 
 COMPOUND_SURNAMES = frozenset({
@@ -80,7 +81,14 @@ def salutation(name: str | None, gender: str | None) -> str:
     return {"M": f"{surname}先生", "F": f"{surname}女士"}.get(gender, name)
 
 
+def tier_name(tier: object) -> str:
+    """A value-pyramid tier in Chinese: diamond -> 钻石客户 (an unknown value as it is)."""
+    names = {t.value: name for name, t in TIER_ALIASES.items()}
+    return f"{names[str(tier)]}客户" if str(tier) in names else str(tier)
+
+
 FILTERS: dict[str, Callable[..., str]] = {
+    "tier_name": tier_name,
     "money": money,
     "percent": percent,
     "cn_date": cn_date,

@@ -16,6 +16,7 @@ import jinja2
 from ..errors import Problem, TemplateError
 from ..rendering.environment import load_template_set, render_message
 from .fields import sample_namespaces, sample_product
+from ..vocabulary import TASK_CHANNELS
 from .model import Rule
 from .suggestions import did_you_mean
 
@@ -40,6 +41,10 @@ def sample_context(rule: Rule, frame: SampleFrame = SampleFrame()) -> dict[str, 
         context["unsubscribe_url"] = frame.unsubscribe_url
     if rule.product:
         context["product"] = sample_product(rule.product)
+    if any(c in TASK_CHANNELS for c in rule.channels):  # a task's talking points (batch.task_context)
+        context["manager"] = {"id": "RM0001", "name": "王经理", "branch": "北京分行", "queue": False}
+        context["task"] = {"type": "call", "due_at": "2026-03-11 10:00", "priority": rule.priority}
+        context["suitability"] = {"customer_risk_rank": 3, "product_risk_rank": 2, "suitable": True}
     return context
 
 

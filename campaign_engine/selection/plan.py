@@ -53,6 +53,7 @@ class CandidatePlan:
     maturity_from: dt.date | None = None
     maturity_to: dt.date | None = None
     where: tuple[Node, ...] = ()  # pushable predicates with literal operands
+    phone_consent: bool = False  # also read the phone-marketing consent (rules that plan manager tasks)
 
 
 def _is_constant(node: Node) -> bool:

@@ -18,18 +18,20 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(conn: Connection, *, name: str, role: str, now: dt.datetime) -> tuple[int, str]:
-    """A new key for a role; returns (id, key). The key cannot be recovered later."""
+def create_key(conn: Connection, *, name: str, role: str, now: dt.datetime,
+               manager_id: str | None = None) -> tuple[int, str]:
+    """A new key for a role (role manager: bound to `manager_id`, the manager it acts as); returns
+    (id, key). The key cannot be recovered later."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = conn.execute(insert(ApiKey).values(
-        name=name, role=role, key_hash=hash_key(key), prefix=key[:10], created_at=now)
+        name=name, role=role, key_hash=hash_key(key), prefix=key[:10], created_at=now, manager_id=manager_id)
         .returning(ApiKey.id)).scalar_one()
     return int(key_id), key
 
 
 def find_key(conn: Connection, key: str) -> dict[str, Any] | None:
-    """The live key with this secret (unique index on key_hash), or None."""
-    row = conn.execute(select(ApiKey.id, ApiKey.name, ApiKey.role)
+    """The live key with this secret (unique index on key_hash), or None; with the manager it is bound to."""
+    row = conn.execute(select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.manager_id)
                        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))).mappings().first()
     return dict(row) if row else None
 
@@ -47,7 +49,8 @@ def touch_key(conn: Connection, key_id: int, now: dt.datetime) -> None:
 
 def list_keys(conn: Connection) -> list[dict[str, Any]]:
     rows = conn.execute(select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.prefix, ApiKey.created_at,
-                               ApiKey.revoked_at, ApiKey.last_used_at).order_by(ApiKey.id)).mappings()
+                               ApiKey.revoked_at, ApiKey.last_used_at, ApiKey.manager_id)
+                        .order_by(ApiKey.id)).mappings()
     return [dict(r) for r in rows]
 
 

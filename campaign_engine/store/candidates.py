@@ -13,12 +13,13 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 from ..facts.namespaces import CUSTOMER_COLUMNS, DEPOSIT_COLUMNS, PRODUCT_COLUMNS
 from ..rulebook.model import All, AnyOf, Node, Predicate
 from ..selection.plan import CandidatePlan
-from ..vocabulary import Channel, SubjectType
+from ..vocabulary import PHONE_CONSENT, Channel, SubjectType
 from .bulk import one_of
 from .models import Consent, Customer, Deposit, Holding, Product
 
 SmsConsent = aliased(Consent, name="sms_consent")
 EmailConsent = aliased(Consent, name="email_consent")
+PhoneConsent = aliased(Consent, name="phone_consent")  # joined only for rules that plan manager tasks
 
 
 def _columns_for(field: str) -> Any:
@@ -113,11 +114,11 @@ def _filters(plan: CandidatePlan) -> list[ColumnElement[bool]]:
     return where
 
 
-def _consent_join(consent: Any, channel: Channel, plan: CandidatePlan) -> ColumnElement[bool]:
+def _consent_join(consent: Any, channel: str, plan: CandidatePlan) -> ColumnElement[bool]:
     """The join to one channel's consent, bounded like the shard: PostgreSQL does not carry a
     range on customers.customer_id over to the joined table, and without the bound each shard
     would read the consents index from its start."""
-    on = [consent.customer_id == Customer.customer_id, consent.channel == channel.value]
+    on = [consent.customer_id == Customer.customer_id, consent.channel == channel]
     if plan.customer_from is not None:
         on.append(consent.customer_id >= plan.customer_from)
     if plan.customer_to is not None:
@@ -134,6 +135,9 @@ def _base_query(plan: CandidatePlan) -> tuple[Select[Any], tuple[InstrumentedAtt
         EmailConsent.granted.label("email_consent"), EmailConsent.source.label("email_consent_source"),
         EmailConsent.recorded_at.label("email_consent_at"),
     ]
+    if plan.phone_consent:
+        consent_cols += [PhoneConsent.granted.label("phone_consent"), PhoneConsent.source.label("phone_consent_source"),
+                         PhoneConsent.recorded_at.label("phone_consent_at")]
     customer_cols = [getattr(Customer, c) for c in CUSTOMER_COLUMNS]
     key: tuple[InstrumentedAttribute[str], ...]  # the subject's key, the batches' order
     if plan.subject is SubjectType.DEPOSIT:
@@ -148,8 +152,10 @@ def _base_query(plan: CandidatePlan) -> tuple[Select[Any], tuple[InstrumentedAtt
         query = select(*customer_cols, *consent_cols).select_from(Customer)
         key = (Customer.customer_id,)
     query = (query
-             .outerjoin(SmsConsent, _consent_join(SmsConsent, Channel.SMS, plan))
-             .outerjoin(EmailConsent, _consent_join(EmailConsent, Channel.EMAIL, plan)))
+             .outerjoin(SmsConsent, _consent_join(SmsConsent, Channel.SMS.value, plan))
+             .outerjoin(EmailConsent, _consent_join(EmailConsent, Channel.EMAIL.value, plan)))
+    if plan.phone_consent:
+        query = query.outerjoin(PhoneConsent, _consent_join(PhoneConsent, PHONE_CONSENT, plan))
     return query.where(*_filters(plan)), key
 
 

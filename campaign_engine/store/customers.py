@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..vocabulary import Category
+from ..vocabulary import PHONE_CONSENT, TaskStatus, Category
 from .models import Consent, Customer, Deposit, Message, Product
 from .suppression import normalize
 
@@ -56,6 +56,14 @@ def withdraw_marketing(conn: Connection, customer_id: str, channel: str, *, sour
     """Withdraw a channel's marketing consent at once and suppress that channel's marketing
     messages not yet sent (queued or scheduled); returns how many were suppressed."""
     set_consent(conn, customer_id, channel, granted=False, source=source, now=now)
+    if channel == PHONE_CONSENT:  # phone marketing refused: the manager's open marketing calls and visits go
+        from .models import Task
+
+        result = conn.execute(update(Task).where(
+            Task.customer_id == customer_id, Task.category == Category.MARKETING.value,
+            Task.status == TaskStatus.OPEN.value).values(status=TaskStatus.CANCELLED.value, updated_at=now,
+                                                         note=f"cancelled: phone marketing consent withdrawn ({source})"))
+        return int(result.rowcount or 0)
     result = conn.execute(update(Message).where(
         Message.customer_id == customer_id, Message.channel == channel, Message.category == Category.MARKETING.value,
         Message.status.in_(("queued", "scheduled"))).values(status="suppressed", suppressed_reason="opted_out"))

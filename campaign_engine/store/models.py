@@ -199,6 +199,8 @@ class RunRuleStats(Base):
     error: Mapped[str | None] = mapped_column(Text)
     seconds: Mapped[float] = mapped_column(Numeric(10, 3), default=0)
     skipped: Mapped[str | None] = mapped_column(Text)  # why it did not run on the date (workdays_only)
+    tasks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # manager tasks planned
+    merged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # alerts merged into open tasks
 
 
 # The columns of a rule's contacts the effect report reads (store.effect), beside rule_id and created_at.
@@ -308,6 +310,8 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    # role manager: the relationship manager this key acts as (sees only their customers' tasks)
+    manager_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class ScheduleFire(Base):
@@ -416,3 +420,74 @@ class RuleGeneration(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger)
     changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class Manager(Base):
+    """A relationship manager (客户经理): the customers whose manager_id it is, and a day's capacity."""
+
+    __tablename__ = "managers"
+
+    manager_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    branch: Mapped[str | None] = mapped_column(String(64), index=True)
+    mobile: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(254))
+    daily_call_capacity: Mapped[int] = mapped_column(SmallInteger)
+    daily_visit_capacity: Mapped[int] = mapped_column(SmallInteger)
+    active: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    source: Mapped[str] = mapped_column(String(128))
+
+
+class Task(Base):
+    """A call (电联) or visit (面谈) a rule planned for a customer's manager, or the branch queue."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_manager_status_due", "manager_id", "status", "due_at"),
+        Index("ix_tasks_branch_status_due", "branch", "status", "due_at"),
+        Index("ix_tasks_customer_type_status", "customer_id", "type", "status"),
+        Index("ix_tasks_rule_created", "rule_id", "created_at"),
+        Index("ix_tasks_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)  # one task per occurrence, as messages
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(64))
+    rule_version: Mapped[int | None] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[str] = mapped_column(String(32))
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(8))  # call | visit
+    manager_id: Mapped[str | None] = mapped_column(String(32))  # null: the branch queue
+    branch: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    completed_by: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    next_contact_on: Mapped[dt.date | None] = mapped_column(Date)
+    talking_points: Mapped[str | None] = mapped_column(Text)  # the rendered task.txt.j2
+    alerts: Mapped[int] = mapped_column(SmallInteger, default=1)  # matches merged into it (1: itself)
+    last_alert_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    overdue_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())  # flagged by the overdue sweep
+    consent_source: Mapped[str | None] = mapped_column(String(128))
+    consent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+
+class ManagerLoad(Base):
+    """Tasks planned per owner (a manager, or `branch:<name>` for a queue), local day and type: the
+    capacity reservation, taken by one conditional UPDATE so shards and workers never overbook."""
+
+    __tablename__ = "manager_load"
+
+    owner: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    type: Mapped[str] = mapped_column(String(8), primary_key=True)
+    planned: Mapped[int] = mapped_column(Integer)

@@ -132,7 +132,7 @@ def find_event_run(conn: Connection, event_key: str) -> dict[str, Any] | None:
 def record_totals(conn: Connection, run_id: int, *, status: RunStatus, stats: Iterable[dict[str, Any]],
                   error: str | None, now: dt.datetime) -> None:
     """Store the per-rule counts and close the run."""
-    rows = [dict(s, run_id=run_id) for s in stats]
+    rows = [{"skipped": None, "tasks": 0, "merged": 0, **s, "run_id": run_id} for s in stats]
     if rows:
         conn.execute(insert(RunRuleStats), rows)
     conn.execute(update(CampaignRun).where(CampaignRun.id == run_id)
@@ -159,7 +159,7 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
             "scheduled": s.scheduled, "held_out": s.held_out,
             "duplicates": s.duplicates, "failed": s.failed, "suppressed": dict(s.suppressed or {}),
             "error": s.error, "seconds": float(s.seconds), "skipped": s.skipped,
-            "delivery": delivery.get(s.rule_id, {}),
+            "delivery": delivery.get(s.rule_id, {}), "tasks": s.tasks, "merged": s.merged,
         } for s in stats],
     }
 

@@ -228,6 +228,71 @@ class SqlStore:
                                         since=since, until=until, run_id=run_id, now=now)
 
 
+    # ------------------------------------------------------------------ manager tasks (as a run plans them)
+
+    @_translated
+    def task_managers(self, manager_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        from . import tasks
+
+        with self.engine.connect() as conn:
+            return tasks.managers_of(conn, manager_ids)
+
+    @_translated
+    def task_load(self, owners: Iterable[str], days: Iterable[dt.date], type_: str) -> dict[tuple[str, dt.date], int]:
+        from . import tasks
+
+        with self.engine.connect() as conn:
+            return tasks.load_of(conn, owners, days, type_)
+
+    @_translated
+    def reserve_task_slot(self, owner: str, day: dt.date, type_: str, capacity: int | None) -> bool:
+        from . import tasks
+
+        with self.engine.begin() as conn:
+            return tasks.reserve(conn, owner, day, type_, capacity)
+
+    @_translated
+    def release_task_slot(self, owner: str, day: dt.date, type_: str) -> None:
+        from . import tasks
+
+        with self.engine.begin() as conn:
+            tasks.release(conn, owner, day, type_)
+
+    @_translated
+    def open_tasks(self, rule_id: str, customer_ids: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
+        from . import tasks
+
+        with self.engine.connect() as conn:
+            return tasks.open_tasks_for(conn, rule_id, customer_ids)
+
+    @_translated
+    def merge_task_alert(self, task_id: int, *, talking_points: str | None, priority: int, now: dt.datetime) -> bool:
+        from . import tasks
+
+        with self.engine.begin() as conn:
+            return tasks.merge_alert(conn, task_id, talking_points=talking_points, priority=priority, now=now)
+
+    @_translated
+    def planned_tasks(self, customer_ids: Sequence[str], since: dt.datetime) -> dict[tuple[str, str], list[dt.datetime]]:
+        from . import tasks
+
+        with self.engine.connect() as conn:
+            return tasks.planned_tasks(conn, customer_ids, since)
+
+    @_translated
+    def existing_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, int]:
+        from . import tasks
+
+        with self.engine.connect() as conn:
+            return tasks.existing_tasks(conn, dedupe_keys)
+
+    @_translated
+    def insert_tasks(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+        from . import tasks
+
+        with self.engine.begin() as conn:
+            return tasks.insert_tasks(conn, rows)
+
     # ------------------------------------------------------------------ published rules
 
     @_translated
@@ -364,6 +429,114 @@ class SqlStore:
     def record_audit(self, audit_entries: Sequence[dict[str, Any]], now: dt.datetime) -> None:
         with self.engine.begin() as conn:
             _audit(conn, audit_entries, now)
+
+    # ------------------------------------------------------------------ working the task list (pipeline.tasks)
+
+    @_translated
+    def task_page(self, **filters: Any) -> list[dict[str, Any]]:
+        """Tasks in due order with the customer's name and mobile (store.task_list.query_tasks)."""
+        from . import task_list
+
+        with self.engine.connect() as conn:
+            return task_list.query_tasks(conn, **filters)
+
+    @_translated
+    def task(self, task_id: int) -> dict[str, Any] | None:
+        from . import task_list
+
+        with self.engine.connect() as conn:
+            rows = task_list.query_tasks(conn, task_id=task_id, limit=1)
+        return rows[0] if rows else None
+
+    @_translated
+    def close_task(self, task_id: int, *, outcome: str, note: str | None, next_contact_on: dt.date | None,
+                   by: str, now: dt.datetime, manager_id: str | None, effects: dict[str, Any],
+                   audit_entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """In one transaction: the task closed (only if still open; Conflict otherwise), its outcome's
+        effects applied, the audit log written. Returns what the effects did."""
+        from . import task_list
+
+        with self.engine.begin() as conn:
+            if not task_list.close_task(conn, task_id, outcome=outcome, note=note, next_contact_on=next_contact_on,
+                                        by=by, now=now, manager_id=manager_id):
+                raise Conflict(f"task {task_id} is no longer open")
+            done = task_list.apply_effects(conn, effects, now=now)
+            entries = list(audit_entries)
+            if entries and done:  # the outcome's entry says what its effects did
+                entries[0] = {**entries[0], "details": {**(entries[0].get("details") or {}), "effects": done}}
+            _audit(conn, entries, now)
+            return done
+
+    @_translated
+    def flag_overdue_tasks(self, now: dt.datetime, sla: dt.timedelta) -> int:
+        from . import task_list
+
+        with self.engine.begin() as conn:
+            return task_list.flag_overdue(conn, now=now, sla=sla)
+
+    @_translated
+    def expire_tasks(self, now: dt.datetime, older_than: dt.timedelta) -> int:
+        from . import task_list
+
+        with self.engine.begin() as conn:
+            return task_list.expire(conn, now=now, older_than=older_than)
+
+    @_translated
+    def digest_due(self, *, start: dt.datetime, end: dt.datetime, key_prefix: str,
+                   key_suffix: str) -> list[dict[str, Any]]:
+        from . import task_list
+
+        with self.engine.connect() as conn:
+            return task_list.digest_due(conn, start=start, end=end, key_prefix=key_prefix, key_suffix=key_suffix)
+
+    @_translated
+    def digest_tasks(self, manager_ids: Sequence[str], *, start: dt.datetime,
+                     end: dt.datetime) -> list[dict[str, Any]]:
+        from . import task_list
+
+        with self.engine.connect() as conn:
+            return task_list.digest_tasks(conn, manager_ids, start=start, end=end)
+
+    @_translated
+    def record_digest(self, *, kind: RunKind, run_date: dt.date, now: dt.datetime, rule_id: str,
+                      rows: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
+        """The digest emails as a run of their own (kind digest, closed at once with its counts) and
+        its outbox messages, in one transaction; nothing at all (no empty run) when every message
+        was written already (by another process). Returns (run id or None, messages written)."""
+        from ..vocabulary import RunStatus
+
+        with self.engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                run_id = runs.insert_run(conn, kind=kind.value, run_date=run_date, dry_run=False, now=now,
+                                         rule_ids=[rule_id])
+                written = outbox.insert_messages(conn, [dict(row, run_id=run_id) for row in rows])
+                if not written:
+                    trans.rollback()
+                    return None, 0
+                runs.record_totals(conn, run_id, status=RunStatus.COMPLETED, error=None, now=now, stats=[{
+                    "rule_id": rule_id, "candidates": len(rows), "matched": len(rows), "queued": len(written),
+                    "duplicates": len(rows) - len(written), "suppressed": {}}])
+                trans.commit()
+            except BaseException:
+                if trans.is_active:
+                    trans.rollback()
+                raise
+        return run_id, len(written)
+
+    @_translated
+    def task_report_counts(self, *, by: str, **filters: Any) -> list[dict[str, Any]]:
+        from . import task_list
+
+        with self.engine.connect() as conn:
+            return task_list.report_counts(conn, by=by, **filters)
+
+    @_translated
+    def task_manager_names(self, manager_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        from . import task_list
+
+        with self.engine.connect() as conn:
+            return task_list.manager_names(conn, manager_ids)
 
 
 def _audit(conn: Any, entries: Sequence[dict[str, Any]], now: dt.datetime, *, target: str | None = None,

@@ -15,7 +15,7 @@ from .models import SuppressedAddress
 def normalize(channel: str, address: str) -> str:
     """Mobile numbers as 11 digits (no +86, spaces or dashes); emails lower-cased."""
     value = address.strip()
-    if channel == "sms":
+    if channel in ("sms", "call"):  # a mobile number (SMS, or a manager's calls)
         digits = "".join(c for c in value if c.isdigit())
         return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
     return value.lower()

@@ -22,15 +22,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..facts.derived import birth_mmdd, lunar_birth_mmdd
 from ..imports import KINDS
-from ..vocabulary import Channel
+from ..vocabulary import PHONE_CONSENT, Channel
 from .bulk import bind_processor, copy_into_temp, drop_temp
-from .models import Consent, Customer, Deposit, Holding, Product
+from .models import Consent, Customer, Deposit, Holding, Manager, Product
 
 _TABLES: dict[str, Table] = {
     "customers": Customer.__table__,  # type: ignore[dict-item]
     "products": Product.__table__,  # type: ignore[dict-item]
     "deposits": Deposit.__table__,  # type: ignore[dict-item]
     "holdings": Holding.__table__,  # type: ignore[dict-item]
+    "managers": Manager.__table__,  # type: ignore[dict-item]
 }
 _CONSENTS: Table = Consent.__table__  # type: ignore[assignment]
 _KEYS: dict[str, tuple[str, ...]] = {
@@ -38,7 +39,10 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "products": ("product_code",),
     "deposits": ("deposit_id",),
     "holdings": ("customer_id", "product_code"),
+    "managers": ("manager_id",),
 }
+# Columns a kind's rows do not carry: when and from where each row was written.
+_STAMPED = {"managers"}
 
 # Value written for an optional key a row does not have (or has as None).
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -49,6 +53,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "deposits": {"product_code": None, "rate": None, "open_date": None, "maturity_date": None,
                  "auto_renew": False},
     "holdings": {},
+    "managers": {"branch": None, "mobile": None, "email": None},
 }
 
 
@@ -187,7 +192,12 @@ def stage_rows(conn: Connection, kind: str, rows: list[dict[str, Any]], *,
     columns: dict[str, list[Any] | _Same] = {}
     if kind != "customers":
         for c in table.columns:
-            columns[c.name] = _column(unique, c.name, defaults)
+            if kind in _STAMPED and c.name == "updated_at":
+                columns[c.name] = _Same(now)
+            elif kind in _STAMPED and c.name == "source":
+                columns[c.name] = _Same(source)
+            else:
+                columns[c.name] = _column(unique, c.name, defaults)
         return n, _stage_upsert(conn, table, _KEYS[kind], columns, n)
     # Rows that do not carry birthday_calendar at all (a file from before the column) leave the
     # stored value as it is; a new customer gets the column's default, solar.
@@ -206,7 +216,8 @@ def stage_rows(conn: Connection, kind: str, rows: list[dict[str, Any]], *,
     steps = [_stage_upsert(conn, table, _KEYS[kind], columns, n,
                            insert_only=("birthday_calendar",) if keep_calendar else ())]
     ids = [r["customer_id"] for r in unique]
-    for channel, key in ((Channel.SMS.value, "sms_consent"), (Channel.EMAIL.value, "email_consent")):
+    for channel, key in ((Channel.SMS.value, "sms_consent"), (Channel.EMAIL.value, "email_consent"),
+                         (PHONE_CONSENT, "phone_consent")):  # phone: a manager's marketing calls and visits
         granted = [r.get(key) for r in unique]
         customers = ids
         if None in granted:  # a row without this consent leaves the stored one alone

@@ -77,6 +77,9 @@ class RuleCountsSchema(ma.Schema):
     error = ma.fields.String(allow_none=True)
     skipped = ma.fields.String(metadata={"description": "why the rule did not run on the date (workdays_only on "
                                                        "an official non-working day); absent when it ran"})
+    tasks = ma.fields.Integer(metadata={"description": "relationship-manager tasks (call, visit) planned; "
+                                                       "present for rules that plan tasks"})
+    merged = ma.fields.Integer(metadata={"description": "repeated alerts merged into the customer's open task"})
     seconds = ma.fields.Float()
     delivery = ma.fields.Dict(metadata={"description": "its messages now: counts per status (queued, scheduled, "
                                                       "sending, sent, delivered, failed) and suppressed by reason"})

@@ -254,19 +254,20 @@ def get_consents(customer_id: str):  # type: ignore[no-untyped-def]
         return _customer_with_consents(conn, customer_id)["consents"]
 
 
-@blp.route("/customers/<customer_id>/consents/<any(sms, email):channel>", methods=["PUT"])
+@blp.route("/customers/<customer_id>/consents/<any(sms, email, phone):channel>", methods=["PUT"])
 @blp.secured(ADMIN)
 @blp.arguments(ConsentInSchema)
 @blp.response(200, ConsentSchema)
 def put_consent(body, customer_id: str, channel: str):  # type: ignore[no-untyped-def]
-    """Grant or withdraw a channel's marketing consent (recorded with time and source)."""
+    """Grant or withdraw a channel's marketing consent (recorded with time and source): sms, email, or
+    phone (a relationship manager's marketing calls and visits; withdrawing it cancels their open ones)."""
     suppressed = 0
     with services().db.begin() as conn:
         if store.get_customer(conn, customer_id) is None:
             raise NotFound("customer", customer_id)
         if body["granted"]:
             store.set_consent(conn, customer_id, channel, granted=True, source=body["source"], now=now())
-        else:  # at once: queued marketing messages on this channel are suppressed too
+        else:  # at once: queued marketing messages (phone: open marketing tasks) on this channel go too
             suppressed = store.withdraw_marketing(conn, customer_id, channel, source=body["source"], now=now())
         consent = next(c for c in store.get_consents(conn, customer_id) if c["channel"] == channel)
     details: dict[str, Any] = {"source": body["source"]}
@@ -289,7 +290,7 @@ def customer_messages(args, customer_id: str):  # type: ignore[no-untyped-def]
     return message_page(args, decided, target=f"customer:{customer_id}:messages", customer_id=customer_id)
 
 
-@blp.route("/imports/<any(customers, products, deposits, holdings):kind>", methods=["POST"])
+@blp.route("/imports/<any(customers, products, deposits, holdings, managers):kind>", methods=["POST"])
 @blp.secured(ADMIN)
 @blp.doc(requestBody={"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}})
 @blp.response(200, ImportReportSchema)
