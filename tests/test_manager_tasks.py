@@ -259,16 +259,40 @@ def test_refused_stops_the_next_marketing_call_and_every_phone_marketing_rule(wo
     assert len(tasks(engine)) == 2
 
 
-def test_the_effect_report_of_a_task_rule_says_it_is_not_measured_yet(world, engine):
-    from campaign_engine.errors import ValidationFailed
+def test_the_effect_of_a_task_rule_counts_its_calls_as_the_treated_arm(world, engine):
     from campaign_engine.pipeline.effect import EffectRequest, effect_report, rules_with_goals
+    from campaign_engine.pipeline.tasks import OutcomeRequest, Viewer, record_outcome
+    from campaign_engine.store.conversions import insert_conversions
+    from campaign_engine.vocabulary import TaskOutcome
 
     world.template("big", {"task.txt.j2": "电联{{ customer.name }}"})
-    world.rule("a.yaml", rule_yaml("fund-call", "  customer.tier: diamond\n", channels="[call]", template="big",
-                                   extra="goal: {type: custom}\nholdout: {percent: 10}\n"))
+    world.rule("a.yaml", rule_yaml("vip-call", "  customer.tier: diamond\n", category="service", channels="[call]",
+                                   template="big", extra="goal: {type: custom, within_days: 14}\nholdout: {percent: 50}\n"))
+    world.add("customers", *[customer(f"C{i:03d}", tier="diamond", manager_id="M1") for i in range(1, 41)])
+    manager(engine, "M1", calls=100)
     services = world.services()
-    assert rules_with_goals(services) == []
-    with pytest.raises(ValidationFailed) as failed:
-        effect_report(services, EffectRequest("fund-call"), now=NOW)
-    [problem] = failed.value.problems
-    assert problem.field == "channels" and "not measured yet" in problem.reason
+    assert rules_with_goals(services) == ["vip-call"]
+    [stats] = run_day(services, today=dt.date(2026, 3, 10), now=local(2026, 3, 10, 9, 0))["rules"]
+    planned = tasks(engine)
+    held = [m.customer_id for m in world.messages(status="held_out")]
+    assert stats["tasks"] == len(planned) > 0 and stats["held_out"] == len(held) > 0
+    assert len(planned) + len(held) == 40 and {m.channel for m in world.messages()} == {"call"}
+    manager_m1 = Viewer("key:m1#1", "manager", "M1")
+    for task in planned[:4]:  # four calls convert; two reached, not converted; the rest not worked yet
+        record_outcome(services, task["id"], OutcomeRequest(TaskOutcome.CONVERTED), manager_m1,
+                       now=local(2026, 3, 11, 11, 0))
+    for task in planned[4:6]:
+        record_outcome(services, task["id"], OutcomeRequest(TaskOutcome.DECLINED), manager_m1,
+                       now=local(2026, 3, 11, 11, 0))
+    with engine.begin() as conn:  # one held-out customer converts on their own
+        insert_conversions(conn, [{"conversion_id": "branch-1", "customer_id": held[0], "type": "custom",
+                                   "product_code": None, "amount": None, "occurred_at": local(2026, 3, 12, 10, 0)}],
+                           source="test", now=NOW)
+    counts = services.store.effect_counts(rule_id="vip-call", goal=services.rulebook.rules["vip-call"].goal,
+                                          holdout_group="rule", since=None, until=None, run_id=None,
+                                          now=local(2026, 3, 30, 9, 0), with_tasks=True)
+    assert (counts.treated.n, counts.treated.conversions) == (len(planned), 4)
+    assert (counts.holdout.n, counts.holdout.conversions) == (len(held), 1)
+    assert (counts.contacted, counts.contacted_conversions) == (6, 4)  # the calls where the manager spoke with them
+    report = effect_report(services, EffectRequest("vip-call"), now=local(2026, 3, 30, 9, 0))
+    assert report is not None

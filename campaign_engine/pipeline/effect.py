@@ -55,12 +55,6 @@ def effect_report(services: Services, request: EffectRequest, *, now: dt.datetim
         raise ValidationFailed([Problem("the rule has no goal: add e.g. `goal: {type: deposit_renewal, "
                                         "within_days: 14}` to measure its effect", file=rule.file,
                                         line=rule.line, rule=rule.id, field="goal")], what="effect request")
-    if plans_tasks(rule):  # an honest refusal rather than a treated arm that misses its calls and visits
-        raise ValidationFailed([Problem(
-            "the effect of a rule that plans manager tasks (call, visit) is not measured yet: the report reads "
-            "messages, and a task is not counted as a contact; task outcomes (interested, converted) are "
-            "recorded as conversions, and `tasks report` shows them per rule", file=rule.file, line=rule.line,
-            rule=rule.id, field="channels")], what="effect request")
     tz = services.settings.tz
     date_to = request.date_to or (None if request.run_id is not None else now.astimezone(tz).date())
     if request.date_from and date_to and request.date_from > date_to:
@@ -71,7 +65,7 @@ def effect_report(services: Services, request: EffectRequest, *, now: dt.datetim
         rule_id=rule.id, goal=rule.goal, holdout_group=group.value,
         since=_local_midnight(request.date_from, services) if request.date_from else None,
         until=_local_midnight(date_to + dt.timedelta(days=1), services) if date_to else None,
-        run_id=request.run_id, now=now)
+        run_id=request.run_id, now=now, with_tasks=plans_tasks(rule))
     window = dt.timedelta(days=rule.goal.within_days)
     last_close = (counts.last_anchor + window).astimezone(tz).date() if counts.last_anchor else None
     date_from = request.date_from
@@ -82,7 +76,5 @@ def effect_report(services: Services, request: EffectRequest, *, now: dt.datetim
 
 
 def rules_with_goals(services: Services) -> list[str]:
-    """The live rules that declare a goal, by id: what `campaign-engine effect` reports by default (a rule
-    that plans manager tasks is not measured yet: `effect --rule` on it says so)."""
-    return sorted(rule_id for rule_id, rule in services.rulebook.rules.items()
-                  if rule.goal is not None and not plans_tasks(rule))
+    """The live rules that declare a goal, by id: what `campaign-engine effect` reports by default."""
+    return sorted(rule_id for rule_id, rule in services.rulebook.rules.items() if rule.goal is not None)

@@ -191,7 +191,8 @@ class RunStore(Protocol):
 
     # measuring effect (pipeline.effect): one aggregate over a rule's contacts and conversions
     def effect_counts(self, *, rule_id: str, goal: Goal, holdout_group: str, since: dt.datetime | None,
-                      until: dt.datetime | None, run_id: int | None, now: dt.datetime) -> EffectCounts: ...
+                      until: dt.datetime | None, run_id: int | None, now: dt.datetime,
+                      with_tasks: bool = False) -> EffectCounts: ...
 
     # working the task list (pipeline.tasks): list, show, close with effects, sweep, digest, report
     def task_page(self, **filters: Any) -> list[dict[str, Any]]: ...

@@ -12,12 +12,12 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, literal, literal_column, or_, select
+from sqlalchemy import Connection, and_, case, func, literal, literal_column, or_, select, union_all
 
 from ..effect.report import ArmCounts, EffectCounts
 from ..rulebook.model import Goal
 from ..vocabulary import MessageStatus
-from .models import Conversion, Message, Product, UtcDateTime, table_of
+from .models import Conversion, Message, Product, Task, UtcDateTime, table_of
 
 _MESSAGES = table_of(Message)
 _CONVERSIONS = table_of(Conversion)
@@ -41,9 +41,33 @@ def _still_open(conn: Connection, start: Any, days: int, now: dt.datetime) -> An
     return func.julianday(start) + int(days) > func.julianday(moment)
 
 
+# A task outcome that means the manager spoke with the customer: the success rate's "contacted".
+TASK_REACHED = ("reached", "interested", "declined", "refused", "converted")
+
+
+def _task_contacts(rule_id: str, since: dt.datetime | None, until: dt.datetime | None,
+                   run_id: int | None) -> Any:
+    """A task rule's treated contacts: every task it planned (assigned to treatment, whatever became of
+    it), reached when closed with an outcome that means the manager spoke with the customer; its
+    window opens when the task was planned, as a held-out match's does (batch: a held-out task match
+    is due when it is decided), so a conversion the call itself records counts. Task ids are negated
+    so they never collide with message ids in the contacts."""
+    t = table_of(Task)
+    where = [t.c.rule_id == rule_id]
+    if since is not None:
+        where.append(t.c.created_at >= since)
+    if until is not None:
+        where.append(t.c.created_at < until)
+    if run_id is not None:
+        where.append(t.c.run_id == run_id)
+    return select((-t.c.id).label("id"), t.c.customer_id, t.c.created_at, literal(False).label("held"),
+                  t.c.outcome.in_(TASK_REACHED).label("reached"),
+                  t.c.created_at.label("t")).where(*where)
+
+
 def effect_counts(conn: Connection, *, rule_id: str, goal: Goal, holdout_group: str,
                   since: dt.datetime | None, until: dt.datetime | None, run_id: int | None,
-                  now: dt.datetime) -> EffectCounts:
+                  now: dt.datetime, with_tasks: bool = False) -> EffectCounts:
     """A rule's contacts written in [since, until) (or by one run), counted per arm, each converted
     at most once: by its customer's first conversion matching the goal within the window.
 
@@ -70,8 +94,12 @@ def effect_counts(conn: Connection, *, rule_id: str, goal: Goal, holdout_group: 
     if run_id is not None:
         where.append(m.c.run_id == run_id)
     anchor = func.coalesce(m.c.sent_at, m.c.due_at, m.c.created_at)
-    contacts = select(m.c.id, m.c.customer_id, m.c.created_at, (m.c.status == MessageStatus.HELD_OUT.value).label("held"),
-                      m.c.status.in_(REACHED).label("reached"), anchor.label("t")).where(*where).cte("contacts")
+    messages = select(m.c.id, m.c.customer_id, m.c.created_at, (m.c.status == MessageStatus.HELD_OUT.value).label("held"),
+                      m.c.status.in_(REACHED).label("reached"), anchor.label("t")).where(*where)
+    # a rule that plans manager tasks: its calls and visits are treated contacts too (its held-out
+    # customers, and its SMS fallbacks, are message rows)
+    contacts = (union_all(messages, _task_contacts(rule_id, since, until, run_id)) if with_tasks
+                else messages).cte("contacts")
     if conn.dialect.name == "postgresql":  # scanned twice through the index, never written to a temp file
         contacts = contacts.prefix_with("NOT MATERIALIZED")
     days = goal.within_days

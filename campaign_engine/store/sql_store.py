@@ -220,12 +220,13 @@ class SqlStore:
 
     @_translated
     def effect_counts(self, *, rule_id: str, goal: Goal, holdout_group: str, since: dt.datetime | None,
-                      until: dt.datetime | None, run_id: int | None, now: dt.datetime) -> EffectCounts:
+                      until: dt.datetime | None, run_id: int | None, now: dt.datetime,
+                      with_tasks: bool = False) -> EffectCounts:
         from . import effect
 
         with self.engine.connect() as conn:
             return effect.effect_counts(conn, rule_id=rule_id, goal=goal, holdout_group=holdout_group,
-                                        since=since, until=until, run_id=run_id, now=now)
+                                        since=since, until=until, run_id=run_id, now=now, with_tasks=with_tasks)
 
 
     # ------------------------------------------------------------------ manager tasks (as a run plans them)
