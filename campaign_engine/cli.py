@@ -272,10 +272,10 @@ def rules_publish(ctx: click.Context, files: tuple[Path, ...], all_: bool, note:
 @_guard
 def rules_drafts(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> None:
     """Drafts, newest first (`--status pending`: what awaits review)."""
-    from .pipeline.publishing import draft_view
+    from .pipeline.publishing import view_of
 
     services = _services(ctx)
-    drafts = [draft_view(services, row["id"]) for row in services.store.drafts(status=status, limit=limit)]
+    drafts = [view_of(row) for row in services.store.drafts(status=status, limit=limit)]
     if as_json:
         click.echo(_json(drafts))
         return
@@ -361,8 +361,7 @@ def rules_list(ctx: click.Context, as_json: bool) -> None:
     """The published rules every process runs: version, status, author, when published."""
     services = _services(ctx)
     book = services.rulebook
-    live = services.store.live_state()
-    published = {r["rule_id"]: r for r in services.store.rule_versions([int(s["version_id"]) for s in live.values()])}
+    published = services.store.live_state()
     items = [{"id": r.id, "name": r.name, "version": r.version, "status": "live" if r.enabled else "disabled",
               "content_hash": r.content_hash, "author": published.get(r.id, {}).get("author"),
               "approver": published.get(r.id, {}).get("approver"),

@@ -339,9 +339,18 @@ def enable(services: Services, rule_id: str, *, actor: str, note: str, now: dt.d
 # --------------------------------------------------------------------------- reading
 
 def draft_view(services: Services, draft_id: int, *, texts: bool = False) -> dict[str, Any]:
-    draft = services.store.draft(draft_id)
+    """One draft as the API and CLI show it; with `texts`, its file, templates and text diff."""
+    draft = services.store.draft(draft_id, texts=texts)
     if draft is None:
         raise NotFound("draft", draft_id)
+    view = view_of(draft)
+    if texts:
+        view.update(source=draft["source"], templates=draft["templates"], diff=draft_text_diff(services, draft))
+    return view
+
+
+def view_of(draft: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored draft row (store.drafts / store.draft) as shown, without its texts."""
     view = {"id": draft["id"], "kind": draft["kind"], "status": draft["status"], "file": draft["file"],
             "rules": [c["rule"] for c in draft["changes"]], "changes": draft["changes"],
             "problems": draft["problems"], "content_hash": draft["content_hash"], "note": draft["note"],
@@ -349,8 +358,6 @@ def draft_view(services: Services, draft_id: int, *, texts: bool = False) -> dic
             "decided_at": draft["decided_at"], "reason": draft["reason"]}
     if not draft["changes"] and draft["problems"]:
         view["rules"] = sorted({p["rule"] for p in draft["problems"] if p.get("rule")})
-    if texts:
-        view.update(source=draft["source"], templates=draft["templates"], diff=draft_text_diff(services, draft))
     return view
 
 

@@ -47,10 +47,11 @@ def live_versions(conn: Connection) -> tuple[int, list[dict[str, Any]]]:
 
 
 def live_state(conn: Connection, rule_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Each live rule's version number, id, hash and enabled state (without the texts)."""
+    """Each live rule's version (number, id, hash, file, who published and approved it, when) and
+    enabled state, without the texts."""
     query = (select(LiveRule.rule_id, LiveRule.enabled, LiveRule.reason, LiveRule.changed_by, LiveRule.changed_at,
                     RuleVersion.id.label("version_id"), RuleVersion.version, RuleVersion.content_hash,
-                    RuleVersion.file)
+                    RuleVersion.file, RuleVersion.author, RuleVersion.approver, RuleVersion.published_at)
              .join(RuleVersion, RuleVersion.id == LiveRule.version_id))
     if rule_ids is not None:
         query = query.where(LiveRule.rule_id.in_(sorted(set(rule_ids))))

@@ -119,7 +119,7 @@ def list_drafts(args):  # type: ignore[no-untyped-def]
     svc = services()
     rows = svc.store.drafts(status=args["status"], file=args["file"], before_id=numeric_cursor(args["after"]),
                             limit=args["limit"])
-    items = [publishing.draft_view(svc, row["id"]) for row in rows]
+    items = [publishing.view_of(row) for row in rows]
     return {"items": items, "next": str(items[-1]["id"]) if len(items) == args["limit"] else None}
 
 

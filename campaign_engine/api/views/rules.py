@@ -156,11 +156,8 @@ def _next_runs() -> dict[str, Any]:
 
 
 def _published(rule_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Who published and approved each rule's live version, and when."""
-    svc = services()
-    live = svc.store.live_state(rule_ids)
-    rows = svc.store.rule_versions([int(s["version_id"]) for s in live.values()])
-    return {r["rule_id"]: r for r in rows}
+    """Who published and approved each rule's live version, and when (no texts read)."""
+    return services().store.live_state(rule_ids)
 
 
 @blp.route("", methods=["GET"])
@@ -187,8 +184,9 @@ def get_rule(rule_id: str):  # type: ignore[no-untyped-def]
     if rule is None:
         raise NotFound("rule", rule_id)
     published = _published([rule_id]).get(rule_id)
+    source = svc.store.rule_versions([int(published["version_id"])])[0]["source"] if published else ""
     return {**rule_data(rule, _next_runs(), published, svc.rulebook.stopped.get(rule_id)),
-            "conditions": node_data(rule.conditions), "source": published["source"] if published else ""}
+            "conditions": node_data(rule.conditions), "source": source}
 
 
 @blp.route("/<rule_id>/versions", methods=["GET"])
