@@ -14,14 +14,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..facts.official import CalendarNotAnnounced, HolidayCalendar
+from ..facts.official import HolidayCalendar
 from ..policy.caps import cap_window_start, is_capped
 from ..rulebook.model import Rule
 from ..settings import Settings, TaskSettings
 from ..vocabulary import TASK_CHANNELS, Channel
 from .ports import RunStore
 
-QUEUE_PREFIX = "branch:"
+QUEUE_PREFIX = "branch:"  # the load owner of a branch queue (no capacity limit)
 
 
 @dataclass(frozen=True)
@@ -137,5 +137,5 @@ def find_slot(store: RunStore, plan: TaskPlan, owner: Owner, channel: Channel, *
     return None
 
 
-__all__ = ["CalendarNotAnnounced", "Owner", "Slot", "TaskPlan", "plans_tasks", "task_plan", "capped", "owner_of",
+__all__ = ["Owner", "Slot", "TaskPlan", "plans_tasks", "task_plan", "capped", "owner_of",
            "business_days", "first_due", "find_slot"]

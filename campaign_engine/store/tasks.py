@@ -13,9 +13,6 @@ from sqlalchemy.exc import IntegrityError
 from ..vocabulary import TaskStatus
 from .models import Manager, ManagerLoad, Task
 
-QUEUE_PREFIX = "branch:"  # the owner of a branch queue's load (no capacity limit)
-
-
 def managers_of(conn: Connection, manager_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     ids = sorted({m for m in manager_ids if m})
     if not ids:
@@ -117,5 +114,5 @@ def insert_tasks(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
     return set(conn.execute(stmt, list(rows)).scalars())
 
 
-__all__ = ["QUEUE_PREFIX", "managers_of", "load_of", "reserve", "release", "open_tasks_for", "merge_alert",
+__all__ = ["managers_of", "load_of", "reserve", "release", "open_tasks_for", "merge_alert",
            "planned_tasks", "existing_tasks", "insert_tasks"]
