@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import click
 
 from .clock import utc_now
-from .errors import CampaignEngineError, NotFound, Problem, ValidationFailed
+from .errors import CampaignEngineError, Conflict, NotFound, Problem, ValidationFailed
 from .settings import Settings, load_settings
 from .store.db import DatabaseError
 from .vocabulary import CUSTOMER_RISK_LEVELS, MessageStatus, Role, RunKind, RunStatus
@@ -131,8 +132,11 @@ def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None) 
     from .demo.loader import load_demo_data
 
     settings = _settings(ctx)
+    from .demo.users import create_demo_users
+
     counts = load_demo_data(_db(ctx), customers, seed=seed, today=_today(settings, date_), now=_now(),
                             batch_size=max(settings.batch_size, 5000))
+    counts["console demo users"] = create_demo_users(_db(ctx), _now())
     click.echo(", ".join(f"{n} {kind}" for kind, n in counts.items()) + " loaded")
 
 
@@ -1018,6 +1022,120 @@ def apikey_revoke(ctx: click.Context, key_id: int) -> None:
 
 
 @main.group()
+def user() -> None:
+    """Console users (passwords stored hashed; `serve` serves the console at /console)."""
+
+
+def _read_password() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 10:
+        raise click.UsageError("the password (one line on standard input) needs at least 10 characters")
+    return password
+
+
+@user.command("create")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice([role.value for role in Role]))
+@click.option("--manager-id", help="Role manager: the relationship manager the user is (sees only their tasks).")
+@click.option("--password-stdin", is_flag=True, required=True,
+              help="Read the password from the first line of standard input (never from the command line).")
+@click.pass_context
+@_guard
+def user_create(ctx: click.Context, name: str, role: str, manager_id: str | None, password_stdin: bool) -> None:
+    """Create a console user: `echo "$PASSWORD" | campaign-engine user create NAME --role admin --password-stdin`."""
+    from sqlalchemy.exc import IntegrityError
+
+    from .store import audit, users
+    from .store import managers as manager_store
+
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{2,64}", name):
+        raise click.UsageError("NAME: 2-64 letters, digits or . _ @ -")
+    if role == Role.MANAGER and not manager_id:
+        raise click.UsageError("--role manager needs --manager-id ID: the manager the user is")
+    if role != Role.MANAGER and manager_id is not None:
+        raise click.UsageError(f"--manager-id binds a user of role manager only, not {role}")
+    password = _read_password()
+    with _db(ctx).begin() as conn:
+        if manager_id is not None and manager_store.get_manager(conn, manager_id) is None:
+            raise NotFound("manager", manager_id, "import it first: `campaign-engine import managers FILE.csv`")
+        try:
+            with conn.begin_nested():
+                users.create_user(conn, name=name, password=password, role=role, manager_id=manager_id, now=_now())
+        except IntegrityError:
+            raise Conflict(f"a user named {name} exists already") from None
+        details: dict[str, Any] = {"role": role}
+        if manager_id:
+            details["manager"] = manager_id
+        audit.record(conn, actor="cli", action="user.create", target=f"user:{name}", now=_now(), details=details)
+    click.echo(f"user {name} ({role}) created; sign in at /console/login")
+
+
+@user.command("disable")
+@click.argument("name")
+@click.pass_context
+@_guard
+def user_disable(ctx: click.Context, name: str) -> None:
+    """Disable a user at once: their sessions stop working on every server."""
+    from .store import audit, users
+
+    with _db(ctx).begin() as conn:
+        if not users.set_disabled(conn, name, True, _now()):
+            raise NotFound("enabled user", name)
+        audit.record(conn, actor="cli", action="user.disable", target=f"user:{name}", now=_now())
+    click.echo(f"user {name} disabled; their sessions have ended")
+
+
+@user.command("enable")
+@click.argument("name")
+@click.pass_context
+@_guard
+def user_enable(ctx: click.Context, name: str) -> None:
+    """Let a disabled user sign in again."""
+    from .store import audit, users
+
+    with _db(ctx).begin() as conn:
+        if not users.set_disabled(conn, name, False, _now()):
+            raise NotFound("disabled user", name)
+        audit.record(conn, actor="cli", action="user.enable", target=f"user:{name}", now=_now())
+    click.echo(f"user {name} enabled")
+
+
+@user.command("password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the new password from standard input.")
+@click.pass_context
+@_guard
+def user_password(ctx: click.Context, name: str, password_stdin: bool) -> None:
+    """Set a new password (their open sessions end)."""
+    from .store import audit, users
+
+    password = _read_password()
+    with _db(ctx).begin() as conn:
+        if not users.set_password(conn, name, password, _now()):
+            raise NotFound("user", name)
+        audit.record(conn, actor="cli", action="user.password", target=f"user:{name}", now=_now())
+    click.echo(f"password of {name} changed; their sessions have ended")
+
+
+@user.command("list")
+@click.pass_context
+@_guard
+def user_list(ctx: click.Context) -> None:
+    """Users with role, manager, state and last sign-in (never a password)."""
+    from .store import users
+
+    with _db(ctx).connect() as conn:
+        rows = users.list_users(conn)
+    if not rows:
+        click.echo("no console users (create one: `campaign-engine user create NAME --role admin --password-stdin`)")
+    for u in rows:
+        last = f"last sign-in {u['last_login_at']:%Y-%m-%d %H:%M}" if u["last_login_at"] else "never signed in"
+        bound = f" manager {u['manager_id']}" if u["manager_id"] else ""
+        click.echo(f"{u['name']} {u['role']}{bound} {'disabled' if u['disabled'] else 'enabled'}"
+                   f"{' (demo)' if u['demo'] else ''}, {last}")
+
+
+@main.group()
 def managers() -> None:
     """Relationship managers (客户经理; `import managers FILE.csv` loads them)."""
 
@@ -1059,7 +1177,14 @@ def serve(ctx: click.Context, bind: str, workers: int, no_scheduler: bool) -> No
     """The API under gunicorn, and the scheduler in this process."""
     import subprocess
 
+    from .demo.users import demo_login
+
     _services(ctx)  # fail here, clearly, if settings, rules or the schema are wrong
+    host, _, port = bind.rpartition(":")
+    click.echo(f"console: http://{host or '127.0.0.1'}:{port}/console  (API docs: /api/v1/docs)", err=True)
+    login = demo_login(_db(ctx))
+    if login is not None:
+        click.echo(f"demo login (this demo database only): {login[0]} / {login[1]}", err=True)
     command = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
                "--access-logfile", "-", "campaign_engine.api:create_app()"]
     server = subprocess.Popen(command)

@@ -13,6 +13,8 @@ from campaign_engine.settings import PROJECT_ROOT, load_settings
 from campaign_engine.store.db import make_engine, upgrade_database
 from campaign_engine.store.models import Base
 
+from console_harness import browser, browsing, client_for, console  # noqa: E402,F401  (the console fixtures)
+
 TEST_DATABASE_URL = os.environ.get("CAMPAIGN_ENGINE_TEST_DATABASE_URL")
 
 

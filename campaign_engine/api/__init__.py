@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     """Build the app: settings, database, rules, API blueprints, error handlers."""
     from ..bootstrap import open_services
     from ..runtime import Runtime
+    from ..console import install_console
     from .errors import CampaignApi, register_error_handlers
     from .input_limits import install_input_limits
     from .request_limits import RateLimiter
@@ -74,4 +75,5 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
         api.register_blueprint(blueprint)
     register_error_handlers(app)
     install_input_limits(app, api)  # deep JSON, NUL, absurd lengths: 400 before any view
+    install_console(app, runtime.services.settings)  # the console's pages under /console
     return app

@@ -14,6 +14,7 @@ from ..errors import CampaignEngineError, Conflict, NotFound, Refused, StoreErro
 from ..facts.official import CalendarNotAnnounced
 from ..pipeline import EventConflict
 from ..pipeline.calendar_checks import OfficialCalendarUnknown
+from ..console import console_http_error, error_page, is_console_request
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class CampaignApi(Api):
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
+        if is_console_request():  # the console answers with its own pages, the API with JSON
+            return console_http_error(error)
         status = error.code or 500
         data = getattr(error, "data", None) or {}
         details: dict[str, Any] = {}
@@ -105,7 +108,10 @@ def _domain_error(exc: CampaignEngineError):  # type: ignore[no-untyped-def]
         details["run_id"] = exc.run_id
     if status == 500:
         log.exception("domain error answered 500")
-        return error_response(500, "internal error")
+        return error_page(500) if is_console_request() else error_response(500, "internal error")
+    if is_console_request():  # a console view lets no domain error through: this is a bug, said plainly
+        log.error("console: domain error reached the error handler: %s", exc)
+        return error_page(status)
     return error_response(status, str(exc).splitlines()[0] if isinstance(exc, ValidationFailed) else str(exc),
                           details)
 
@@ -114,7 +120,7 @@ def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
     if isinstance(exc, HTTPException):
         raise exc
     log.exception("unexpected error")
-    return error_response(500, "internal error")
+    return error_page(500) if is_console_request() else error_response(500, "internal error")
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -491,3 +491,47 @@ class ManagerLoad(Base):
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     type: Mapped[str] = mapped_column(String(8), primary_key=True)
     planned: Mapped[int] = mapped_column(Integer)
+
+
+class User(Base):
+    """A console user: a name, a password hash (werkzeug's scrypt), a role and, for role manager,
+    the relationship manager they are. `demo`: created by `demo-data` (the local demo database only)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    manager_id: Mapped[str | None] = mapped_column(String(32))
+    disabled: Mapped[bool] = mapped_column(Boolean)
+    demo: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+
+class ConsoleSession(Base):
+    """A signed-in console session: the cookie carries a random token, the database its SHA-256.
+    A new token at every login (no session fixation); logout or disabling the user revokes it."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigId, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+
+class LoginAttempt(Base):
+    """A failed console login, by user name and client address: what the login rate limit counts."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),
+                      Index("ix_login_attempts_address_at", "address", "at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,3 @@
+"""The console's screens; importing them registers their routes on console.blueprint.bp."""
+
+from . import core, dashboard  # noqa: F401
