@@ -26,6 +26,8 @@ from .vocabulary import Approval
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = PROJECT_ROOT / "config" / "campaign_engine.yaml"
 ENV_PREFIX = "CAMPAIGN_ENGINE_"
+# config/campaign_engine.yaml's secret_key: fine for a demo, never for a bank (`serve` warns)
+DEV_SECRET_KEY = "dev-secret-change-me"
 
 
 @dataclass(frozen=True)

@@ -72,3 +72,33 @@ def test_compose_sms_accepts_exactly_max_chars():
 def test_compose_sms_raises_naming_length_when_too_long():
     with pytest.raises(ValueError, match="501"):
         compose_sms("存" * (MAX_SMS_CHARS - 5), signature="【XX银行】", opt_out=None)
+
+
+def _reference_length(text: str) -> tuple[int, str, int]:
+    """The per-character definition the fast measure_sms must agree with (GSM 03.38, UTF-16)."""
+    from campaign_engine.rendering.sms import _GSM7_BASIC, _GSM7_EXTENSION
+
+    if all(c in _GSM7_BASIC or c in _GSM7_EXTENSION for c in text):
+        chars, encoding, single, part = sum(2 if c in _GSM7_EXTENSION else 1 for c in text), "GSM-7", 160, 153
+    else:
+        chars, encoding, single, part = sum(2 if ord(c) > 0xFFFF else 1 for c in text), "UCS-2", 70, 67
+    segments = 0 if chars == 0 else 1 if chars <= single else -(-chars // part)
+    return chars, encoding, segments
+
+
+def test_measure_sms_agrees_with_the_per_character_definition_on_random_texts():
+    import random
+
+    from campaign_engine.rendering.sms import measure_sms
+
+    rng = random.Random(20261202)
+    gsm = "abcXYZ019 .,!?@£$¥èé\n\r_ΔΦ" "|^€{}[]~\\\f"
+    alphabets = (gsm, gsm + "【】尊敬的客户您好，。！" "😀🎉𠀀" "\u00a0`ç", gsm + "ç")  # ç: not GSM-7 (Ç is)
+    encodings = set()
+    for _ in range(6000):
+        alphabet = rng.choice(alphabets)
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 400)))
+        got = measure_sms(text)
+        assert (got.chars, got.encoding, got.segments) == _reference_length(text), repr(text)
+        encodings.add(got.encoding)
+    assert encodings == {"GSM-7", "UCS-2"}
