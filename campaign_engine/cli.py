@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -51,7 +52,14 @@ def _read_json(value: str) -> Any:
 
 
 def _settings(ctx: click.Context) -> Settings:
-    return ctx.ensure_object(dict).setdefault("settings", load_settings())
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        obj["settings"] = load_settings()
+        if obj.get("log_format") is None and obj["settings"].log_format != "text":  # the setting, unless told
+            from . import logs
+
+            logs.configure(obj["settings"].log_format, obj.get("log_level", logging.WARNING))
+    return obj["settings"]
 
 
 def _services(ctx: click.Context):  # type: ignore[no-untyped-def]
@@ -95,12 +103,18 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log progress (INFO) to stderr.")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines as text or one JSON object per line with run/rule/message ids "
+                   "(default: the log_format setting).")
 @click.pass_context
-def main(ctx: click.Context, verbose: bool) -> None:
+def main(ctx: click.Context, verbose: bool, log_format: str | None) -> None:
     """Rules-engine-driven marketing campaigns for a retail bank."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx.ensure_object(dict)
+    from . import logs
+
+    obj = ctx.ensure_object(dict)
+    obj["log_level"] = logging.INFO if verbose else logging.WARNING
+    obj["log_format"] = log_format
+    logs.configure(log_format or "text", obj["log_level"])
 
 
 @main.group()
@@ -1130,7 +1144,7 @@ def user_list(ctx: click.Context) -> None:
         click.echo("no console users (create one: `campaign-engine user create NAME --role admin --password-stdin`)")
     for u in rows:
         last = f"last sign-in {u['last_login_at']:%Y-%m-%d %H:%M}" if u["last_login_at"] else "never signed in"
-        bound = f" manager {u['manager_id']}" if u["manager_id"] else ""
+        bound = f" ({u['manager_id']})" if u["manager_id"] else ""
         click.echo(f"{u['name']} {u['role']}{bound} {'disabled' if u['disabled'] else 'enabled'}"
                    f"{' (demo)' if u['demo'] else ''}, {last}")
 
@@ -1178,16 +1192,24 @@ def serve(ctx: click.Context, bind: str, workers: int, no_scheduler: bool) -> No
     import subprocess
 
     from .demo.users import demo_login
+    from .settings import DEV_SECRET_KEY
 
     _services(ctx)  # fail here, clearly, if settings, rules or the schema are wrong
     host, _, port = bind.rpartition(":")
     click.echo(f"console: http://{host or '127.0.0.1'}:{port}/console  (API docs: /api/v1/docs)", err=True)
+    if _settings(ctx).secret_key == DEV_SECRET_KEY:
+        click.echo("warning: secret_key is the development default, which signs console sessions and "
+                   "unsubscribe links: set CAMPAIGN_ENGINE_SECRET_KEY outside a demo", err=True)
     login = demo_login(_db(ctx))
     if login is not None:
         click.echo(f"demo login (this demo database only): {login[0]} / {login[1]}", err=True)
     command = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
                "--access-logfile", "-", "campaign_engine.api:create_app()"]
-    server = subprocess.Popen(command)
+    log_format = ctx.obj.get("log_format") or _settings(ctx).log_format
+    if log_format == "json":  # the access log as JSON lines too, and the workers' own logs (create_app)
+        command[-1:-1] = ["--access-logformat", ACCESS_LOG_JSON]
+    env = {**os.environ, "CAMPAIGN_ENGINE_LOG_FORMAT": log_format}
+    server = subprocess.Popen(command, env=env)
     try:
         if no_scheduler:
             import signal
@@ -1203,6 +1225,12 @@ def serve(ctx: click.Context, bind: str, workers: int, no_scheduler: bool) -> No
         if server.poll() is None:
             server.terminate()
             server.wait(timeout=30)
+
+
+# gunicorn's access log as one JSON object per line (its %-atoms; the path without the query string,
+# which may carry a customer id or a mobile number)
+ACCESS_LOG_JSON = ('{"time": "%(t)s", "logger": "gunicorn.access", "method": "%(m)s", "path": "%(U)s", '
+                   '"status": %(s)s, "bytes": "%(B)s", "duration_us": %(D)s, "remote": "%(h)s"}')
 
 
 def _run_scheduler(ctx: click.Context) -> None:

@@ -95,6 +95,7 @@ class Settings:
     approval: Approval  # whether a rule change needs someone other than its author to approve it
     tasks: TaskSettings
     phone_consent_default: bool  # phone-marketing consent of a customer with none recorded
+    log_format: str = "text"  # text, or json: one object per line with run/rule/message ids
 
     @property
     def distributed(self) -> bool:
@@ -325,6 +326,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         values["cli_contact_data"] = ContactData(str(values["cli_contact_data"]).strip().lower())
     except ValueError:
         problems.append(Problem("full or masked", file=sources.get("cli_contact_data"), field="cli_contact_data"))
+    values["log_format"] = str(values.get("log_format", "text")).strip().lower()
+    if values["log_format"] not in ("text", "json"):
+        problems.append(Problem("text or json", file=sources.get("log_format"), field="log_format"))
     try:
         ZoneInfo(str(values["timezone"]))
     except (ZoneInfoNotFoundError, ValueError):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, cast
 
 from flask import Flask, g
 from flask.json.provider import DefaultJSONProvider
 
+from .. import logs
 from ..clock import utc_now
 from ..settings import Settings, load_settings
 
@@ -45,6 +47,8 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     from .views import BLUEPRINTS
 
     settings = settings or load_settings()
+    if "gunicorn" in sys.modules and not logs.configured():  # a `serve` worker: its log lines as configured
+        logs.configure(settings.log_format, logging.INFO)
     app = Flask(__name__)
     app.config.update(
         API_TITLE="campaign-engine", API_VERSION="v1", OPENAPI_VERSION="3.0.3",

@@ -300,7 +300,8 @@ class DeliveryWorker:
                     started = i + 1
                     if row["id"] not in held.kept:  # a renewal found it no longer ours: never send it
                         counts["stale"] += 1
-                        log.warning("message %s: claim lost before sending (expired or taken over)", row["id"])
+                        log.warning("message %s: claim lost before sending (expired or taken over)", row["id"],
+                                    extra={"message_id": row["id"]})
                         continue
                     if row["attempts"] > self.max_attempts:
                         # Claimed again and again without an outcome: its worker died or overran mid-send.
@@ -326,7 +327,8 @@ class DeliveryWorker:
                                                provider_message_id=sent.provider_message_id, now=self.clock())
                     counts["sent" if applied else "stale"] += 1
                     if not applied:
-                        log.warning("message %s was sent after its claim was taken over", row["id"])
+                        log.warning("message %s was sent after its claim was taken over", row["id"],
+                                    extra={"message_id": row["id"]})
         finally:  # on a connection of its own: the lane's may be what failed
             unsent = [row["id"] for row in rows[started:]]
             released = self._release(unsent, release_until or self.clock()) if unsent else 0
@@ -347,10 +349,13 @@ class DeliveryWorker:
         if decide(exc, row["attempts"], max_attempts=self.max_attempts) == "retry":
             applied = claims.mark_retry(conn, row["id"], worker=self.worker_id,
                                         due_at=next_attempt(row["attempts"], self.clock()), error=reason)
+            log.info("message %s: send failed, retried later: %s", row["id"], reason,
+                     extra={"message_id": row["id"]})
             return "retried" if applied else "stale"
         if transient:
             reason = f"gave up after {row['attempts']} attempts: {reason}"
         applied = claims.mark_failed(conn, row["id"], worker=self.worker_id, error=reason)
+        log.warning("message %s failed: %s", row["id"], reason, extra={"message_id": row["id"]})
         return "failed" if applied else "stale"
 
     def _pause_channel(self, name: str, reason: str, cause: str | None = None) -> dt.datetime:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
+from .. import logs
 from ..errors import CampaignEngineError, Problem, TemplateError, ValidationFailed
 from ..effect.assignment import held_out, holdout_salt
 from ..events import Event
@@ -530,6 +531,17 @@ def process_batch(services: Services, prep: RuleRun, candidates: Sequence[Candid
 def run_rule(services: Services, rule: Rule, today: dt.date, *, run_id: int | None, now: dt.datetime,
              event: Event | None = None, shard: Shard = WHOLE) -> RuleStats:
     """One rule over its candidates in a shard; its failure is recorded, never raised."""
+    with logs.bound(rule_id=rule.id, run_id=run_id):  # its log lines name the rule (and the run)
+        stats = _run_rule(services, rule, today, run_id=run_id, now=now, event=event, shard=shard)
+        if run_id is not None:
+            log.info("rule %s: %s candidate(s), %s matched, %s queued, %s scheduled, %s suppressed in %.2f s",
+                     rule.id, stats.candidates, stats.matched, stats.queued, stats.scheduled,
+                     sum(stats.suppressed.values()), stats.seconds)
+        return stats
+
+
+def _run_rule(services: Services, rule: Rule, today: dt.date, *, run_id: int | None, now: dt.datetime,
+              event: Event | None, shard: Shard) -> RuleStats:
     stats = RuleStats(rule.id)
     started = time.perf_counter()
     try:

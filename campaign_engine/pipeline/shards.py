@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
+from .. import logs
 from ..errors import NotFound, Problem
 from ..events import Event
 from ..evaluation.engine import RuleEngine
@@ -168,7 +169,8 @@ def execute_shard(services: Services, run_id: int, shard_no: int, *, worker: str
     if claimed["attempts"] > 1:
         log.warning("run %s shard %s: attempt %s", run_id, shard_no, claimed["attempts"])
     run = load_run(services, run_id)
-    stats = run_rules(services, run, Shard(shard_no, claimed["lower"], claimed["upper"]))
+    with logs.bound(run_id=run_id, shard=shard_no):
+        stats = run_rules(services, run, Shard(shard_no, claimed["lower"], claimed["upper"]))
     services.store.finish_shard(run_id, shard_no, status=ShardStatus.COMPLETED,
                                 stats=[s.as_dict() for s in stats], error=None, now=clock())
     return ShardOutcome(stats, close_run(services, run_id, clock()))
