@@ -15,9 +15,9 @@ from factories import NOW, publish_rules
 
 STATIC = Path(campaign_engine.api.__file__).parent / "static"
 CSS_URL = re.compile(r"""url\(\s*['"]?([^'")\s]+)|@import\s+['"]([^'"]+)""")
-# What the page's Content-Security-Policy may allow besides this server: inline styles (ReDoc
-# injects <style> elements), data: images and fonts, blob: workers (ReDoc's search index).
-LOCAL_SOURCES = {"'self'", "'none'", "'unsafe-inline'", "data:", "blob:"}
+# What the page's Content-Security-Policy may allow besides this server: data: images (the icons in
+# Swagger UI's style sheet). No inline script or style, no blob: or eval.
+LOCAL_SOURCES = {"'self'", "'none'", "data:"}
 
 
 class Page(HTMLParser):
@@ -80,21 +80,22 @@ def test_api_docs_page_references_no_other_host(client):
 
 
 def test_api_docs_page_policy_lets_the_browser_load_only_from_this_server(client):
-    """What the scripts do is the browser's to enforce: the bundle would fetch a logo from cdn.redoc.ly."""
+    """What the scripts do is the browser's to enforce (tests/test_api_docs_browser.py checks it in one)."""
     csp = read_page(client).csp
     assert csp is not None
     directives = {d.split()[0]: set(d.split()[1:]) for d in csp.split(";") if d.strip()}
     assert directives["default-src"] == {"'self'"}
     assert {"script-src", "style-src", "img-src", "font-src", "connect-src", "worker-src"} <= set(directives)
-    assert directives["script-src"] == {"'self'"}
+    assert directives["script-src"] == {"'self'"} and directives["style-src"] == {"'self'"}
+    assert directives["connect-src"] == {"'self'"}
     assert all(sources <= LOCAL_SOURCES for sources in directives.values()), directives
 
 
 def test_api_docs_assets_answer_from_the_app_without_a_key_and_are_cached(client):
     page = read_page(client)
     assets = [value for tag, name, value in page.attributes
-              if name in ("src", "href", "spec-url") and not value.startswith("data:")]
-    assert any(a.endswith("redoc.standalone.js") for a in assets) and "/api/v1/openapi.json" in assets
+              if name in ("src", "href", "data-spec-url") and not value.startswith("data:")]
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets) and "/api/v1/openapi.json" in assets
     for url in assets:
         resp = client.get(url)
         assert resp.status_code == 200, url
@@ -107,10 +108,25 @@ def test_api_docs_assets_answer_from_the_app_without_a_key_and_are_cached(client
         resp.close()
 
 
-def test_api_docs_script_is_vendored_with_its_licence_and_loads_no_remote_styles_or_fonts(client):
-    [script] = [value for tag, name, value in read_page(client).attributes if tag == "script" and name == "src"]
-    file = STATIC / script.removeprefix("/static/")
-    assert file.is_file() and (file.parent / "LICENSE").is_file()
-    text = file.read_text(encoding="utf-8")
-    remote_css = [u for m in CSS_URL.finditer(text) for u in m.groups() if u and not is_local(u)]
-    assert remote_css == [] and "fonts.googleapis.com" not in text and "fonts.gstatic.com" not in text
+def test_api_docs_scripts_are_vendored_with_their_licence_and_load_no_remote_styles_or_fonts(client):
+    page = read_page(client)
+    scripts = [value for tag, name, value in page.attributes if tag == "script" and name == "src"]
+    sheets = [value for tag, name, value in page.attributes if tag == "link" and name == "href" and value.endswith(".css")]
+    vendored = [STATIC / url.removeprefix("/static/") for url in scripts + sheets if "/swagger-ui/" in url]
+    assert len(vendored) == 2  # the bundle and its style sheet
+    for file in vendored + [STATIC / url.removeprefix("/static/") for url in scripts + sheets]:
+        assert file.is_file(), file
+        text = file.read_text(encoding="utf-8")
+        remote_css = [u for m in CSS_URL.finditer(text) for u in m.groups() if u and not is_local(u)]
+        assert remote_css == [] and "fonts.googleapis.com" not in text and "fonts.gstatic.com" not in text
+    folder = vendored[0].parent
+    assert (folder / "LICENSE").is_file() and (folder / "NOTICE").is_file()
+    assert folder.name in (folder.parent / "README.md").read_text(encoding="utf-8")  # how it came, how to upgrade
+
+
+def test_api_docs_page_has_no_inline_script_and_starts_without_the_validator(client):
+    body = client.get("/api/v1/docs").get_data(as_text=True)
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", body) == []
+    assert "<style" not in body and " style=" not in body
+    starter = (STATIC / "docs" / "docs.js").read_text(encoding="utf-8")
+    assert "validatorUrl = null" in starter  # the badge would ask validator.swagger.io

@@ -53,9 +53,11 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     app.config.update(
         API_TITLE="campaign-engine", API_VERSION="v1", OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api/v1", OPENAPI_JSON_PATH="openapi.json",
-        # ReDoc shipped in the package (a file under api/static; api/templates/redoc.html loads it):
-        # the docs page loads nothing from another host. Static files (vendored, versioned paths): a day.
-        OPENAPI_REDOC_PATH="docs", OPENAPI_REDOC_URL="redoc/2.5.4/redoc.standalone.js",
+        # Swagger UI shipped in the package (api/static/swagger-ui/README.md; api/templates/swagger_ui.html
+        # loads it): the docs page asks no other host for anything. Static files (vendored, versioned paths): a day.
+        OPENAPI_SWAGGER_UI_PATH="docs", OPENAPI_SWAGGER_UI_URL="swagger-ui/5.35.0/",
+        OPENAPI_SWAGGER_UI_CONFIG={"deepLinking": True, "docExpansion": "list", "defaultModelsExpandDepth": 0,
+                                   "displayRequestDuration": True, "filter": True, "tryItOutEnabled": False},
         SEND_FILE_MAX_AGE_DEFAULT=dt.timedelta(days=1),
         MAX_CONTENT_LENGTH=64 * 1024 * 1024, JSON_AS_ASCII=False,
     )
