@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import click
 
 from .clock import utc_now
-from .errors import CampaignEngineError, Conflict, NotFound, Problem, ValidationFailed
+from .errors import CampaignEngineError, NotFound, Problem, ValidationFailed
 from .settings import Settings, load_settings
 from .store.db import DatabaseError
 from .vocabulary import CUSTOMER_RISK_LEVELS, MessageStatus, Role, RunKind, RunStatus
@@ -1057,8 +1058,6 @@ def _read_password() -> str:
 @_guard
 def user_create(ctx: click.Context, name: str, role: str, manager_id: str | None, password_stdin: bool) -> None:
     """Create a console user: `echo "$PASSWORD" | campaign-engine user create NAME --role admin --password-stdin`."""
-    from sqlalchemy.exc import IntegrityError
-
     from .store import audit, users
     from .store import managers as manager_store
 
@@ -1072,11 +1071,7 @@ def user_create(ctx: click.Context, name: str, role: str, manager_id: str | None
     with _db(ctx).begin() as conn:
         if manager_id is not None and manager_store.get_manager(conn, manager_id) is None:
             raise NotFound("manager", manager_id, "import it first: `campaign-engine import managers FILE.csv`")
-        try:
-            with conn.begin_nested():
-                users.create_user(conn, name=name, password=password, role=role, manager_id=manager_id, now=_now())
-        except IntegrityError:
-            raise Conflict(f"a user named {name} exists already") from None
+        users.create_user(conn, name=name, password=password, role=role, manager_id=manager_id, now=_now())
         details: dict[str, Any] = {"role": role}
         if manager_id:
             details["manager"] = manager_id
@@ -1194,6 +1189,7 @@ def serve(ctx: click.Context, bind: str, workers: int, no_scheduler: bool) -> No
     from .demo.users import demo_login
     from .settings import DEV_SECRET_KEY
 
+    metrics_dir = _multiprocess_metrics()  # before anything counts: gunicorn's workers and this scheduler
     _services(ctx)  # fail here, clearly, if settings, rules or the schema are wrong
     host, _, port = bind.rpartition(":")
     click.echo(f"console: http://{host or '127.0.0.1'}:{port}/console  (API docs: /api/v1/docs)", err=True)
@@ -1204,7 +1200,8 @@ def serve(ctx: click.Context, bind: str, workers: int, no_scheduler: bool) -> No
     if login is not None:
         click.echo(f"demo login (this demo database only): {login[0]} / {login[1]}", err=True)
     command = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
-               "--access-logfile", "-", "campaign_engine.api:create_app()"]
+               "--access-logfile", "-", "-c", "python:campaign_engine.gunicorn_conf",
+               "campaign_engine.api:create_app()"]
     log_format = ctx.obj.get("log_format") or _settings(ctx).log_format
     if log_format == "json":  # the access log as JSON lines too, and the workers' own logs (create_app)
         command[-1:-1] = ["--access-logformat", ACCESS_LOG_JSON]
@@ -1225,6 +1222,24 @@ def serve(ctx: click.Context, bind: str, workers: int, no_scheduler: bool) -> No
         if server.poll() is None:
             server.terminate()
             server.wait(timeout=30)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _multiprocess_metrics() -> str | None:
+    """Point prometheus-client's multiprocess mode at a fresh folder for this command and the
+    processes it starts (each counts in its own files; a scrape adds them up). None when the
+    environment already names one (the operator's choice) or counting has begun in this process."""
+    import tempfile
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    if "prometheus_client" in sys.modules:
+        click.echo("warning: metrics are counted per process (prometheus_client imported too early)", err=True)
+        return None
+    folder = tempfile.mkdtemp(prefix="campaign-engine-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
 
 
 # gunicorn's access log as one JSON object per line (its %-atoms; the path without the query string,
@@ -1261,7 +1276,15 @@ def worker(ctx: click.Context, concurrency: int | None, loglevel: str) -> None:
 
     settings = _settings(ctx)
     require_broker(settings)
+    metrics_dir = _multiprocess_metrics() if settings.metrics_port else None  # the prefork children count too
     _services(ctx).close()  # fail here, clearly, if settings, rules or the schema are wrong
+    if settings.metrics_port:
+        from . import metrics
+
+        metrics.serve_on_port(settings.metrics_port, _db(ctx), _now)
+        click.echo(f"metrics on :{settings.metrics_port}/metrics", err=True)
+    if metrics_dir is not None:
+        ctx.call_on_close(lambda: shutil.rmtree(metrics_dir, ignore_errors=True))
     argv = ["worker", f"--loglevel={loglevel}", "--queues", settings.celery_queue, "--without-gossip",
             "--without-mingle", "--pool", "prefork"]
     if concurrency:
@@ -1283,6 +1306,11 @@ def send(ctx: click.Context, once: bool, batch_size: int) -> None:
 
     delivery = build_delivery_worker(_settings(ctx), _db(ctx), batch_size=batch_size, clock=_now)
     worker = delivery.worker
+    if _settings(ctx).metrics_port and not once:  # a long-running sender is scraped on its own port
+        from . import metrics
+
+        metrics.serve_on_port(_settings(ctx).metrics_port, _db(ctx), _now)
+        click.echo(f"metrics on :{_settings(ctx).metrics_port}/metrics", err=True)
     try:
         shared_at = delivery.shared_rates_at()
         if shared_at:

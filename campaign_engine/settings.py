@@ -96,6 +96,8 @@ class Settings:
     tasks: TaskSettings
     phone_consent_default: bool  # phone-marketing consent of a customer with none recorded
     log_format: str = "text"  # text, or json: one object per line with run/rule/message ids
+    metrics_token: str | None = None  # GET /metrics needs `Authorization: Bearer <token>`; None: open
+    metrics_port: int | None = None  # where `send` and `worker` serve their own /metrics; None: nowhere
 
     @property
     def distributed(self) -> bool:
@@ -326,6 +328,19 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         values["cli_contact_data"] = ContactData(str(values["cli_contact_data"]).strip().lower())
     except ValueError:
         problems.append(Problem("full or masked", file=sources.get("cli_contact_data"), field="cli_contact_data"))
+    for key in ("metrics_token", "metrics_port"):
+        if values.get(key) in ("", "null", "none"):
+            values[key] = None
+    if values.get("metrics_port") is not None:
+        try:
+            values["metrics_port"] = int(values["metrics_port"])
+            if not 1 <= values["metrics_port"] <= 65535:
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(Problem("a TCP port (1-65535) or null", file=sources.get("metrics_port"),
+                                    field="metrics_port"))
+    if values.get("metrics_token") is not None:
+        values["metrics_token"] = str(values["metrics_token"])
     values["log_format"] = str(values.get("log_format", "text")).strip().lower()
     if values["log_format"] not in ("text", "json"):
         problems.append(Problem("text or json", file=sources.get("log_format"), field="log_format"))

@@ -38,7 +38,7 @@ SQLALCHEMY = ("sqlalchemy",)
 STORE = ("campaign_engine.store",)
 DURABLE_RULES = ("durable", "durable_rules_engine")  # durable_rules_engine: its C extension
 ENGINE_HOST = ("campaign_engine.evaluation.engine",)
-ENTRY_POINTS = ("campaign_engine.cli", "campaign_engine.api", "campaign_engine.scheduler",
+ENTRY_POINTS = ("campaign_engine.cli", "campaign_engine.api", "campaign_engine.console", "campaign_engine.scheduler",
                 "campaign_engine.distributed.tasks")
 
 

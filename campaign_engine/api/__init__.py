@@ -34,6 +34,42 @@ class AppState:
             wait_idle(timeout)
 
 
+def install_metrics(app: Flask, runtime: Any) -> None:
+    """GET /metrics (Prometheus text format, behind `metrics_token` when set), and every request
+    counted by endpoint, method and status with its handling time."""
+    import hmac
+    import time
+
+    from flask import Response, request
+
+    from .. import metrics
+
+    settings = runtime.services.settings
+
+    def started() -> None:
+        g.request_started = time.perf_counter()
+
+    def counted(response: Any) -> Any:
+        endpoint = request.endpoint or "unmatched"
+        metrics.API_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        if "request_started" in g:
+            metrics.API_LATENCY.labels(endpoint).observe(time.perf_counter() - g.request_started)
+        return response
+
+    def scrape() -> Response:
+        if settings.metrics_token:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), settings.metrics_token):
+                return Response("metrics need 'Authorization: Bearer <metrics_token>'\n", status=401,
+                                mimetype="text/plain", headers={"WWW-Authenticate": "Bearer"})
+        body = metrics.render(runtime.services.db, app.extensions["campaign"].clock)
+        return Response(body, mimetype="text/plain", content_type=metrics.CONTENT_TYPE)
+
+    app.before_request(started)
+    app.after_request(counted)
+    app.add_url_rule("/metrics", "metrics", scrape)
+
+
 def create_app(settings: Settings | None = None, *, runtime: Any = None,
                clock: Callable[[], dt.datetime] | None = None, config: dict[str, Any] | None = None,
                background_workers: int = 2) -> Flask:
@@ -82,4 +118,5 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None,
     register_error_handlers(app)
     install_input_limits(app, api)  # deep JSON, NUL, absurd lengths: 400 before any view
     install_console(app, runtime.services.settings)  # the console's pages under /console
+    install_metrics(app, runtime)
     return app

@@ -53,11 +53,13 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from .. import metrics
 from ..clock import utc_now
 from ..store import claims
 from .channel import Channel, Outgoing, PermanentSendError
@@ -314,7 +316,11 @@ class DeliveryWorker:
                         if not row["recipient"]:
                             raise PermanentSendError("no recipient")
                         url = self.unsubscribe_url(row) if self.unsubscribe_url else None
-                        sent = channel.send(outgoing(row, url))
+                        call_started = time.perf_counter()
+                        try:
+                            sent = channel.send(outgoing(row, url))
+                        finally:
+                            metrics.SEND_LATENCY.labels(name).observe(time.perf_counter() - call_started)
                     except Exception as exc:
                         counts[self._record_failure(conn, row, exc)] += 1
                         if self._failing[name] >= self.pause_after:
@@ -322,7 +328,8 @@ class DeliveryWorker:
                             break
                         continue
                     self._failing[name] = 0
-                    self._paused.pop(name, None)
+                    if self._paused.pop(name, None) is not None:
+                        metrics.CHANNEL_PAUSED.labels(name).set(0)
                     applied = claims.mark_sent(conn, row["id"], worker=self.worker_id, provider=sent.provider,
                                                provider_message_id=sent.provider_message_id, now=self.clock())
                     counts["sent" if applied else "stale"] += 1
@@ -334,6 +341,7 @@ class DeliveryWorker:
             released = self._release(unsent, release_until or self.clock()) if unsent else 0
         counts["released"] += released
         counts["stale"] += len(unsent) - released
+        metrics.record_sends(name, counts)
         return counts
 
     def _release(self, message_ids: list[int], due_at: dt.datetime) -> int:
@@ -364,6 +372,7 @@ class DeliveryWorker:
         until = self.clock() + length
         self._paused[name] = (until, length)
         self._failing[name] = 0
+        metrics.CHANNEL_PAUSED.labels(name).set(1)
         log.warning("channel %s paused for %s after %s (last: %s)", name, length,
                     cause or f"{self.pause_after} consecutive transient failures", reason)
         return until

@@ -6,8 +6,7 @@ quick start only. One per role that has screens, the manager bound to RM0001."""
 from __future__ import annotations
 
 import datetime as dt
-
-from sqlalchemy import Engine
+from typing import Any
 
 from ..store import users
 
@@ -17,7 +16,7 @@ DEMO_USERS = (("demo-admin", "admin", None), ("demo-marketer", "marketer", None)
               ("demo-manager", "manager", "RM0001"))
 
 
-def create_demo_users(engine: Engine, now: dt.datetime) -> int:
+def create_demo_users(engine: Any, now: dt.datetime) -> int:
     """The demo users not there yet; returns how many were created."""
     created = 0
     with engine.begin() as conn:
@@ -29,7 +28,7 @@ def create_demo_users(engine: Engine, now: dt.datetime) -> int:
     return created
 
 
-def demo_login(engine: Engine) -> tuple[str, str] | None:
+def demo_login(engine: Any) -> tuple[str, str] | None:
     """The demo admin's login if it is still the demo one (marked demo, password unchanged)."""
     with engine.connect() as conn:
         user = users.get_user(conn, name=DEMO_USERS[0][0])

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Iterator, Mapping, Sequence
 
+from .. import metrics
 from ..errors import Problem, TemplateError, ValidationFailed
 from ..rulebook.model import Predicate, Rule
 from ..selection.plan import CandidatePlan
@@ -148,6 +149,7 @@ def retry_messages(services: Services, request: RetryRequest, *, now: dt.datetim
         _retry_batch(services, rules, batch, report, now=now, actor=actor)
     report.messages.sort(key=lambda m: m.id)
     if not request.dry_run:
+        metrics.RETRIES.inc(report.retried)
         log.info("retry by %s (%s): %s retried, %s skipped %s", actor, report.audit_target(), report.retried,
                  report.skipped, report.skips() or "")
     return report

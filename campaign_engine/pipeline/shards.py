@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
-from .. import logs
+from .. import logs, metrics
 from ..errors import NotFound, Problem
 from ..events import Event
 from ..evaluation.engine import RuleEngine
@@ -169,10 +170,12 @@ def execute_shard(services: Services, run_id: int, shard_no: int, *, worker: str
     if claimed["attempts"] > 1:
         log.warning("run %s shard %s: attempt %s", run_id, shard_no, claimed["attempts"])
     run = load_run(services, run_id)
+    started = time.perf_counter()
     with logs.bound(run_id=run_id, shard=shard_no):
         stats = run_rules(services, run, Shard(shard_no, claimed["lower"], claimed["upper"]))
     services.store.finish_shard(run_id, shard_no, status=ShardStatus.COMPLETED,
                                 stats=[s.as_dict() for s in stats], error=None, now=clock())
+    metrics.record_shard(stats, time.perf_counter() - started, ShardStatus.COMPLETED)
     return ShardOutcome(stats, close_run(services, run_id, clock()))
 
 
@@ -189,4 +192,5 @@ def close_run(services: Services, run_id: int, now: dt.datetime) -> dict[str, An
     closed = services.store.close_if_done(run_id, now=now, summarize=summarize_shards)
     if closed is not None:
         log.info("run %s finished: %s", run_id, closed["status"])
+        metrics.record_run_closed(closed["kind"], closed["status"], closed["started_at"], now)
     return closed

@@ -52,10 +52,15 @@ def set_consent(conn: Connection, customer_id: str, channel: str, *, granted: bo
 
 
 def withdraw_marketing(conn: Connection, customer_id: str, channel: str, *, source: str,
-                       now: dt.datetime) -> int:
+                       now: dt.datetime, route: str = "staff") -> int:
     """Withdraw a channel's marketing consent at once and suppress that channel's marketing
-    messages not yet sent (queued or scheduled); returns how many were suppressed."""
+    messages not yet sent (queued or scheduled); returns how many were suppressed. `route`: how
+    the customer said it (sms_reply, unsubscribe_link, api, console, task_refused, staff), counted
+    for the operators' metrics."""
+    from .. import metrics
+
     set_consent(conn, customer_id, channel, granted=False, source=source, now=now)
+    metrics.record_opt_out(route, channel)
     if channel == PHONE_CONSENT:  # phone marketing refused: the manager's open marketing calls and visits go
         from .models import Task
 

@@ -97,13 +97,14 @@ def close_if_done(conn: Connection, run_id: int, *, now: dt.datetime,
     shards = [(s.shard_no, s.status, s.stats, s.error) for s in conn.execute(
         select(RunShard.shard_no, RunShard.status, RunShard.stats, RunShard.error)
         .where(RunShard.run_id == run_id).order_by(RunShard.shard_no))]
-    rule_ids = conn.execute(select(CampaignRun.rule_ids).where(CampaignRun.id == run_id)).scalar_one() or []
-    status, error, totals = summarize(shards, rule_ids)
+    run = conn.execute(select(CampaignRun.rule_ids, CampaignRun.kind, CampaignRun.started_at)
+                       .where(CampaignRun.id == run_id)).one()
+    status, error, totals = summarize(shards, run.rule_ids or [])
     record_totals(conn, run_id, status=status, stats=[{"rule_id": t["rule"], **{k: v for k, v in t.items()
                                                                                  if k != "rule"}}
                                                       for t in totals],
                   error=error, now=now)
-    return {"status": status.value, "error": error, "rules": totals}
+    return {"status": status.value, "error": error, "rules": totals, "kind": run.kind, "started_at": run.started_at}
 
 
 def unfinished_shards(conn: Connection, run_id: int) -> list[int]:

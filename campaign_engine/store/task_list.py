@@ -101,7 +101,8 @@ def apply_effects(conn: Connection, effects: dict[str, Any], *, now: dt.datetime
     if consent := effects.get("consent"):
         # as the consent API withdraws it: the customer's other open marketing calls and visits go too
         done["cancelled_tasks"] = customers.withdraw_marketing(conn, consent["customer_id"], consent["channel"],
-                                                               source=consent["source"], now=now)
+                                                               source=consent["source"], now=now,
+                                                               route="task_refused")
         done["consent_withdrawn"] = consent["channel"]
     if entry := effects.get("suppress"):
         suppression.add(conn, channel=entry["channel"], address=entry["address"], reason=entry["reason"],

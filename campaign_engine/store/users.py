@@ -12,8 +12,10 @@ import secrets
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..errors import Conflict
 from .models import ConsoleSession, LoginAttempt, User
 
 # A hash computed once so that a login for an unknown user costs what a wrong password costs
@@ -29,9 +31,14 @@ def _token_hash(token: str) -> str:
 
 def create_user(conn: Connection, *, name: str, password: str, role: str, manager_id: str | None,
                 now: dt.datetime, demo: bool = False) -> int:
-    user_id = conn.execute(insert(User).values(
-        name=name, password_hash=generate_password_hash(password), role=role, manager_id=manager_id,
-        disabled=False, demo=demo, created_at=now, updated_at=now).returning(User.id)).scalar_one()
+    """A new user; Conflict when the name is taken (the transaction stays usable)."""
+    try:
+        with conn.begin_nested():
+            user_id = conn.execute(insert(User).values(
+                name=name, password_hash=generate_password_hash(password), role=role, manager_id=manager_id,
+                disabled=False, demo=demo, created_at=now, updated_at=now).returning(User.id)).scalar_one()
+    except IntegrityError:
+        raise Conflict(f"a user named {name} exists already") from None
     return int(user_id)
 
 

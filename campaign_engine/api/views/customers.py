@@ -268,7 +268,7 @@ def put_consent(body, customer_id: str, channel: str):  # type: ignore[no-untype
         if body["granted"]:
             store.set_consent(conn, customer_id, channel, granted=True, source=body["source"], now=now())
         else:  # at once: queued marketing messages (phone: open marketing tasks) on this channel go too
-            suppressed = store.withdraw_marketing(conn, customer_id, channel, source=body["source"], now=now())
+            suppressed = store.withdraw_marketing(conn, customer_id, channel, source=body["source"], now=now(), route="api")
         consent = next(c for c in store.get_consents(conn, customer_id) if c["channel"] == channel)
     details: dict[str, Any] = {"source": body["source"]}
     if not body["granted"]:

@@ -109,7 +109,7 @@ def inbound_sms(provider: str):  # type: ignore[no-untyped-def]
         with services().db.begin() as conn:
             for customer_id in customer_store.customers_by_address(conn, "sms", sender):
                 suppressed = customer_store.withdraw_marketing(conn, customer_id, "sms", now=now(),
-                                                               source=f"sms-reply:{provider}:{text}"[:100])
+                                                               source=f"sms-reply:{provider}:{text}"[:100], route="sms_reply")
                 opted_out.append(customer_id)
                 record("consent.withdraw", f"{customer_id}:sms",
                        {"source": f"sms-reply:{provider}", "keyword": text, "suppressed_messages": suppressed},
@@ -151,7 +151,7 @@ def unsubscribe(token: str):  # type: ignore[no-untyped-def]
     with services().db.begin() as conn:
         if customer_store.get_customer(conn, customer_id) is not None:
             suppressed = customer_store.withdraw_marketing(conn, customer_id, channel, now=now(),
-                                                           source=f"unsubscribe-link:{channel}")
+                                                           source=f"unsubscribe-link:{channel}", route="unsubscribe_link")
             record("consent.withdraw", f"{customer_id}:{channel}",
                    {"source": "unsubscribe-link", "suppressed_messages": suppressed}, conn=conn)
     return _page("已退订 / Unsubscribed", f"""<h1>您已成功退订</h1>
