@@ -67,9 +67,13 @@ def today() -> dt.date:
 
 
 def nav_items() -> list[dict[str, Any]]:
+    """The entries this user may open; the one whose screen module serves this page is marked
+    current (a run's page belongs to Runs, a task's to Tasks)."""
     installed = current_app.view_functions
+    here = installed.get(request.endpoint or "")
+    module = getattr(here, "__module__", None)
     return [{"endpoint": endpoint, "label": t(key), "url": url_for(endpoint),
-             "active": request.endpoint is not None and request.endpoint.split(".")[:2] == endpoint.split(".")[:2]}
+             "active": module is not None and installed[endpoint].__module__ == module}
             for endpoint, key, permission in NAV if endpoint in installed and auth.can(permission)]
 
 
