@@ -98,3 +98,9 @@ def _local_filter(moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> st
 @bp.app_template_filter("number")
 def _number_filter(value: Any) -> str:
     return number(value)
+
+
+# Also as globals, so that imported macros (`{% import "console/_macros.html" as m %}`, no context)
+# can translate and check roles.
+bp.add_app_template_global(t, "t")
+bp.add_app_template_global(auth.can, "can")

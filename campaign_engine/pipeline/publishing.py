@@ -40,8 +40,9 @@ CACHE = VersionCache()  # built versions, per process
 
 
 def person(actor: str) -> str:
-    """`key:alice#3` and `cli:alice` -> `alice` (who a four-eyes check compares)."""
-    name = actor.split(":", 1)[1] if actor.startswith(("key:", "cli:")) else actor
+    """`key:alice#3`, `cli:alice` and the console's `user:alice` -> `alice` (who a four-eyes check
+    compares: one person is one person through every door)."""
+    name = actor.split(":", 1)[1] if actor.startswith(("key:", "cli:", "user:")) else actor
     return name.rsplit("#", 1)[0] if "#" in name else name
 
 
