@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -102,6 +104,9 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+_QUIET = click.option("--quiet", is_flag=True, help="No progress bar or progress lines on stderr.")
+
+
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log progress (INFO) to stderr.")
 @click.option("--log-format", type=click.Choice(["text", "json"]),
@@ -140,17 +145,34 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 @click.option("--customers", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--date", "date_", help="Reference date for birthdays and maturities (default today).")
+@_QUIET
 @click.pass_context
 @_guard
-def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None) -> None:
+def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None, quiet: bool) -> None:
     """Load realistic demo customers, products, deposits and holdings."""
     from .demo.loader import load_demo_data
+    from .demo.users import create_demo_users
+    from .progress import Progress
 
     settings = _settings(ctx)
-    from .demo.users import create_demo_users
+    bars: dict[str, Progress] = {}
+    last_batch = [time.monotonic()]  # when the last batch was written: a new kind's rows began then
 
-    counts = load_demo_data(_db(ctx), customers, seed=seed, today=_today(settings, date_), now=_now(),
-                            batch_size=max(settings.batch_size, 5000))
+    def shown(kind: str, rows: int) -> None:  # a bar per kind; customers' total is known
+        if kind not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[kind] = Progress(f"demo-data {kind}", customers if kind == "customers" else None, quiet=quiet,
+                                  started=last_batch[0])
+        bars[kind].update(rows)
+        last_batch[0] = time.monotonic()
+
+    try:
+        counts = load_demo_data(_db(ctx), customers, seed=seed, today=_today(settings, date_), now=_now(),
+                                batch_size=max(settings.batch_size, 5000), on_batch=shown)
+    finally:
+        for bar in bars.values():
+            bar.close()
     counts["console demo users"] = create_demo_users(_db(ctx), _now())
     click.echo(", ".join(f"{n} {kind}" for kind, n in counts.items()) + " loaded")
 
@@ -159,18 +181,36 @@ def demo_data(ctx: click.Context, customers: int, seed: int, date_: str | None) 
 @click.argument("kind", type=click.Choice(["customers", "products", "deposits", "holdings", "conversions",
                                            "managers"]))
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_QUIET
 @click.pass_context
 @_guard
-def import_(ctx: click.Context, kind: str, file: Path) -> None:
+def import_(ctx: click.Context, kind: str, file: Path, quiet: bool) -> None:
     """Upsert rows from a CSV file; bad rows are reported with their line, good rows kept."""
+    from .progress import Progress
     from .store.csv_import import import_csv
 
-    report = import_csv(_db(ctx), kind, file, now=_now(), tz=_settings(ctx).tz)
+    total = None if quiet else _data_lines(file)
+    with Progress(f"import {kind}", total, quiet=quiet) as bar:
+        report = import_csv(_db(ctx), kind, file, now=_now(), tz=_settings(ctx).tz,
+                            on_batch=lambda r: bar.update(r.rows))
     for problem in report.problems:
         click.echo(f"{problem}", err=True)
     click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
+
+
+def _data_lines(path: Path) -> int | None:
+    """Lines after the header (a progress total: fast, a buffered count of newlines); None if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+            f.seek(-1, 2) if lines else None
+            last = f.read(1) if lines else b""
+    except OSError:
+        return None
+    lines += 0 if last == b"\n" or not lines else 1  # a last line without its newline
+    return max(lines - 1, 0) or None
 
 
 @main.group()
@@ -572,6 +612,46 @@ _NO_WAIT = click.option("--no-wait", is_flag=True,
                         help="Return once the run is handed to the workers (with a Celery broker).")
 
 
+class _ShardWatcher:
+    """A run's shards as a progress bar (or lines) while this command waits for it: read from the
+    database every half second, so shards on Celery workers on other machines count the same."""
+
+    def __init__(self, services: Any, label: str, *, quiet: bool) -> None:
+        self.services, self.label, self.quiet = services, label, quiet
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, run_id: int) -> None:
+        if self.quiet or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._watch, args=(run_id,), name="progress", daemon=True)
+        self._thread.start()
+
+    def _watch(self, run_id: int) -> None:
+        from .pipeline import get_report
+        from .progress import Progress
+
+        with Progress(f"{self.label} {run_id}", unit="shard(s)") as bar:
+            stopping = False
+            while True:
+                try:
+                    report = get_report(self.services, run_id)
+                except Exception:  # noqa: BLE001 (progress is a courtesy: the run's own errors are reported)
+                    report = None
+                if report is not None and report.shards is not None:
+                    if report.shards.total and bar.total != report.shards.total:
+                        bar.set_total(report.shards.total)
+                    bar.update(report.shards.completed + report.shards.failed)
+                if stopping or (report is not None and report.finished):
+                    return
+                stopping = self._stop.wait(0.5)  # asked to stop: one last look, then the bar closes
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
 @main.command()
 @click.option("--rule", "rule_ids", multiple=True, help="Rule id (repeatable).")
 @click.option("--all", "all_rules", is_flag=True, help="Every enabled scheduled rule (the default).")
@@ -579,10 +659,11 @@ _NO_WAIT = click.option("--no-wait", is_flag=True,
 @click.option("--dry-run", is_flag=True, help="Count and render, write nothing.")
 @click.option("--json", "as_json", is_flag=True)
 @_NO_WAIT
+@_QUIET
 @click.pass_context
 @_guard
 def run(ctx: click.Context, rule_ids: tuple[str, ...], all_rules: bool, date_: str | None,
-        dry_run: bool, as_json: bool, no_wait: bool) -> None:
+        dry_run: bool, as_json: bool, no_wait: bool, quiet: bool) -> None:
     """Run scheduled rules for a date (on the Celery workers when a broker is configured)."""
     from .pipeline import ScheduledRunRequest, start_run
 
@@ -590,7 +671,12 @@ def run(ctx: click.Context, rule_ids: tuple[str, ...], all_rules: bool, date_: s
         raise click.UsageError("give --rule or --all, not both")
     services = _services(ctx)
     request = ScheduledRunRequest(_today(services.settings, date_), tuple(rule_ids), dry_run=dry_run)
-    _finish(start_run(services, request, now=_now(), wait=not no_wait), as_json, services)
+    watcher = _ShardWatcher(services, "run", quiet=quiet or no_wait)
+    try:
+        report = start_run(services, request, now=_now(), wait=not no_wait, on_recorded=watcher.start)
+    finally:
+        watcher.stop()
+    _finish(report, as_json, services)
 
 
 @main.command()
@@ -599,31 +685,45 @@ def run(ctx: click.Context, rule_ids: tuple[str, ...], all_rules: bool, date_: s
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @_NO_WAIT
+@_QUIET
 @click.pass_context
 @_guard
-def event(ctx: click.Context, event_type: str, data: str, dry_run: bool, as_json: bool, no_wait: bool) -> None:
+def event(ctx: click.Context, event_type: str, data: str, dry_run: bool, as_json: bool, no_wait: bool,
+          quiet: bool) -> None:
     """Fire an event (rate_change, product_launch, large_transaction)."""
     from .events import parse_event, parse_event_type
     from .pipeline import EventRunRequest, start_run
 
     payload = parse_event(parse_event_type(event_type), _read_json(data))
     services = _services(ctx)
-    _finish(start_run(services, EventRunRequest(payload, dry_run=dry_run), now=_now(), wait=not no_wait), as_json,
-            services)
+    watcher = _ShardWatcher(services, "event run", quiet=quiet or no_wait)
+    try:
+        report = start_run(services, EventRunRequest(payload, dry_run=dry_run), now=_now(), wait=not no_wait,
+                           on_recorded=watcher.start)
+    finally:
+        watcher.stop()
+    _finish(report, as_json, services)
 
 
 @main.command()
 @click.argument("run_id", type=int)
 @click.option("--json", "as_json", is_flag=True)
 @_NO_WAIT
+@_QUIET
 @click.pass_context
 @_guard
-def resume(ctx: click.Context, run_id: int, as_json: bool, no_wait: bool) -> None:
+def resume(ctx: click.Context, run_id: int, as_json: bool, no_wait: bool, quiet: bool) -> None:
     """Finish a run left `running` by a lost process: execute its unfinished shards again."""
     from .pipeline import resume_run
 
     services = _services(ctx)
-    _finish(resume_run(services, run_id, now=_now(), wait=not no_wait), as_json, services)
+    watcher = _ShardWatcher(services, "resumed run", quiet=quiet or no_wait)
+    watcher.start(run_id)
+    try:
+        report = resume_run(services, run_id, now=_now(), wait=not no_wait)
+    finally:
+        watcher.stop()
+    _finish(report, as_json, services)
 
 
 @main.command()
@@ -1295,9 +1395,10 @@ def worker(ctx: click.Context, concurrency: int | None, loglevel: str) -> None:
 @main.command()
 @click.option("--once", is_flag=True, help="Send what is due now, then exit (default: keep running).")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@_QUIET
 @click.pass_context
 @_guard
-def send(ctx: click.Context, once: bool, batch_size: int) -> None:
+def send(ctx: click.Context, once: bool, batch_size: int, quiet: bool) -> None:
     """The delivery worker: claim due messages, re-check the contact policy, send, record outcomes."""
     import signal
     import threading
@@ -1316,7 +1417,14 @@ def send(ctx: click.Context, once: bool, batch_size: int) -> None:
         if shared_at:
             click.echo(f"send rates shared through Redis at {shared_at}", err=True)
         if once:
-            totals = worker.run_until_idle()
+            from .progress import Progress
+            from .store import gauges
+
+            with _db(ctx).connect() as conn:
+                due = None if quiet else gauges.due_now(conn, _now())
+            with Progress("send", due or None, unit="messages", quiet=quiet) as bar:
+                totals = worker.run_until_idle(on_pass=lambda t: bar.update(
+                    sum(t.get(k, 0) for k in ("sent", "failed", "retried", "stale", "held_back"))))
         else:
             stop = threading.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -204,13 +204,17 @@ class DeliveryWorker:
                  ", ".join(f"{k} {v}" for k, v in counts.items() if v))
         return dict(counts)
 
-    def run_until_idle(self, max_passes: int | None = None) -> dict[str, int]:
-        """Passes until nothing is due (or `max_passes`): `campaign-engine send --once`."""
+    def run_until_idle(self, max_passes: int | None = None,
+                       on_pass: Callable[[Mapping[str, int]], None] | None = None) -> dict[str, int]:
+        """Passes until nothing is due (or `max_passes`): `campaign-engine send --once`;
+        `on_pass(totals so far)` after each (progress)."""
         totals: Counter[str] = Counter({key: 0 for key in COUNT_KEYS})
         passes = 0
         while not self._stop.is_set() and (max_passes is None or passes < max_passes):
             counts = self.run_once()
             totals.update(counts)
+            if on_pass is not None:
+                on_pass(totals)
             passes += 1
             if counts["claimed"] == 0:
                 break

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 from ..store.db import Engine
 
@@ -21,7 +21,8 @@ POSTGRESQL_DEMO_BATCH = 20_000
 
 
 def load_demo_data(engine: Engine, customers: int, *, seed: int, today: dt.date, now: dt.datetime,
-                   batch_size: int = 5000) -> dict[str, int]:
+                   batch_size: int = 5000,
+                   on_batch: Callable[[str, int], None] | None = None) -> dict[str, int]:
     """Generate and upsert the demo bank (products, relationship managers, customers, deposits,
     holdings); counts per kind.
 
@@ -42,6 +43,8 @@ def load_demo_data(engine: Engine, customers: int, *, seed: int, today: dt.date,
             for batch in _batched(rows, batch_size):
                 counts[kind] += batches.write(partial(stage_rows, kind=kind, rows=batch, now=now,
                                                       source="demo-data"))
+                if on_batch is not None:  # progress: rows of this kind written so far
+                    on_batch(kind, counts[kind])
     return counts
 
 

@@ -120,7 +120,8 @@ def _write_batch(batches: Batches, report: ImportReport, pending: Rows, refused:
 
 def import_csv(engine: Engine, kind: str, path: str | PathLike[str], *, now: dt.datetime,
                batch_size: int = 5000, max_problems: int = 10_000,
-               tz: ZoneInfo | dt.timezone = dt.timezone.utc) -> ImportReport:
+               tz: ZoneInfo | dt.timezone = dt.timezone.utc,
+               on_batch: Callable[[ImportReport], None] | None = None) -> ImportReport:
     """Stream a UTF-8 CSV file of a kind into the database; bad rows are reported and refused.
 
     `tz` places conversions' dates and naive times (the configured time zone). Deposits and
@@ -133,6 +134,12 @@ def import_csv(engine: Engine, kind: str, path: str | PathLike[str], *, now: dt.
         with engine.connect() as conn:
             derive = conversions.has_rows(conn, kind)
     with Batches(engine) as batches:
+        write = partial(_write_batch, batches, now=now, source=source, tz=tz, derive=derive)
+
+        def write_and_tell(report: ImportReport, pending: Rows, refused: Rows) -> None:
+            write(report, pending, refused)
+            if on_batch is not None:  # progress: rows read so far
+                on_batch(report)
+
         return read_csv(kind, path, today=now.astimezone(tz).date(), batch_size=batch_size,
-                        max_problems=max_problems,
-                        write_batch=partial(_write_batch, batches, now=now, source=source, tz=tz, derive=derive))
+                        max_problems=max_problems, write_batch=write_and_tell)

@@ -45,3 +45,9 @@ def last_fires(conn: Connection) -> Iterator[tuple[str, dt.datetime]]:
                                  .group_by(ScheduleFire.rule_id)):
         if at is not None:
             yield rule, _aware(at)
+
+
+def due_now(conn: Connection, now: dt.datetime) -> int:
+    """Queued messages due by `now` (what one `send --once` has before it)."""
+    return int(conn.execute(select(func.count()).select_from(Message)
+                            .where(Message.status == "queued", Message.due_at <= now)).scalar_one())

@@ -128,7 +128,7 @@ def change_consent(customer_id: str, channel: str) -> Any:
         if granted:
             store.set_consent(conn, customer_id, channel, granted=True, source=source, now=now)
         else:  # at once: queued marketing messages (phone: open marketing tasks) on this channel go too
-            suppressed = store.withdraw_marketing(conn, customer_id, channel, source=source, now=now)
+            suppressed = store.withdraw_marketing(conn, customer_id, channel, source=source, now=now, route="console")
         details: dict[str, Any] = {"source": source}
         if not granted:
             details["suppressed_messages"] = suppressed
