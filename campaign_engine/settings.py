@@ -98,6 +98,7 @@ class Settings:
     log_format: str = "text"  # text, or json: one object per line with run/rule/message ids
     metrics_token: str | None = None  # GET /metrics needs `Authorization: Bearer <token>`; None: open
     metrics_port: int | None = None  # where `send` and `worker` serve their own /metrics; None: nowhere
+    trusted_proxies: int = 0  # reverse proxies in front of `serve` whose X-Forwarded-For/-Proto are believed
 
     @property
     def distributed(self) -> bool:
@@ -122,8 +123,8 @@ class Settings:
 
 _PATH_KEYS = {"rules_dir", "templates_dir", "holidays_file"}
 _INT_KEYS = {"batch_size", "preview_sample", "api_rate_limit", "shard_size", "celery_visibility_timeout",
-             "delivery_tasks", "delivery_lease", "delivery_heartbeat"}
-_MAY_BE_ZERO = {"api_rate_limit", "delivery_tasks"}
+             "delivery_tasks", "delivery_lease", "delivery_heartbeat", "trusted_proxies"}
+_MAY_BE_ZERO = {"api_rate_limit", "delivery_tasks", "trusted_proxies"}
 _JSON_KEYS = ("channels", "webhooks", "send_rates", "frequency_caps", "quiet_hours", "control_group", "tasks")
 
 

@@ -288,3 +288,35 @@ def test_one_person_is_one_person_through_the_api_and_the_console_for_four_eyes(
     assert publishing.draft_view(console.services, draft["id"])["status"] == "pending"
     refused = [a for a in _audit(console, "rules.approve_refused")]
     assert refused == [("user:alice", f"draft:{draft['id']}")]
+
+
+def test_behind_a_trusted_proxy_the_client_address_and_https_are_the_forwarded_ones(settings, engine):
+    from campaign_engine.api import create_app
+    from factories import NOW, publish_rules
+
+    publish_rules(settings)
+    app = create_app(settings.replace(trusted_proxies=1), clock=lambda: NOW)
+    try:
+        from campaign_engine.store import users
+
+        with engine.begin() as conn:
+            users.create_user(conn, name="ops", password=PASSWORD, role="admin", manager_id=None, now=NOW)
+        forwarded = {"X-Forwarded-For": "10.1.2.3", "X-Forwarded-Proto": "https"}
+        client = app.test_client()
+        first = client.get("/console/login", headers=forwarded)
+        assert "Secure" in first.headers["Set-Cookie"]  # HTTPS as the proxy said
+        page = first.get_data(as_text=True)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        for _ in range(5):  # another client's failures, from behind the same proxy
+            client.post("/console/login", data={"username": "ops", "password": "wrong one", "csrf_token": token},
+                        headers={"X-Forwarded-For": "10.9.9.9", "X-Forwarded-Proto": "https",
+                                 "Referer": "https://localhost/console/login"})
+        with engine.connect() as conn:
+            assert users.failed_logins(conn, username="x", address="10.9.9.9", since=NOW)[1] == 5
+        with engine.connect() as conn:  # the proxy's own address counted nothing
+            assert users.failed_logins(conn, username="x", address="127.0.0.1", since=NOW)[1] == 0
+        other = client.post("/console/login", data={"username": "ops", "password": PASSWORD, "csrf_token": token},
+                            headers={**forwarded, "Referer": "https://localhost/console/login"})
+        assert other.status_code == 429  # the name is blocked whoever asks: 5 failures for it
+    finally:
+        app.extensions["campaign"].runtime.close()

@@ -49,6 +49,11 @@ def install_console(app: Flask, settings: Any) -> None:
                       WTF_CSRF_CHECK_DEFAULT=False,  # the API is key-authenticated: the console checks its own
                       WTF_CSRF_TIME_LIMIT=None)  # a token lives as long as the session
     app.session_interface = _SessionInterface()
+    if settings.trusted_proxies:  # behind a proxy: the client's address and scheme as it forwards them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=settings.trusted_proxies)
     csrf.init_app(app)
     app.register_blueprint(bp)
 
