@@ -2,7 +2,8 @@
 
 On a terminal: a tqdm bar with the rate and the time left. Otherwise (a pipe, a log file, cron):
 one plain line each time another tenth of the work is done (or every 30 s when the total is not
-known), and one at the end, so a log shows that a long job moves and how fast. `--quiet` silences
+known), and one at the end, so a log shows that a long job moves and how fast (a job over within a
+second prints none). `--quiet` silences
 both. Standard output is never touched: `--json` output stays a single JSON document.
 """
 
@@ -14,6 +15,9 @@ import time
 from typing import IO, Any
 
 UNKNOWN_TOTAL_EVERY = 30.0  # seconds between lines when the total is not known
+# Without a terminal, work that is over within this many seconds prints nothing: a log needs no
+# progress of a quick job (CAMPAIGN_ENGINE_PROGRESS_AFTER overrides it, e.g. 0 for every line).
+QUIET_FOR = float(os.environ.get("CAMPAIGN_ENGINE_PROGRESS_AFTER", "1"))
 
 
 class Progress:
@@ -68,6 +72,8 @@ class Progress:
             self._bar.update(step)
             return
         now = time.monotonic()
+        if now - self.started < QUIET_FOR:
+            return
         if self.total:
             if self.done * 10 >= self._next_tenth * self.total and self.done < self.total:
                 self._line(now)
@@ -96,8 +102,8 @@ class Progress:
             self._bar.close()
             self._bar = None
             return
-        if not self.quiet and self.done:
-            elapsed = max(time.monotonic() - self.started, 1e-9)
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        if not self.quiet and self.done and elapsed >= QUIET_FOR:
             print(f"{self.label}: done, {self.done:,} {self.unit} in {_duration(elapsed)} "
                   f"({self.done / elapsed:,.0f} {self.unit}/s)", file=self.stream, flush=True)
 

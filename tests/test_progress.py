@@ -29,7 +29,8 @@ def cli_env(tmp_path):
     env = {**os.environ, "CAMPAIGN_ENGINE_DATABASE_URL": f"sqlite:///{db}", "CAMPAIGN_ENGINE_APPROVAL": "off",
            "CAMPAIGN_ENGINE_CHANNELS": json.dumps({"sms": {"type": "file", "path": str(tmp_path / "s.jsonl")},
                                                    "email": {"type": "file", "path": str(tmp_path / "e.jsonl")}}),
-           "CAMPAIGN_ENGINE_QUIET_HOURS": "{}", "CAMPAIGN_ENGINE_SEND_RATES": "{}", "COLUMNS": "120"}
+           "CAMPAIGN_ENGINE_QUIET_HOURS": "{}", "CAMPAIGN_ENGINE_SEND_RATES": "{}", "COLUMNS": "120",
+           "CAMPAIGN_ENGINE_PROGRESS_AFTER": "0"}  # these jobs are quick: their lines from the start
     subprocess.run([CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
     return env
 
@@ -89,7 +90,10 @@ def test_without_a_terminal_a_line_per_tenth_and_json_output_stays_clean(cli_env
     assert quiet.returncode == 0 and "run " not in quiet.stderr
 
 
-def test_progress_lines_come_every_tenth_with_rate_and_time_left():
+def test_progress_lines_come_every_tenth_with_rate_and_time_left(monkeypatch):
+    import campaign_engine.progress as progress
+
+    monkeypatch.setattr(progress, "QUIET_FOR", 0.0)
     out = io.StringIO()
     with Progress("import customers", 1000, stream=out, tty=False) as bar:
         for done in range(0, 1001, 50):
@@ -103,3 +107,13 @@ def test_progress_lines_come_every_tenth_with_rate_and_time_left():
     with Progress("x", 10, stream=quiet, tty=False, quiet=True) as bar:
         bar.update(10)
     assert quiet.getvalue() == ""
+
+
+def test_a_quick_job_without_a_terminal_prints_no_progress(monkeypatch):
+    import campaign_engine.progress as progress
+
+    monkeypatch.setattr(progress, "QUIET_FOR", 60.0)
+    out = io.StringIO()
+    with Progress("run 7", 3, stream=out, tty=False, unit="shard(s)") as bar:
+        bar.update(3)
+    assert out.getvalue() == ""
