@@ -28,6 +28,7 @@ DEPOSIT_COLUMNS = ("deposit_id", "customer_id", "product_code", "account_no", "a
 # Derived fields computed only for a rule that reads them (conditions or templates): each costs
 # per candidate (bench/lunar_birthday.py measures it), and most rules read neither.
 LUNAR_BIRTHDAY_FIELDS = ("customer.days_to_lunar_birthday",)
+BIRTHDAY_FIELDS = ("customer.age", "customer.days_to_birthday")  # cheap, but on every candidate
 BUSINESS_DAY_FIELDS = ("deposit.payout_date", "deposit.business_days_to_maturity")
 
 
@@ -37,25 +38,26 @@ class Derivations:
 
     lunar_birthday: bool = False  # customer.days_to_lunar_birthday
     business_days: HolidayCalendar | None = None  # deposit.payout_date, deposit.business_days_to_maturity
+    birthday: bool = True  # customer.age, customer.days_to_birthday (a run leaves them out when unread)
 
 
 NO_DERIVATIONS = Derivations()
 
 
 def customer_facts(row: Mapping[str, Any], today: dt.date, *, sms_consent: bool, email_consent: bool,
-                   holds: Iterable[str] = (), lunar_birthday: bool = False) -> dict[str, Any]:
+                   holds: Iterable[str] = (), lunar_birthday: bool = False, birthday: bool = True) -> dict[str, Any]:
     """The customer namespace: stored columns, consents and derived fields (with `lunar_birthday`,
-    days_to_lunar_birthday too)."""
-    facts = {name: row.get(name) for name in CUSTOMER_COLUMNS}
+    days_to_lunar_birthday too; without `birthday`, no age or days_to_birthday: absent, not null)."""
+    get = row.get
+    facts = {name: get(name) for name in CUSTOMER_COLUMNS}
     birth = facts["birth_date"]
-    facts.update(
-        sms_consent=sms_consent,
-        email_consent=email_consent,
-        age=age(birth, today),
-        days_to_birthday=days_to_birthday(birth, today),
-        risk_rank=risk_rank(facts["risk_level"]),
-        holds=sorted(set(holds)),
-    )
+    facts["sms_consent"] = sms_consent
+    facts["email_consent"] = email_consent
+    if birthday:
+        facts["age"] = age(birth, today)
+        facts["days_to_birthday"] = days_to_birthday(birth, today)
+    facts["risk_rank"] = risk_rank(facts["risk_level"])
+    facts["holds"] = sorted(set(holds)) if holds else []
     if facts["birthday_calendar"] is None:  # a row read without the column (older callers)
         facts["birthday_calendar"] = "solar"
     if lunar_birthday:

@@ -20,8 +20,8 @@ from ..errors import CampaignEngineError, Problem, TemplateError, ValidationFail
 from ..effect.assignment import held_out, holdout_salt
 from ..events import Event
 from ..facts.calendar import calendar_facts
-from ..facts.namespaces import (BUSINESS_DAY_FIELDS, LUNAR_BIRTHDAY_FIELDS, NO_DERIVATIONS, Derivations, FactSet,
-                                customer_facts, deposit_facts, flattener, product_facts)
+from ..facts.namespaces import (BIRTHDAY_FIELDS, BUSINESS_DAY_FIELDS, LUNAR_BIRTHDAY_FIELDS, NO_DERIVATIONS,
+                                Derivations, FactSet, customer_facts, deposit_facts, flattener, product_facts)
 from ..facts.official import CalendarNotAnnounced
 from ..policy.contact import ConsentRecord, Contact, Decision, address_of, decide_contact
 from ..policy.caps import cap_window_start, is_capped
@@ -113,12 +113,13 @@ def fact_sets(candidates: Sequence[CandidateRow], holds: Mapping[str, list[str]]
               today: dt.date, derive: Derivations = NO_DERIVATIONS) -> list[FactSet]:
     """Each candidate's customer (and deposit) facts, with the derived fields on demand in `derive`."""
     out = []
-    lunar, business_days = derive.lunar_birthday, derive.business_days
+    lunar, business_days, birthday = derive.lunar_birthday, derive.business_days, derive.birthday
     for c in candidates:
         data = c.customer
         customer = customer_facts(data, today, sms_consent=bool(data["sms_consent"]),
                                   email_consent=bool(data["email_consent"]),
-                                  holds=holds.get(data["customer_id"], ()), lunar_birthday=lunar)
+                                  holds=holds.get(data["customer_id"], ()) if holds else (),
+                                  lunar_birthday=lunar, birthday=birthday)
         deposit = (deposit_facts(c.deposit, c.product, today, business_days)
                    if c.deposit is not None else None)
         out.append(FactSet(customer, deposit))
@@ -133,7 +134,8 @@ def derivations(rule: Rule, templates: TemplateSet, services: Services) -> Deriv
         return any(f in fields or templates.may_use(f.rsplit(".", 1)[1]) for f in names)
 
     return Derivations(lunar_birthday=reads(LUNAR_BIRTHDAY_FIELDS),
-                       business_days=services.holidays if reads(BUSINESS_DAY_FIELDS) else None)
+                       business_days=services.holidays if reads(BUSINESS_DAY_FIELDS) else None,
+                       birthday=reads(BIRTHDAY_FIELDS))
 
 
 DEDUPE_KEY_MAX = 255
@@ -232,18 +234,33 @@ class ContactState:
     # `every: Nd`: subjects (customer or deposit ids) this rule has a message for in the last N-1 days
     recent: set[str] = field(default_factory=set)
     tasks: TaskPlan | None = None  # a rule that plans calls or visits: managers, open tasks, task caps
+    _due: dict[tuple[Channel, dt.datetime], dt.datetime] = field(default_factory=dict, repr=False, compare=False)
+    _day: dict[tuple[Channel, dt.datetime], dt.date] = field(default_factory=dict, repr=False, compare=False)
+    _capped_alone: dict[dt.date, bool] = field(default_factory=dict, repr=False, compare=False)
 
     def due_at(self, settings: Settings, channel: Channel, now: dt.datetime) -> dt.datetime:
-        return next_send_time(now, settings.quiet_hours.get(channel.value), settings.tz)
+        # The same for every match of the batch: computed once per channel and `now`.
+        key = (channel, now)
+        due = self._due.get(key)
+        if due is None:
+            due = self._due[key] = next_send_time(now, settings.quiet_hours.get(channel.value), settings.tz)
+        return due
 
     def capped(self, settings: Settings, customer_id: str, channel: Channel, now: dt.datetime) -> bool:
         tz = settings.tz
         if channel in TASK_CHANNELS:  # tasks.caps: at most one marketing call a week by default
             return self.tasks is not None and task_capped(self.tasks, settings, customer_id, channel,
                                                           now.astimezone(tz).date())
-        day = self.due_at(settings, channel, now).astimezone(tz).date()
-        earlier = [t.astimezone(tz).date() for t in self.planned.get((customer_id, channel.value), ())]
-        return is_capped(day, earlier, settings.frequency_caps)
+        day = self._day.get((channel, now))
+        if day is None:
+            day = self._day[(channel, now)] = self.due_at(settings, channel, now).astimezone(tz).date()
+        planned = self.planned.get((customer_id, channel.value))
+        if not planned:  # nothing planned for this customer: the same answer for everyone on `day`
+            free = self._capped_alone.get(day)
+            if free is None:
+                free = self._capped_alone[day] = is_capped(day, [], settings.frequency_caps)
+            return free
+        return is_capped(day, [t.astimezone(tz).date() for t in planned], settings.frequency_caps)
 
 
 def subject_id(facts: FactSet) -> str:
@@ -319,7 +336,8 @@ def decide_and_render(services: Services, prep: RuleRun, match: Match, state: Co
                           if (c.value, address_of(c, customer["mobile"], customer["email"])) in state.blocked))
     full: set[Channel] = set()
     while True:
-        match.decision = decide_contact(replace(contact, full=frozenset(full)), category=prep.rule.category,
+        match.decision = decide_contact(replace(contact, full=frozenset(full)) if full else contact,
+                                        category=prep.rule.category,
                                         channels=prep.rule.channels, template_channels=prep.templates.channels,
                                         product_risk_rank=prep.product_risk_rank)
         channel = match.decision.channel

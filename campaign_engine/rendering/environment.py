@@ -8,9 +8,11 @@ becomes a TemplateError, which fails that one message and never the run.
 from __future__ import annotations
 
 import traceback
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
@@ -150,11 +152,37 @@ def render_message(template_set: TemplateSet, channel: str, context: Mapping[str
     return RenderedMessage(channel, subject, body, html, None)
 
 
+# A template's globals (its own over the environment's), flattened once: Template.render merges a
+# ChainMap of them into every recipient's context, which cost more than rendering the SMS itself.
+_FLAT_GLOBALS: weakref.WeakKeyDictionary[jinja2.Template, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _flat_globals(template: jinja2.Template) -> dict[str, Any]:
+    flat = _FLAT_GLOBALS.get(template)
+    if flat is None:
+        flat = _FLAT_GLOBALS[template] = dict(template.globals)
+    return flat
+
+
+def _render_template(template: jinja2.Template, context: Mapping[str, object]) -> str:
+    """Template.render(context), with the context built from the flattened globals: the same
+    Context (parent: globals, then the recipient's variables; the same globals' names) through the
+    same sandboxed environment, and a failure re-raised with the template's frames as render does."""
+    flat = _flat_globals(template)
+    environment = template.environment
+    parent = {**flat, **context}
+    ctx = environment.context_class(environment, parent, template.name, template.blocks, globals=flat)
+    try:
+        return environment.concat(template.root_render_func(ctx))
+    except Exception:
+        environment.handle_exception()
+
+
 def _render(template_set: TemplateSet, part: str, context: Mapping[str, object]) -> str:
     """Render one part, turning any failure into a TemplateError located at the template line."""
     template = template_set.templates[part]
     try:
-        return template.render(context)
+        return _render_template(template, context)
     except Exception as exc:  # a recipient's data or a template bug: fail this message only
         reason = (str(exc) if isinstance(exc, (jinja2.TemplateError, ValueError))
                   else f"{type(exc).__name__}: {exc}")

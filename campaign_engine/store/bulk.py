@@ -8,10 +8,12 @@ parameters is re-parsed by the driver each time, and costs several times more.
 
 from __future__ import annotations
 
+import json
 from itertools import count
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import ARRAY, Boolean, ColumnElement, Connection, Table, any_, bindparam
+from sqlalchemy import (ARRAY, Boolean, ColumnElement, Connection, Select, String, Table, any_, bindparam, func,
+                        select)
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 from sqlalchemy.exc import DBAPIError
@@ -26,7 +28,19 @@ def one_of(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElemen
     the driver for every batch; on SQLite an expanding IN."""
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(list(values))  # one temporary table per staged batch (a transaction may stage several)
+    listed_values = list(values)
+    if len(listed_values) > _JSON_IN_MIN and all(type(v) is str or type(v) is int for v in listed_values):
+        # SQLite's like of the array parameter: one JSON text, `IN (SELECT value FROM json_each(?))`,
+        # which still searches the column's index per value; an expanding IN's thousands of
+        # placeholders cost SQLAlchemy more to render per batch than the query costs to run.
+        # Text and integers only: a JSON value compares with the column as the bound value would.
+        listed: Select[tuple[Any]] = select(sql_column("value")).select_from(func.json_each(
+            bindparam(None, json.dumps(listed_values, ensure_ascii=False), type_=String())))
+        return column.in_(listed)
+    return column.in_(listed_values)
+
+
+_JSON_IN_MIN = 32  # fewer values: a plain IN (...)
 
 
 def bind_processor(conn: Connection, table: Table, name: str) -> Callable[[Any], Any] | None:
