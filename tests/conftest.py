@@ -16,6 +16,10 @@ from campaign_engine.store.models import Base
 from console_harness import browser, browsing, client_for, console  # noqa: E402,F401  (the console fixtures)
 
 TEST_DATABASE_URL = os.environ.get("CAMPAIGN_ENGINE_TEST_DATABASE_URL")
+# Progress lines are for people watching a long job: the suite's CLI calls (whose output tests read,
+# stderr mixed in by CliRunner) print none however slow a loaded machine makes them.
+# tests/test_progress.py asks for them explicitly.
+os.environ.setdefault("CAMPAIGN_ENGINE_PROGRESS_AFTER", "86400")
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,14 @@ conditional UPDATE makes that exactly one closer) with totals summed by report.s
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .. import logs, metrics
 from ..errors import NotFound, Problem
@@ -116,10 +118,29 @@ def rules_not_live(rulebook: Rulebook) -> dict[str, tuple[Problem, ...]]:
     return {key: tuple(problems) for key, problems in out.items()}
 
 
+@contextlib.contextmanager
+def _settled_heap() -> Iterator[None]:
+    """While a shard runs, the objects alive when it began (the rulebook, compiled templates, the
+    ORM, the engine's session) sit in the collector's permanent generation: the cyclic collector's
+    full passes, triggered by the millions of short-lived objects a shard makes, stop rescanning
+    them (they were 15-20 % of a large run's time). O(1) both ways; a shard in another thread at
+    the same time only shares the benefit."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run_rules(services: Services, run: AcceptedRun, shard: Shard = WHOLE) -> list[RuleStats]:
     """Every rule of the run over one shard's customers, highest priority first (when the caps
     force a choice, it has taken the slot already); a rule's failure is recorded in its stats
     without stopping the others."""
+    with _settled_heap():
+        return _run_rules(services, run, shard)
+
+
+def _run_rules(services: Services, run: AcceptedRun, shard: Shard) -> list[RuleStats]:
     executing = services_for(services, run.book)
     stats = []
     for rule in run.rules:
