@@ -4,7 +4,8 @@ A benchmark names its database with --database-url, or gets a fresh SQLite file 
 A PostgreSQL database is created when missing and emptied (every table dropped, then the schema
 rebuilt by the Alembic migrations); only databases named bench* are touched, so a mistyped URL
 cannot empty a real one. With `reuse`, a database already holding exactly N customers keeps its
-data and skips the demo-data load.
+data and skips the demo-data load. Either way the starter pack (rules/, templates/) is published
+into it (approval off): runs read the published rule set, not the folder.
 """
 
 from __future__ import annotations
@@ -109,6 +110,18 @@ def _customer_count(url: str) -> int | None:
 
 def _empty_postgres(url: str) -> None:
     """Create the database if it is missing, then drop every table in it (schema rebuilt after)."""
+    _create_postgres(url)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in inspect(conn).get_table_names():
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}" CASCADE')
+    finally:
+        engine.dispose()
+
+
+def _create_postgres(url: str) -> None:
+    """Create the (bench*) database if it is missing."""
     parsed = make_url(url)
     name = parsed.database or ""
     if not name.startswith("bench"):
@@ -122,13 +135,6 @@ def _empty_postgres(url: str) -> None:
                 conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     finally:
         admin.dispose()
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            for table in inspect(conn).get_table_names():
-                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}" CASCADE')
-    finally:
-        engine.dispose()
 
 
 def _load(url: str, customers: int, seed: int, today: dt.date, now: dt.datetime) -> tuple[dict[str, int], float]:
@@ -162,10 +168,12 @@ def prepare_database(url: str | None, *, name: str, customers: int, reuse: bool,
         if not (reuse and path.exists()):
             url = fresh_sqlite_url(name)
     if reuse:
+        if make_url(url).get_backend_name() == "postgresql":
+            _create_postgres(url)  # --reuse of a database not made yet: made, then loaded below
         upgrade_database(url)  # a no-op at head; applies migrations added since the load
         found = _customer_count(url)
         if found == customers:
-            print(f"demo data: reused, {found} customers already loaded")
+            print(f"demo data: reused, {found} customers already loaded; {publish_rules(url)}")
             return url
         print(f"demo data: cannot reuse ({found} customers found, {customers} wanted): reloading")
     if make_url(url).get_backend_name() == "postgresql":
@@ -180,8 +188,56 @@ def prepare_database(url: str | None, *, name: str, customers: int, reuse: bool,
         started = time.perf_counter()
         analyze(url)
         extra = f" (+ VACUUM ANALYZE {time.perf_counter() - started:.1f} s)"
-    print(f"demo data: {counts} in {seconds:.1f} s{extra}")
+    print(f"demo data: {counts} in {seconds:.1f} s{extra}; {publish_rules(url)}")
     return url
+
+
+def _approval_off_services(url: str, rules_dir: Path | None = None, templates_dir: Path | None = None) -> Any:
+    from campaign_engine.bootstrap import open_services
+    from campaign_engine.settings import load_settings
+
+    overrides: dict[str, Any] = {"database_url": url, "approval": "off"}
+    if rules_dir is not None:
+        overrides["rules_dir"] = rules_dir
+    if templates_dir is not None:
+        overrides["templates_dir"] = templates_dir
+    return open_services(load_settings(**overrides))
+
+
+def publish_rules(url: str, *, rules_dir: Path | None = None, templates_dir: Path | None = None,
+                  enable: tuple[str, ...] = ()) -> str:
+    """Publish a rule folder (default: the project's rules/ and templates/, the starter pack) into the
+    database, as `rules publish --all` does with approval off. Rules run from the published set, so
+    a database without it runs nothing. Unchanged files stay as they are; a rule in `enable` that an
+    earlier benchmark left disabled (set_disabled) is switched on again."""
+    from campaign_engine.pipeline.publishing import enable as enable_rule, publish_folder
+
+    services = _approval_off_services(url, rules_dir, templates_dir)
+    try:
+        now = dt.datetime.now(dt.timezone.utc)
+        drafts = publish_folder(services, None, note="benchmark", author="bench", now=now)
+        bad = [d for d in drafts if d.get("status") != "live"]
+        if bad:
+            raise SystemExit(f"publishing the rules for the benchmark failed: {bad}")
+        live = services.store.live_state(list(enable)) if enable else {}
+        for rule_id in enable:
+            if rule_id in live and not live[rule_id].get("enabled", True):
+                enable_rule(services, rule_id, actor="bench", note="benchmark run", now=now)
+        return f"rules published: {len(drafts)} file(s) live"
+    finally:
+        services.close()
+
+
+def set_disabled(url: str, rule_id: str, reason: str) -> None:
+    """Disable a benchmark's own rule after it (a run of every enabled rule then leaves it out)."""
+    from campaign_engine.pipeline.publishing import disable
+
+    services = _approval_off_services(url)
+    try:
+        if services.store.live_state([rule_id]).get(rule_id, {}).get("enabled"):
+            disable(services, rule_id, actor="bench", reason=reason, now=dt.datetime.now(dt.timezone.utc))
+    finally:
+        services.close()
 
 
 def profile_call(fn, *args, top: int = 25, **kwargs):  # type: ignore[no-untyped-def]
