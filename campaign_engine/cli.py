@@ -1185,13 +1185,18 @@ def user_create(ctx: click.Context, name: str, role: str, manager_id: str | None
 @_guard
 def user_disable(ctx: click.Context, name: str) -> None:
     """Disable a user at once: their sessions stop working on every server."""
+    _set_user_disabled(ctx, name, True)
+    click.echo(f"user {name} disabled; their sessions have ended")
+
+
+def _set_user_disabled(ctx: click.Context, name: str, disabled: bool) -> None:
     from .store import audit, users
 
     with _db(ctx).begin() as conn:
-        if not users.set_disabled(conn, name, True, _now()):
-            raise NotFound("enabled user", name)
-        audit.record(conn, actor="cli", action="user.disable", target=f"user:{name}", now=_now())
-    click.echo(f"user {name} disabled; their sessions have ended")
+        if not users.set_disabled(conn, name, disabled, _now()):
+            raise NotFound("enabled user" if disabled else "disabled user", name)
+        audit.record(conn, actor="cli", action="user.disable" if disabled else "user.enable", target=f"user:{name}",
+                     now=_now())
 
 
 @user.command("enable")
@@ -1200,12 +1205,7 @@ def user_disable(ctx: click.Context, name: str) -> None:
 @_guard
 def user_enable(ctx: click.Context, name: str) -> None:
     """Let a disabled user sign in again."""
-    from .store import audit, users
-
-    with _db(ctx).begin() as conn:
-        if not users.set_disabled(conn, name, False, _now()):
-            raise NotFound("disabled user", name)
-        audit.record(conn, actor="cli", action="user.enable", target=f"user:{name}", now=_now())
+    _set_user_disabled(ctx, name, False)
     click.echo(f"user {name} enabled")
 
 
