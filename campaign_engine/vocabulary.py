@@ -33,6 +33,13 @@ def parse_tier(text: str) -> Tier:
 CUSTOMER_RISK_LEVELS = ("C1", "C2", "C3", "C4", "C5")
 PRODUCT_RISK_LEVELS = ("R1", "R2", "R3", "R4", "R5")
 
+# The names the State Council's notices give the official public holidays, as config/holidays.yaml
+# writes them and `calendar.holiday` compares them. A holiday file naming another one is refused
+# (a `中秋` there, or in a rule, would never match the other's `中秋节`); a new name in a future
+# notice is added here, with the date it first appears.
+HOLIDAY_NAMES = ("元旦", "春节", "清明节", "劳动节", "端午节", "中秋节", "国庆节",
+                 "抗战胜利70周年纪念日")  # the last: 2015-09-03 .. 09-05 only
+
 
 def risk_rank(level: str | None) -> int | None:
     """C3 -> 3, R5 -> 5; None or an unknown level -> None."""

@@ -15,6 +15,7 @@ from campaign_engine.facts.official import (CalendarNotAnnounced, format_holiday
 from campaign_engine.facts.official_update import (NAMES, covered_years, differences, import_years,
                                                    main, notices_from_chinese_calendar)
 from campaign_engine.settings import PROJECT_ROOT
+from campaign_engine.vocabulary import HOLIDAY_NAMES
 
 D = dt.date
 HOLIDAYS_FILE = PROJECT_ROOT / "config" / "holidays.yaml"
@@ -191,6 +192,8 @@ def test_load_holidays_reads_a_hand_written_year(tmp_path):
     ("2027:\n  holidays:\n    元旦: 2027-01-01\n  workdays: []\n  note: x\n", 5, "unknown key 'note'"),
     ("2027:\n  holidays: [2027-01-01]\n  workdays: []\n", 2, "`holidays:` must map"),
     ("twenty:\n  holidays: {}\n  workdays: []\n", 1, "is not a year"),
+    ("2027:\n  holidays:\n    元旦: 2027-01-01\n    中秋: 2027-09-15\n  workdays: []\n", 4,
+     "'中秋' is not an official holiday's name"),
     ("- 2027-01-01\n", 1, "expected a mapping"),
 ])
 def test_load_holidays_bad_entry_is_a_config_error_naming_its_line(tmp_path, text, line, reason):
@@ -232,6 +235,11 @@ def test_import_years_adds_a_year_and_keeps_the_others(tmp_path):
     calendar = import_years(path, [2026])
     assert sorted(calendar.notices) == [2026, 2027]
     assert calendar.holiday(D(2026, 2, 15)) == "春节" and calendar.holiday(D(2027, 1, 2)) == "元旦"
+
+
+def test_official_update_names_are_the_names_rules_may_compare():
+    # chinese-calendar's English names map onto exactly the vocabulary calendar.holiday accepts
+    assert sorted(NAMES.values()) == sorted(HOLIDAY_NAMES)
 
 
 def test_official_update_check_passes_on_the_bank_file(capsys):

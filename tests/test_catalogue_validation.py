@@ -149,6 +149,17 @@ def test_validate_field_typo_in_conditions_suggests_the_field(world):
     assert problem.reason == "unknown field 'customer.nmae' (did you mean 'customer.name'?)"
 
 
+def test_validate_holiday_name_outside_the_notices_suggests_the_official_name(world):
+    # the lunar festival is 中秋 (calendar.festival), the official holiday 中秋节: mixing them up
+    # used to be a condition that silently never matched
+    text = rule_yaml("mid-autumn", "  calendar.holiday: {in: [春节, 中秋]}\n")
+    world.rule("t.yaml", text)
+    [problem] = validate(world)[0]
+    assert problem.line == line_of(text, "中秋]")
+    assert "'中秋' is not one of 元旦, 春节, 清明节" in problem.reason
+    assert problem.reason.endswith("(did you mean '中秋节'?)")
+
+
 def test_validate_operator_typo_suggests_the_operator(world):
     text = rule_yaml("typo", "  customer.aum: {gtee: 100000}\n")
     world.rule("t.yaml", text)

@@ -34,6 +34,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from ..errors import CampaignEngineError, ConfigError, Problem
+from ..vocabulary import HOLIDAY_NAMES
 
 # A notice for year Y may also cover December 29..31 of year Y - 1 (a 元旦 block and its
 # Saturday worked): those days stay unknown until the notice for Y is in the file.
@@ -265,8 +266,9 @@ def parse_holidays(data: Any, source: str) -> HolidayCalendar:
             named = {}
         for name, value in named.items():
             where = _line(named, name)
-            if not isinstance(name, str) or not name.strip():
-                problem(f"{year}: {name!r} is not a holiday name", where)
+            if not isinstance(name, str) or name.strip() not in HOLIDAY_NAMES:
+                problem(f"{year}: {name!r} is not an official holiday's name (the notices name "
+                        f"{', '.join(HOLIDAY_NAMES)}; rules compare calendar.holiday with these)", where)
                 continue
             try:
                 days = parse_days(value)

@@ -12,7 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 from ..facts.lunar import FESTIVALS, TERM_NAMES
-from ..vocabulary import CUSTOMER_RISK_LEVELS, PRODUCT_RISK_LEVELS, EventType, SubjectType, Tier, risk_rank
+from ..vocabulary import (CUSTOMER_RISK_LEVELS, HOLIDAY_NAMES, PRODUCT_RISK_LEVELS, EventType, SubjectType, Tier,
+                          risk_rank)
 
 
 class FieldType(StrEnum):
@@ -114,8 +115,8 @@ CALENDAR_FIELDS: dict[str, FieldSpec] = {
     "month": FieldSpec(I, 3, doc="1..12 (fixed solar dates: 国庆 is month 10, day 1)"),
     "day": FieldSpec(I, 10, doc="1..31"),
     "announced": FieldSpec(B, True, doc="the State Council's calendar for the date is in config/holidays.yaml"),
-    "holiday": FieldSpec(S, "春节", doc="the official holiday (config/holidays.yaml) on every day off of its block, "
-                                       "or null; unknown in a year not announced"),
+    "holiday": FieldSpec(E, "春节", HOLIDAY_NAMES, doc="the official holiday (config/holidays.yaml) on every day "
+                                                     "off of its block, or null; unknown in a year not announced"),
     "holiday_day": FieldSpec(I, 1, doc="1 on the first day off of the holiday, 2 on the next ..; null otherwise"),
     "is_workday": FieldSpec(B, True, doc="official working day, adjusted weekends (调休) included"),
     "lunar_month": FieldSpec(I, 1, doc="1..12 (a leap month has the number of the month it follows)"),
