@@ -24,11 +24,8 @@ survives restarts and several service processes share one job list.
   shared, so a process may be asked to fire a rule it has not seen published yet
   (another process saw it first): it follows the published set before deciding.
 
-Rule schedules are standard 5-field crontab: day of week 0 and 7 are Sunday, and
-when both day of month and day of week are restricted either one matching is
-enough. APScheduler 3 counts weekdays from Monday and requires both, so
-`cron_trigger` builds its trigger from the rulebook's parsed `Crontab`
-(rulebook/cron.py, the one crontab parser), never from the text.
+A rule's trigger (its crontab within its campaign window) comes from triggers.py,
+which the console's "next runs" read too.
 """
 
 from __future__ import annotations
@@ -42,7 +39,6 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
-from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
@@ -50,14 +46,12 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
 
 from .clock import utc_now
 from .pipeline import ScheduledRunRequest, Services, start_run
 from .pipeline.calendar_checks import unannounced_year, workday_skip
-from .rulebook.cron import WEEKDAYS, CronField, Crontab, parse_crontab
 from .rulebook.loader import Rulebook
+from .triggers import rule_trigger
 from .rulebook.model import Rule
 from .runtime import Runtime
 from .store import fires
@@ -84,52 +78,6 @@ def job_id(rule: Rule) -> str:
     """The job of a rule: one per rule id, so rescheduling replaces it."""
     return f"{JOB_PREFIX}{rule.id}"
 
-
-# --------------------------------------------------------------------------- cron
-
-def _aps_values(field: CronField) -> str:
-    """A crontab field's values as APScheduler text: `*`, or numbers and runs (`1-5,9`)."""
-    if field.every:
-        return "*"
-    runs: list[list[int]] = []
-    for value in sorted(field.values):
-        if runs and value == runs[-1][-1] + 1:
-            runs[-1].append(value)
-        else:
-            runs.append([value])
-    return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(map(str, run)) for run in runs)
-
-
-def _aps_weekdays(field: CronField) -> str:
-    """Crontab weekdays (0 = Sunday) as APScheduler weekday names: it numbers from Monday."""
-    return "*" if field.every else ",".join(WEEKDAYS[d] for d in sorted(field.values))
-
-
-def cron_trigger(schedule: Crontab | str, tz: ZoneInfo, *, active_from: dt.date | None = None,
-                 active_until: dt.date | None = None) -> BaseTrigger:
-    """The APScheduler trigger of a crontab schedule (parsed by the rulebook) in a time zone.
-
-    With a campaign window (the rule's `active`, inclusive local dates) it fires from the start of
-    `active_from` to the end of `active_until` in `tz` only: no next run after the window, the
-    first fire on or after `active_from` before it.
-    Raises ValueError when `schedule` is text the rulebook's parser refuses.
-    """
-    crontab = parse_crontab(schedule) if isinstance(schedule, str) else schedule
-    minute, hour, day, month = map(_aps_values, (crontab.minute, crontab.hour, crontab.day, crontab.month))
-    weekday = _aps_weekdays(crontab.weekday)
-    start = dt.datetime.combine(active_from, dt.time(), tzinfo=tz) if active_from else None
-    end = dt.datetime.combine(active_until, dt.time(23, 59, 59), tzinfo=tz) if active_until else None
-
-    def cron(day_: str, weekday_: str) -> CronTrigger:
-        return CronTrigger(minute=minute, hour=hour, day=day_, month=month, day_of_week=weekday_,
-                           timezone=tz, start_date=start, end_date=end)
-
-    if crontab.either_day:  # crontab: either the day of month or the day of week matches
-        return OrTrigger([cron(day, "*"), cron("*", weekday)])
-    return cron(day, weekday)
-
-
-# --------------------------------------------------------------------------- firing
 
 def not_live(rulebook: Rulebook, rule_id: str) -> str | None:
     """Why a rule is not an enabled scheduled rule of this rulebook, or None when it is."""
@@ -320,9 +268,7 @@ class CampaignScheduler:
             if rule.trigger.schedule is None:
                 continue
             try:
-                wanted[job_id(rule)] = (rule, cron_trigger(rule.trigger.schedule, self.tz,
-                                                           active_from=rule.active_from,
-                                                           active_until=rule.active_until))
+                wanted[job_id(rule)] = (rule, rule_trigger(rule, self.tz))
             except ValueError as exc:
                 unschedulable.append(rule.id)
                 log.error("rule %s: schedule %r cannot be scheduled: %s", rule.id, rule.trigger.schedule, exc)

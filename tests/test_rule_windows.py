@@ -15,7 +15,8 @@ from campaign_engine.effect.assignment import held_out, holdout_salt
 from campaign_engine.evaluation.engine import RuleEngine
 from campaign_engine.pipeline import get_report, preview
 from campaign_engine.rulebook.loader import load_rulebook, parse_rule_text
-from campaign_engine.scheduler import build_scheduler, cron_trigger, fire
+from campaign_engine.scheduler import build_scheduler, fire
+from campaign_engine.triggers import cron_trigger
 from campaign_engine.runtime import Runtime
 from campaign_engine.store import scheduler_jobs
 from campaign_engine.store.models import Message

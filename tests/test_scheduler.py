@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 from campaign_engine.errors import ConfigError
 from campaign_engine.pipeline.publishing import disable
 from campaign_engine.runtime import Runtime
-from campaign_engine.scheduler import (CampaignScheduler, build_scheduler, cron_trigger, fire, fire_rule, job_id,
+from campaign_engine.scheduler import (CampaignScheduler, build_scheduler, fire, fire_rule, job_id,
                                        run_scheduler_forever, start_scheduler)
+from campaign_engine.triggers import cron_trigger
 from campaign_engine.store import fires
 from campaign_engine.store.scheduler_jobs import CampaignJobStore
 from campaign_engine.store.db import make_engine

@@ -1,8 +1,8 @@
 """The calendar screen: the official holidays and working days (调休) the rules see, with the lunar
 date and festivals, a month at a time (facts.calendar.calendar_facts on the engine's own
 HolidayCalendar from config/holidays.yaml), and which scheduled rules fire on each of the next 14
-days (the scheduler's cron_trigger with the rules' `active` windows, and the run's own calendar
-checks: workdays_only, an unannounced year). A year whose State Council notice is not in the file is
+days (the scheduler's own trigger, triggers.rule_trigger, within the rules' `active` windows, and
+the run's own calendar checks: workdays_only, an unannounced year). A year whose State Council notice is not in the file is
 shown as not announced; nothing about it is guessed."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from flask import g, render_template, request, url_for
 from ...api.auth import READ
 from ...facts.calendar import calendar_facts
 from ...pipeline.calendar_checks import needs_official_calendar, unannounced_year, workday_skip
-from ...scheduler import cron_trigger
+from ...triggers import rule_trigger
 from .. import auth
 from ..blueprint import bp, t, today, tz
 from ..i18n import catalogue
@@ -64,7 +64,7 @@ def month_weeks(year: int, month: int) -> list[list[dict[str, Any] | None]]:
 
 def _fire_days(rule: Any, start: dt.datetime, end: dt.datetime) -> dict[dt.date, dt.datetime]:
     """Local date -> the first time the scheduler's trigger for `rule` fires that day, in [start, end)."""
-    trigger = cron_trigger(rule.trigger.schedule, tz(), active_from=rule.active_from, active_until=rule.active_until)
+    trigger = rule_trigger(rule, tz())
     fires: dict[dt.date, dt.datetime] = {}
     moment = start
     for _ in range(UPCOMING_DAYS + 1):  # one fire a day counts (the scheduler runs a rule once per date)

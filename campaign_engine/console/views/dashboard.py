@@ -10,7 +10,7 @@ from flask import current_app, g, redirect, render_template
 
 from ...api.auth import READ, TASKS
 from ...pipeline.calendar_checks import unannounced_year, workday_skip
-from ...scheduler import cron_trigger
+from ...triggers import first_fire
 from ...store import console_stats, outbox
 from ...store import runs as run_store
 from ...vocabulary import PHONE_CONSENT, Channel, MessageStatus
@@ -53,13 +53,8 @@ def upcoming(day_list: list[dt.date]) -> list[dict[str, Any]]:
     for day in day_list:
         start, end = local_midnight(day), local_midnight(day + dt.timedelta(days=1))
         for rule in rules:
-            try:
-                trigger = cron_trigger(rule.trigger.schedule, tz, active_from=rule.active_from,
-                                       active_until=rule.active_until)
-            except ValueError:
-                continue
-            at = trigger.get_next_fire_time(None, start.astimezone(tz))
-            if at is None or at >= end:
+            at = first_fire(rule, tz, start, end)
+            if at is None:
                 continue
             skip = None
             if rule.trigger.workdays_only and unannounced_year(day, services.holidays) is None:
