@@ -55,7 +55,7 @@ def test_parse_crontab_either_day_only_when_both_day_fields_are_restricted():
 def test_cron_trigger_schedules_every_expression_the_loader_accepts():
     from zoneinfo import ZoneInfo
 
-    from campaign_engine.scheduler import cron_trigger
+    from campaign_engine.triggers import cron_trigger
 
     for expr in ["0 9 * * *", "*/15 8-20 * * mon-fri", "0 9 1,15 * *", "30 7 * jan-mar 0", "0 9 ? * 7"]:
         cron_trigger(parse_crontab(expr), ZoneInfo("Asia/Shanghai"))
