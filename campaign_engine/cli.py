@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import click
 
 from .clock import utc_now
-from .errors import CampaignEngineError, NotFound, Problem, ValidationFailed
+from .errors import CampaignEngineError, NotFound, Problem, StaleDraft, ValidationFailed
 from .settings import Settings, load_settings
 from .store.db import DatabaseError
 from .vocabulary import CUSTOMER_RISK_LEVELS, MessageStatus, Role, RunKind, RunStatus
@@ -91,7 +91,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ValidationFailed, NotFound) as exc:
+        except (ValidationFailed, NotFound, StaleDraft) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except CampaignEngineError as exc:
@@ -260,21 +260,50 @@ def _cli_actor(name: str | None) -> str:
     return f"cli:{name or getpass.getuser()}"
 
 
-def _key_actor(ctx: click.Context, name: str, permission: str) -> str:
-    """`--as NAME` for a step that needs a role: a live API key of that name whose role has
-    `permission` (the reviewer's identity, as on the API: `key:<name>#<id>`)."""
+API_KEY_ENV = "CAMPAIGN_ENGINE_API_KEY"
+
+
+def _api_key_secret(name: str | None) -> str:
+    """The API key of whoever runs the command: $CAMPAIGN_ENGINE_API_KEY, else typed (hidden) when
+    stdin is a terminal, else the first line piped in."""
+    secret = os.environ.get(API_KEY_ENV, "").strip()
+    if secret:
+        return secret
+    stdin = sys.stdin
+    if stdin is not None and stdin.isatty():
+        secret = str(click.prompt(f"API key{f' of {name}' if name else ''}", hide_input=True, default="",
+                                  show_default=False, err=True)).strip()
+    else:
+        secret = (stdin.readline() if stdin is not None else "").strip()
+    if not secret:
+        raise click.UsageError(f"this step needs your API key: set {API_KEY_ENV}, type it when asked, or pipe "
+                               f"it in (`campaign-engine apikey create --name NAME --role ROLE` makes one)")
+    return secret
+
+
+def _key_actor(ctx: click.Context, name: str | None, permission: str, *, doing: str) -> str:
+    """The person behind a step that needs a role, proven by their API key's secret (`_api_key_secret`),
+    verified as the API verifies it (store.apikeys.find_key: live, not revoked); `--as NAME`, when
+    given, must be that key's name, and the key's role must grant `permission`. The identity is the
+    API's: `key:<name>#<id>`."""
     from .api.auth import PERMISSIONS
     from .store import apikeys
 
-    with _db(ctx).connect() as conn:
-        keys = apikeys.keys_named(conn, name)
-    allowed = [k for k in keys if permission in PERMISSIONS.get(k["role"], frozenset())]
-    if not allowed:
-        roles = ", ".join(sorted({k["role"] for k in keys})) or "no live key"
-        raise click.UsageError(f"--as {name}: needs a live API key named {name!r} whose role may {permission} "
-                               f"(found: {roles}); create one with `campaign-engine apikey create --role approver "
-                               f"--name {name}`")
-    return f"key:{name}#{allowed[0]['id']}"
+    secret = _api_key_secret(name)
+    with _db(ctx).begin() as conn:
+        key = apikeys.find_key(conn, secret)
+        if key is not None:
+            apikeys.touch_key(conn, int(key["id"]), _now())
+    if key is None:
+        raise click.UsageError("unknown or revoked API key (from $" + API_KEY_ENV + " or stdin)")
+    if name is not None and key["name"] != name:
+        raise click.UsageError(f"--as {name}: the API key given is {key['name']!r}'s (key {key['id']}), "
+                               f"not {name!r}'s")
+    if permission not in PERMISSIONS.get(key["role"], frozenset()):
+        roles = ", ".join(sorted(str(r) for r, granted in PERMISSIONS.items() if permission in granted))
+        raise click.UsageError(f"the API key of {key['name']} (key {key['id']}) has role {key['role']}, which may "
+                               f"not {doing}: that needs a key of role {roles}")
+    return f"key:{key['name']}#{key['id']}"
 
 
 def _print_draft(draft: dict[str, Any]) -> None:
@@ -284,15 +313,16 @@ def _print_draft(draft: dict[str, Any]) -> None:
     for problem in draft["problems"]:
         click.echo(f"  {Problem(**problem)}", err=True)
     if draft["status"] == "pending":
-        click.echo(f"  to review: campaign-engine rules diff {draft['id']}; to approve (someone else): "
-                   f"campaign-engine rules approve {draft['id']} --as NAME")
+        click.echo(f"  to review: campaign-engine rules diff {draft['id']}; to approve (someone else, with "
+                   f"their API key in ${API_KEY_ENV}): campaign-engine rules approve {draft['id']} --as NAME")
 
 
 @rules.command("publish")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--all", "all_", is_flag=True, help="Every rule file of the rule folder.")
 @click.option("--note", required=True, help="What the change does and why (the reviewer reads it).")
-@click.option("--as", "as_", help="Your name (default: the OS user).")
+@click.option("--as", "as_", help="Your name (default: the OS user); while the database requires approval, "
+                                 "your API key's name (a cross-check of the key given).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_guard
@@ -300,8 +330,13 @@ def rules_publish(ctx: click.Context, files: tuple[Path, ...], all_: bool, note:
                   as_json: bool) -> None:
     """Submit rule files from disk, each with its templates, as drafts: live once approved by
     someone else (or at once with `approval: off`); a file with problems is stored as an invalid
-    draft and the live version keeps running. Exits 2 when a draft is invalid."""
-    from .pipeline.publishing import publish_folder
+    draft and the live version keeps running. Exits 2 when a draft is invalid.
+
+    While the database requires approval, the author is the one whose API key (of a role that may
+    submit rules: marketer, admin) is in $CAMPAIGN_ENGINE_API_KEY, typed when asked or piped in; with
+    `approval: off` on a database that never required it, `cli:<--as or the OS user>`."""
+    from .api.auth import RULES
+    from .pipeline.publishing import ApprovalLocked, publish_folder, requires_approval
 
     if bool(files) == all_:
         raise click.UsageError("name rule files, or --all")
@@ -313,7 +348,13 @@ def rules_publish(ctx: click.Context, files: tuple[Path, ...], all_: bool, note:
         if found is None:
             raise click.BadParameter(f"no file {file} here nor in the rule folder {rules_dir}", param_hint="FILES")
         paths.append(found)
-    drafts = publish_folder(services, paths or None, note=note, author=_cli_actor(as_), now=_now())
+    try:
+        author = (_key_actor(ctx, as_, RULES, doing="submit rule changes") if requires_approval(services)
+                  else _cli_actor(as_))
+        drafts = publish_folder(services, paths or None, note=note, author=author, now=_now())
+    except ApprovalLocked as exc:  # `approval: off` on a database that requires approval: bad input
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     if as_json:
         click.echo(_json(drafts))
     else:
@@ -360,29 +401,34 @@ def rules_show(ctx: click.Context, draft_id: int) -> None:
 
 @rules.command("approve")
 @click.argument("draft_id", type=int)
-@click.option("--as", "as_", required=True, help="The approver: a live API key name with the approver or admin role.")
+@click.option("--as", "as_", help="The approver's API key name (a cross-check: the key given must be it).")
 @click.option("--content-hash", help="The content you reviewed (refused if the draft is other content).")
 @click.pass_context
 @_guard
-def rules_approve(ctx: click.Context, draft_id: int, as_: str, content_hash: str | None) -> None:
-    """Put a pending draft live (not its author: four eyes)."""
+def rules_approve(ctx: click.Context, draft_id: int, as_: str | None, content_hash: str | None) -> None:
+    """Put a pending draft live (not its author: four eyes). The approver is the one whose API key
+    (role approver or admin) is in $CAMPAIGN_ENGINE_API_KEY, typed when asked or piped in."""
+    from .api.auth import APPROVE
     from .pipeline.publishing import approve
 
-    _print_draft(approve(_services(ctx), draft_id, actor=_key_actor(ctx, as_, "approve"), now=_now(),
-                         content_hash=content_hash))
+    actor = _key_actor(ctx, as_, APPROVE, doing="approve rule changes")
+    _print_draft(approve(_services(ctx), draft_id, actor=actor, now=_now(), content_hash=content_hash))
 
 
 @rules.command("reject")
 @click.argument("draft_id", type=int)
-@click.option("--as", "as_", required=True, help="The reviewer: a live API key name with the approver or admin role.")
+@click.option("--as", "as_", help="The reviewer's API key name (a cross-check: the key given must be it).")
 @click.option("--reason", required=True)
 @click.pass_context
 @_guard
-def rules_reject(ctx: click.Context, draft_id: int, as_: str, reason: str) -> None:
-    """Send a pending draft back to its author with a reason."""
+def rules_reject(ctx: click.Context, draft_id: int, as_: str | None, reason: str) -> None:
+    """Send a pending draft back to its author with a reason. The reviewer is the one whose API key
+    (role approver or admin) is in $CAMPAIGN_ENGINE_API_KEY, typed when asked or piped in."""
+    from .api.auth import APPROVE
     from .pipeline.publishing import reject
 
-    _print_draft(reject(_services(ctx), draft_id, actor=_key_actor(ctx, as_, "approve"), reason=reason, now=_now()))
+    actor = _key_actor(ctx, as_, APPROVE, doing="reject rule changes")
+    _print_draft(reject(_services(ctx), draft_id, actor=actor, reason=reason, now=_now()))
 
 
 @rules.command("disable")
@@ -402,14 +448,25 @@ def rules_disable(ctx: click.Context, rule_id: str, reason: str, as_: str | None
 @rules.command("enable")
 @click.argument("rule_id")
 @click.option("--note", default="", help="Why it may run again.")
-@click.option("--as", "as_", help="Your name (default: the OS user).")
+@click.option("--as", "as_", help="Your name (default: the OS user); while the database requires approval, "
+                                 "your API key's name (a cross-check of the key given).")
 @click.pass_context
 @_guard
 def rules_enable(ctx: click.Context, rule_id: str, note: str, as_: str | None) -> None:
-    """Ask to switch a disabled rule on again: a draft that someone else approves."""
-    from .pipeline.publishing import enable
+    """Ask to switch a disabled rule on again: a draft that someone else approves. While the database
+    requires approval, the one asking is proven by their API key (marketer or admin), as for
+    `rules publish`."""
+    from .api.auth import RULES
+    from .pipeline.publishing import ApprovalLocked, enable, requires_approval
 
-    _print_draft(enable(_services(ctx), rule_id, actor=_cli_actor(as_), note=note, now=_now()))
+    services = _services(ctx)
+    try:
+        actor = (_key_actor(ctx, as_, RULES, doing="ask to enable a rule") if requires_approval(services)
+                 else _cli_actor(as_))
+        _print_draft(enable(services, rule_id, actor=actor, note=note, now=_now()))
+    except ApprovalLocked as exc:  # `approval: off` on a database that requires approval: bad input
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 @rules.command("list")
@@ -421,13 +478,22 @@ def rules_list(ctx: click.Context, as_json: bool) -> None:
     services = _services(ctx)
     book = services.rulebook
     published = services.store.live_state()
+
+    def stopped(rule_id: str) -> str | None:  # who stopped it, when (local time) and why
+        state = published.get(rule_id)
+        if rule_id not in book.stopped or state is None or state["enabled"]:
+            return book.stopped.get(rule_id)
+        return (f"disabled by {state['changed_by']} at {_local(services.settings, state['changed_at'])}: "
+                f"{state['reason']}")
+
     items = [{"id": r.id, "name": r.name, "version": r.version, "status": "live" if r.enabled else "disabled",
               "content_hash": r.content_hash, "author": published.get(r.id, {}).get("author"),
               "approver": published.get(r.id, {}).get("approver"),
-              "published_at": published.get(r.id, {}).get("published_at"), "disabled": book.stopped.get(r.id)}
+              "published_at": published.get(r.id, {}).get("published_at"), "disabled": stopped(r.id)}
              for r in sorted(book.rules.values(), key=lambda r: r.id)]
+    pending = len(services.store.drafts(status="pending", limit=500))
     if as_json:
-        click.echo(_json({"generation": book.generation, "items": items,
+        click.echo(_json({"generation": book.generation, "items": items, "pending_drafts": pending,
                           "problems": [p.as_dict() for p in book.problems]}))
         return
     for item in items:
@@ -437,8 +503,14 @@ def rules_list(ctx: click.Context, as_json: bool) -> None:
                    + (f"  [{item['disabled']}]" if item["disabled"] else ""))
     for problem in book.problems:
         click.echo(f"not live: {problem}", err=True)
+    awaiting = (f"{pending}{'+' if pending >= 500 else ''} draft(s) await approval: "
+                "`campaign-engine rules drafts --status pending`, then someone other than the author "
+                "`campaign-engine rules approve DRAFT --as NAME`") if pending else None
     if not items:
-        click.echo("no published rules: `campaign-engine rules publish --all --note ...`")
+        click.echo(f"no published rules yet; {awaiting}" if awaiting
+                   else "no published rules: `campaign-engine rules publish --all --note ...`")
+    elif awaiting:
+        click.echo(awaiting)
 
 
 @rules.command("history")
@@ -482,6 +554,11 @@ def rules_diff(ctx: click.Context, draft_id: int, date_: str | None, event_: str
         return
     for diff in result["rules"]:
         click.echo(f"{diff['rule']} on {diff['date']}: +{diff['added']} added, -{diff['removed']} removed")
+        if diff.get("note"):
+            click.echo(f"  note: {diff['note']}")
+        for side in ("live", "draft"):
+            if (diff.get(side) or {}).get("skipped"):
+                click.echo(f"  {side}: contacts nobody on this date ({diff[side]['skipped']})")
         for reason, counts in sorted(diff["by_reason"].items()):
             click.echo(f"  {_pad(reason, 24)} live {counts['live']:>8}  draft {counts['draft']:>8}  "
                        f"{counts['delta']:+d}")
@@ -1515,7 +1592,7 @@ def _audit_bound(settings: Settings, value: str | None, name: str, *, upper: boo
 
 
 @audit.command("list")
-@click.option("--action", help="An action (rules.reload), or a prefix ending in . or * (rules.*).")
+@click.option("--action", help="An action (rules.approve), or a prefix ending in . or * (rules.*).")
 @click.option("--actor", help="key:alice#3, cli or cli:alice exactly; a bare name (alice) also finds every "
                               "key named so and cli:alice.")
 @click.option("--from", "from_", help="At or after: YYYY-MM-DD (local day) or a date-time with offset.")

@@ -95,6 +95,11 @@ class Conflict(CampaignEngineError):
     changed since a draft was submitted); nothing was changed."""
 
 
+class StaleDraft(Conflict):
+    """A pending draft that can no longer apply (an enable whose rule was published again or
+    enabled since): it was marked superseded, nothing else changed. Bad input (CLI status 2)."""
+
+
 class Refused(CampaignEngineError):
     """Not allowed to this actor whatever the request says (approving one's own change)."""
 

@@ -156,7 +156,8 @@ def world_cli(world: World) -> Any:
 
     env = {"CAMPAIGN_ENGINE_DATABASE_URL": world.settings.database_url,
            "CAMPAIGN_ENGINE_RULES_DIR": str(world.settings.rules_dir),
-           "CAMPAIGN_ENGINE_TEMPLATES_DIR": str(world.settings.templates_dir)}
+           "CAMPAIGN_ENGINE_TEMPLATES_DIR": str(world.settings.templates_dir),
+           "CAMPAIGN_ENGINE_APPROVAL": "off"}  # a fixture's database, published with approval off (publish_rules)
     runner = CliRunner()
 
     def invoke(*args: str) -> Any:

@@ -1292,6 +1292,9 @@ def test_api_audit_every_change_records_the_key_actor(bank, make_api):
         bank.call("GET", "/api/v1/customers/C1", role)
     bank.wait()
     entries = bank.audit()
+    marked, entries = entries[0], entries[1:]  # the first publishing step under approval: required
+    assert (marked["actor"], marked["action"], marked["target"]) == (
+        bank.actor("marketer"), "rules.approval_required", "database")
     assert [(e["actor"], e["action"], e["target"]) for e in entries] == [
         (bank.actor("marketer"), "rules.submit", f"draft:{draft['id']}"),
         (bank.actor("approver"), "rules.approve", f"draft:{draft['id']}"),

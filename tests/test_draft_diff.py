@@ -221,3 +221,40 @@ def test_a_draft_that_changes_the_event_type_is_refused(world):
         diff(world, live, draft, "rates", event=parse_event(EventType.RATE_CHANGE, RATE_CHANGE))
     assert [p.field for p in refused.value.problems] == ["trigger"]
     assert "event rate_change, subject customer -> event product_launch" in refused.value.problems[0].reason
+
+
+def test_a_stopped_live_version_contacts_nobody_so_an_enable_adds_its_whole_audience(world):
+    world.add("customers", customer("C1"), customer("C2", tier="platinum"), customer("C3"))
+    text = rule_yaml("promo", "  customer.tier: gold\n")
+    services = live_services(world, text)
+    live = replace(services.rulebook.rules["promo"], enabled=False)
+    stopped = replace(services.rulebook, rules={"promo": live},
+                      stopped={"promo": "disabled by cli:carol at 2026-03-09 18:00+08:00: wrong rate"})
+    services = replace(services, rulebook=stopped)
+    draft_book = book(text)
+    enabled = audience_diff(services, live, draft_book.rules["promo"], draft_book, today=TODAY, now=NOW, enable=True)
+    assert (enabled["added"], enabled["removed"], enabled["sample_added"]) == (2, 0, ["C1", "C3"])
+    assert reasons(enabled) == {"sent": (0, 2, 2)}
+    assert enabled["live"]["skipped"] == "disabled by cli:carol at 2026-03-09 18:00+08:00: wrong rate"
+    assert enabled["explain"]["C1"] == [{"policy": {"live": "disabled", "draft": "sent"}}]
+    assert "Approving this enable switches it on" in enabled["note"]
+    # a new version of the stopped rule stays stopped once approved: nobody before, nobody after
+    new_book = book(rule_yaml("promo", "  customer.tier: {in: [gold, platinum]}\n"))
+    stays = audience_diff(services, live, new_book.rules["promo"], new_book, today=TODAY, now=NOW)
+    assert (stays["added"], stays["removed"], stays["sample_added"]) == (0, 0, [])
+    assert (stays["live"]["matched"], stays["draft"]["matched"]) == (0, 0)
+    assert stays["draft"]["skipped"].startswith("stays disabled by cli:carol")
+    assert "stays stopped when approved" in stays["note"]
+    assert world.messages() == []
+
+
+def test_a_live_version_with_enabled_false_is_an_empty_audience(world):
+    world.add("customers", customer("C1"))
+    result = diff(world, rule_yaml("promo", "  customer.tier: gold\n", extra="enabled: false\n"),
+                  rule_yaml("promo", "  customer.tier: gold\n"))
+    assert (result["added"], result["sample_added"]) == (1, ["C1"])
+    assert "switches it on" in result["note"]
+    off = diff(world, rule_yaml("promo", "  customer.tier: gold\n"),
+               rule_yaml("promo", "  customer.tier: gold\n", extra="enabled: false\n"))
+    assert (off["added"], off["removed"], off["sample_removed"]) == (0, 1, ["C1"])
+    assert off["explain"] == {"C1": [{"policy": {"live": "sent", "draft": "disabled"}}]}

@@ -231,8 +231,9 @@ def test_disable_is_immediate_and_enable_needs_approval(desk):
     assert desk.approve(ask.get_json()["id"]).status_code == 200
     assert desk.live()["gold-greet"]["status"] == "live"
     actions = [a for _, a in desk.audit() if a.startswith("rules.")]
-    assert actions == ["rules.submit", "rules.approve", "rules.disable", "rules.enable_requested",
-                       "rules.approve_refused", "rules.approve"]
+    # the first step of a process configured `approval: required` marks the database as requiring it
+    assert actions == ["rules.approval_required", "rules.submit", "rules.approve", "rules.disable",
+                       "rules.enable_requested", "rules.approve_refused", "rules.approve"]
 
 
 def test_a_run_started_before_a_publish_finishes_on_its_versions(desk, world):
@@ -274,37 +275,42 @@ def test_history_lists_every_version_with_its_diff_and_export_writes_the_live_se
 def test_cli_publish_approve_history_and_the_self_approval_refusal(world, engine):
     world.add("customers", customer("C1", tier="gold"))
     with engine.begin() as conn:
-        apikeys.create_key(conn, name="bob", role="approver", now=NOW)
-        apikeys.create_key(conn, name="alice", role="approver", now=NOW)
-        apikeys.create_key(conn, name="carol", role="viewer", now=NOW)
+        bob = apikeys.create_key(conn, name="bob", role="approver", now=NOW)
+        alice = apikeys.create_key(conn, name="alice", role="marketer", now=NOW)
+        alice_approver = apikeys.create_key(conn, name="alice", role="approver", now=NOW)
+        carol = apikeys.create_key(conn, name="carol", role="viewer", now=NOW)
     world.rule("greet.yaml", RULE)
     env = {"CAMPAIGN_ENGINE_DATABASE_URL": world.settings.database_url,
            "CAMPAIGN_ENGINE_RULES_DIR": str(world.settings.rules_dir),
            "CAMPAIGN_ENGINE_TEMPLATES_DIR": str(world.settings.templates_dir), "CAMPAIGN_ENGINE_APPROVAL": "required"}
     runner = CliRunner()
 
-    def cli(*args: str) -> Any:
-        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+    def cli(*args: str, key: tuple[int, str] | None = None, piped: tuple[int, str] | None = None) -> Any:
+        """A command as one person: their API key in CAMPAIGN_ENGINE_API_KEY (`key`) or piped to stdin."""
+        return runner.invoke(main, list(args), env={**env, "CAMPAIGN_ENGINE_API_KEY": key[1] if key else None},
+                             input=f"{piped[1]}\n" if piped else None, catch_exceptions=False)
 
-    published = cli("rules", "publish", "--all", "--note", "gold greeting", "--as", "alice", "--json")
+    published = cli("rules", "publish", "--all", "--note", "gold greeting", "--as", "alice", "--json", key=alice)
     assert published.exit_code == 0, published.output
     [draft] = json.loads(published.output)
-    assert draft["status"] == "pending" and draft["author"] == "cli:alice"
+    assert draft["status"] == "pending" and draft["author"] == f"key:alice#{alice[0]}"
     assert cli("run", "--all").exit_code == 0 and world.messages() == []
-    mine = cli("rules", "approve", str(draft["id"]), "--as", "alice")
+    mine = cli("rules", "approve", str(draft["id"]), "--as", "alice", key=alice_approver)
     assert mine.exit_code == 1 and "someone else must approve" in mine.output
-    viewer = cli("rules", "approve", str(draft["id"]), "--as", "carol")
+    viewer = cli("rules", "approve", str(draft["id"]), "--as", "carol", key=carol)
     assert viewer.exit_code == 2 and "approver" in viewer.output
-    assert cli("rules", "approve", str(draft["id"]), "--as", "bob").exit_code == 0
+    approved = cli("rules", "approve", str(draft["id"]), "--as", "bob", piped=bob)
+    assert approved.exit_code == 0, approved.output
     listed = cli("rules", "list")
-    assert "gold-greet" in listed.output and "v1" in listed.output and "cli:alice / key:bob" in listed.output
+    assert "gold-greet" in listed.output and "v1" in listed.output
+    assert f"key:alice#{alice[0]} / key:bob#{bob[0]}" in listed.output
     assert cli("run", "--all").exit_code == 0 and [m.customer_id for m in world.messages()] == ["C1"]
     world.rule("greet.yaml", RULE.replace("customer.tier: gold", "customer.teir: gold"))
-    broken = cli("rules", "publish", "greet.yaml", "--note", "typo")
+    broken = cli("rules", "publish", "greet.yaml", "--note", "typo", key=alice)
     assert broken.exit_code == 2 and "greet.yaml" in broken.output and "invalid" in broken.output
     history = cli("rules", "history", "gold-greet")
-    assert history.exit_code == 0 and history.output.startswith("v1 ") and "approved by key:bob" in history.output
-    stop = cli("rules", "disable", "gold-greet", "--reason", "complaint")
+    assert history.exit_code == 0 and history.output.startswith("v1 ") and f"approved by key:bob#{bob[0]}" in history.output
+    stop = cli("rules", "disable", "gold-greet", "--reason", "complaint")  # the emergency stop: no key
     assert stop.exit_code == 0 and "disabled" in stop.output
     assert "disabled" in cli("rules", "list").output
 

@@ -76,12 +76,23 @@ def _refuse(status: int, message: str, location: str, name: str, reason: str) ->
     abort(status, message=message, errors={location: {name: [reason]}})
 
 
-def _check_parameter(location: str, name: str, value: str) -> None:
+def query_limits(**limits: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Let a view's named query parameters be longer than MAX_PARAMETER_LENGTH (a draft's `note`
+    sent with a YAML body may have its documented 2,000 characters). Put it next to the `def`:
+    the decorators above copy it onto the registered view."""
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        view.query_limits = {**getattr(view, "query_limits", {}), **limits}  # type: ignore[attr-defined]
+        return view
+    return decorate
+
+
+def _check_parameter(location: str, name: str, value: str, value_limit: int = MAX_PARAMETER_LENGTH) -> None:
     what = f"{location} parameter"
-    for text, label in ((name, f"the name of a {what}"), (value, f"{what} {name[:40]!r}")):
+    for text, label, limit in ((name, f"the name of a {what}", MAX_PARAMETER_LENGTH),
+                               (value, f"{what} {name[:40]!r}", value_limit)):
         reason = unstorable(text)
-        if reason is None and len(text) > MAX_PARAMETER_LENGTH:
-            reason = f"is longer than {MAX_PARAMETER_LENGTH} characters ({len(text)})"
+        if reason is None and len(text) > limit:
+            reason = f"is longer than {limit} characters ({len(text)})"
         if reason is not None:
             _refuse(400, f"{label} {reason}", location, name[:40], reason)
 
@@ -130,8 +141,10 @@ def install_input_limits(app: Flask, api: Api) -> None:
     body_types: dict[tuple[str, str], frozenset[str]] = {}  # read from the OpenAPI document at first use
 
     def check_request() -> None:
+        view = app.view_functions.get(request.endpoint or "")
+        longer: dict[str, int] = getattr(view, "query_limits", None) or {}
         for name, value in request.args.items(multi=True):
-            _check_parameter("query", name, value)
+            _check_parameter("query", name, value, longer.get(name, MAX_PARAMETER_LENGTH))
         for name, value in (request.view_args or {}).items():
             if isinstance(value, str):
                 _check_parameter("path", name, value)

@@ -39,6 +39,9 @@ SUPPRESSED = "suppressed:"  # + the SuppressionReason value: `suppressed:suitabi
 # In an explanation only: the version does not run on the date (its `active` window, workdays_only),
 # so it matched nobody (its counts' `skipped` says why).
 SKIPPED = "skipped"
+# In an explanation only: the version is stopped (`rules disable`, or `enabled: false` in its file)
+# before or after the change, so it contacts nobody (its counts' `skipped` says why).
+DISABLED = "disabled"
 OUTCOMES: tuple[str, ...] = (NOT_MATCHED, SENT, HELD_OUT, FAILED, DUPLICATE,
                              *(SUPPRESSED + r.value for r in SuppressionReason))
 AUDIENCE = frozenset({SENT, HELD_OUT})
@@ -49,7 +52,7 @@ _IN_AUDIENCE = frozenset(_CODE[o] for o in AUDIENCE)
 
 def audience_diff(services: Services, live: Rule | None, draft: Rule, draft_book: Rulebook, *, today: dt.date,
                   now: dt.datetime, event: Event | None = None, sample: int = 10,
-                  explain_limit: int = 5) -> dict[str, Any]:
+                  explain_limit: int = 5, enable: bool = False) -> dict[str, Any]:
     """How many subjects the draft adds to and removes from the live version's audience on `today`
     (as a run started at `now` would decide), per outcome, with samples and, for a few of them, the
     conditions whose outcome changed.
@@ -59,9 +62,16 @@ def audience_diff(services: Services, live: Rule | None, draft: Rule, draft_book
     `draft` and its templates come from `draft_book`. An event rule compares both versions on the
     same `event`; a draft that changes the trigger (its subject, schedule <-> event, the event
     type) is refused: a diff compares like with like.
+
+    A stopped version contacts nobody: a live version that is disabled (the emergency stop, or
+    `enabled: false`) has an empty audience, so an `enable` draft adds everyone it would contact;
+    a new version of a stopped rule stays stopped when approved (store.apply_draft), so both sides
+    are empty. `note` then says so, and each side's counts say why in `skipped`.
     """
     _check_comparable(live, draft, event)
     draft_services = replace(services, rulebook=draft_book, engine=RuleEngine([draft]))
+    live_off = _live_off(services, live)
+    draft_off = _draft_off(services, live, draft, enable)
 
     # Per-subject state: the live version's outcome code of each subject it *matched* (the others
     # are absent: not matched), a str key and a small cached int, about 90-100 bytes a subject in
@@ -70,8 +80,10 @@ def audience_diff(services: Services, live: Rule | None, draft: Rule, draft_book
     live_codes: dict[str, int] = {}
     live_prep: RuleRun | None = None
     live_stats: RuleStats | None = None
-    if live is not None:
+    if live is not None and live_off is None:
         live_prep, live_stats = _dry_run(services, live, today, now, event, live_codes.__setitem__)
+    elif live is not None:
+        live_stats = RuleStats(live.id, skipped=live_off)
 
     added, removed = _Smallest(sample), _Smallest(sample)
 
@@ -84,7 +96,11 @@ def audience_diff(services: Services, live: Rule | None, draft: Rule, draft_book
     def drafted(subject: str, code: int) -> None:
         compare(subject, live_codes.pop(subject, _NOT_MATCHED), code)
 
-    draft_prep, draft_stats = _dry_run(draft_services, draft, today, now, event, drafted)
+    draft_prep: RuleRun | None = None
+    if draft_off is None:
+        draft_prep, draft_stats = _dry_run(draft_services, draft, today, now, event, drafted)
+    else:
+        draft_stats = RuleStats(draft.id, skipped=draft_off)
     for subject, code in live_codes.items():  # matched by the live version only
         compare(subject, code, _NOT_MATCHED)
     live_codes.clear()
@@ -93,8 +109,14 @@ def audience_diff(services: Services, live: Rule | None, draft: Rule, draft_book
     explained: dict[str, list[dict[str, Any]]] = {}
     subject_type = draft.trigger.subject
     for subject, before, after in sample_added[:explain_limit] + sample_removed[:explain_limit]:
+        if live_off is not None or draft_off is not None:  # the stop, not a condition, decides
+            explained[subject] = [{"policy": {"live": DISABLED if live_off is not None else _label(live_prep, before),
+                                              "draft": DISABLED if draft_off is not None
+                                              else _label(draft_prep, after)}}]
+            continue
         live_outcome = (_conditions(services, live_prep, subject_type, subject)
                         if live_prep is not None else None)
+        assert draft_prep is not None
         draft_outcome = _conditions(draft_services, draft_prep, subject_type, subject)
         explained[subject] = _explain_change(live_outcome, draft_outcome, _label(live_prep, before),
                                              _label(draft_prep, after))
@@ -110,9 +132,65 @@ def audience_diff(services: Services, live: Rule | None, draft: Rule, draft_book
         "sample_removed": [s for s, _, _ in sample_removed],
         "explain": dict(sorted(explained.items())),
     }
+    note = _note(draft.id, live_off, draft_off, enable)
+    if note is not None:
+        result["note"] = note
     if event is not None:
         result["event"] = event.key
     return result
+
+
+# --------------------------------------------------------------------------- stopped versions
+
+def _stop(services: Services, rule_id: str) -> str | None:
+    """Who stopped a live rule (`rules disable`), when (local time, with offset) and why; None
+    when it is not stopped."""
+    if rule_id not in services.rulebook.stopped:
+        return None
+    found = services.store.disabled_rules([rule_id]).get(rule_id)
+    if found is None:  # enabled since this process read its rule set: what it read
+        return services.rulebook.stopped[rule_id]
+    at = found["changed_at"]
+    if isinstance(at, dt.datetime):
+        at = (at if at.tzinfo is not None else at.replace(tzinfo=dt.timezone.utc)).astimezone(services.settings.tz)
+        when = at.isoformat(sep=" ", timespec="minutes")
+    else:
+        when = str(at)
+    return f"disabled by {found['changed_by']} at {when}: {found['reason']}"
+
+
+def _live_off(services: Services, live: Rule | None) -> str | None:
+    """Why the live version contacts nobody (it is stopped), or None when it runs."""
+    if live is None or live.enabled:
+        return None
+    return _stop(services, live.id) or "disabled: `enabled: false` in its file"
+
+
+def _draft_off(services: Services, live: Rule | None, draft: Rule, enable: bool) -> str | None:
+    """Why the draft, once approved, contacts nobody, or None when it runs: `enabled: false` in
+    its file, or a new version of a stopped rule (it stays stopped until an enable is approved)."""
+    if not draft.enabled:
+        return "disabled: `enabled: false` in the draft's file"
+    if enable or live is None:
+        return None
+    stop = _stop(services, live.id)
+    return None if stop is None else f"stays {stop}"
+
+
+def _note(rule_id: str, live_off: str | None, draft_off: str | None, enable: bool) -> str | None:
+    """What the stop means for this diff (None: neither side is stopped)."""
+    if live_off is not None and draft_off is None:
+        if enable:
+            return (f"{rule_id} is {live_off}; it contacts nobody now. Approving this enable switches it on: "
+                    "everyone it would contact is added")
+        return f"the live version of {rule_id} is {live_off} and contacts nobody; this version switches it on"
+    if draft_off is not None and draft_off.startswith("stays "):
+        return (f"{rule_id} is {draft_off[len('stays '):]}. This version stays stopped when approved, so it "
+                f"contacts nobody before or after; `rules enable {rule_id}` (approved by someone else) switches "
+                "it on, and that enable's diff shows whom it would contact")
+    if draft_off is not None:
+        return f"this version of {rule_id} has `enabled: false`: it contacts nobody once approved"
+    return None
 
 
 # --------------------------------------------------------------------------- like with like

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import Conflict, NotFound, Problem, Refused, ValidationFailed
 from ..rulebook.loader import (Rulebook, build_rulebook, environment_for, parse_rule_text, read_rule_files,
-                               read_templates, template_texts)
+                               read_templates, refusal, template_texts)
 from ..rulebook.published import VersionCache, published_rulebook, text_diff
 from ..vocabulary import Approval, DraftKind, DraftStatus
 from .ports import RunStore
@@ -83,6 +83,39 @@ def not_live_hint(store: RunStore, rule_ids: Sequence[str], *, recent: int = 200
     if len(found) < len(rule_ids) and unreadable:
         hint += "; drafts whose rules could not be read: " + "; ".join(unreadable.values())
     return hint
+
+
+class ApprovalLocked(Conflict):
+    """A process configured `approval: off` asked to publish to a database that requires approval."""
+
+
+def requires_approval(services: Services) -> bool:
+    """Whether a change needs a second person here: this process is configured `approval: required`,
+    or the database requires approval (a process so configured published to it: `approval_in_force`).
+    A process configured `approval: off` on such a database is refused (ApprovalLocked): `off` no
+    longer turns four eyes off once they were required."""
+    if services.settings.approval is Approval.REQUIRED:
+        return True
+    mark = services.store.approval_mark()
+    if mark is not None:
+        at = mark["set_at"]
+        when = at.strftime("%Y-%m-%d %H:%M UTC") if isinstance(at, dt.datetime) else str(at)
+        raise ApprovalLocked(
+            f"this database requires approval since {when} (recorded by {mark['set_by']}); this process "
+            "is configured `approval: off` (the approval setting: CAMPAIGN_ENGINE_APPROVAL or the config "
+            "file), which cannot publish to it: publish with `approval: required` and have someone else "
+            "approve (README, Publishing rules)")
+    return False
+
+
+def approval_in_force(services: Services, *, actor: str, now: dt.datetime) -> bool:
+    """`requires_approval`; with `approval: required` the database records that it requires approval
+    (once, audited `rules.approval_required`), so that from then on every process does."""
+    if not requires_approval(services):
+        return False
+    if services.settings.approval is Approval.REQUIRED and services.store.approval_mark() is None:
+        services.store.require_approval(by=actor, now=now)
+    return True
 
 
 def draft_hash(file: str, source: str, templates: Mapping[str, str]) -> str:
@@ -216,10 +249,13 @@ def submit(services: Services, sub: Submission, *, now: dt.datetime) -> dict[str
     `live` at once when nothing changed or approval is off, else `pending` approval."""
     if any(p.field == "note" for p in _check_submission(sub)):
         raise ValidationFailed([p for p in _check_submission(sub) if p.field in ("file", "note")], what="draft")
+    refused = refusal(sub.source, sub.file)  # a text not to store nor read again (an alias bomb, a NUL)
+    if refused is not None:
+        raise ValidationFailed([refused], what="draft")
+    approval_off = not approval_in_force(services, actor=sub.author, now=now)
     checked = check(services, sub)
     book, templates, problems = checked.book, checked.templates, checked.problems
     changes = _changes(book, checked.live) if not problems else []
-    approval_off = services.settings.approval is Approval.OFF
     unchanged = all(c["change"] == "unchanged" for c in changes)
     status = DraftStatus.INVALID if problems else DraftStatus.LIVE if unchanged else DraftStatus.PENDING
     content = draft_hash(sub.file, sub.source, templates)
@@ -316,6 +352,7 @@ def disable(services: Services, rule_id: str, *, actor: str, reason: str, now: d
 
 def enable(services: Services, rule_id: str, *, actor: str, note: str, now: dt.datetime) -> dict[str, Any]:
     """Ask to switch a stopped rule on again at its live version: a draft like any change."""
+    approval_off = not approval_in_force(services, actor=actor, now=now)
     state = services.store.live_state([rule_id]).get(rule_id)
     if state is None:
         raise NotFound("live rule", rule_id)
@@ -331,7 +368,7 @@ def enable(services: Services, rule_id: str, *, actor: str, note: str, now: dt.d
     draft_id, _ = services.store.record_draft(values, audit_entries=[{
         "actor": actor, "action": "rules.enable_requested", "details": {"rule": rule_id, "note": note[:NOTE_MAX]}}],
         now=now)
-    if services.settings.approval is Approval.OFF:
+    if approval_off:
         _apply(services, draft_id, approver=None, now=now, action="rules.enable",
                details={"approval": Approval.OFF.value})
     return draft_view(services, draft_id)
@@ -408,7 +445,7 @@ def draft_audience(services: Services, draft_id: int, *, today: dt.date, now: dt
                                        what="diff request")
             event = parse_event(rule.trigger.event, event_payload)
         out.append(audience_diff(services, services.rulebook.get(rule.id), rule, book, today=today, now=now,
-                                 event=event, sample=sample))
+                                 event=event, sample=sample, enable=draft["kind"] == DraftKind.ENABLE.value))
     first = out[0] if len(out) == 1 else {}
     return {"draft_id": draft_id, "date": today.isoformat(), **first, "rules": out}
 

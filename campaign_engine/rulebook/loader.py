@@ -333,10 +333,14 @@ def _yaml() -> YAML:
 
 
 # What a rule file may not hold: NUL (PostgreSQL text cannot store it) and lone surrogates (UTF-8
-# cannot encode them), raw or escaped in a quoted scalar ("\0", "\ud800"); and nesting deeper than
-# MAX_DEPTH, which no rule needs and which would overflow the recursive checks below.
+# cannot encode them), raw or escaped in a quoted scalar ("\0", "\ud800"); nesting deeper than
+# MAX_DEPTH, which no rule needs and which would overflow the recursive checks below; and aliases
+# that expand to more than MAX_NODES nodes (`b: &b [*a, *a, ...]`, ten levels of nine: billions of
+# nodes from a few hundred bytes), which every later walk (marshmallow, conditions, hashes) would
+# expand. Such a text is refused as a whole (`refusal`): no rule of it is read.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 MAX_DEPTH = 64
+MAX_NODES = 100_000  # a rule file's nodes with every alias expanded (the starter pack's largest: about 60)
 
 
 def _unstorable(text: str) -> str | None:
@@ -348,57 +352,115 @@ def _unstorable(text: str) -> str | None:
 
 
 def _hostile(documents: list[Any], file: str) -> Problem | None:
-    """The first unstorable key or string, or nesting deeper than MAX_DEPTH, located (iterative)."""
-    stack = [(doc, 1, doc.lc.line + 1 if hasattr(doc, "lc") else 1) for doc in documents]
-    while stack:
-        node, depth, line = stack.pop()
-        if isinstance(node, str) and _unstorable(node):
-            return Problem(f"a value {_unstorable(node)}", file=file, line=line)
-        if not isinstance(node, (CommentedMap, CommentedSeq)):
+    """The first unstorable key or string, nesting deeper than MAX_DEPTH, an alias inside itself or
+    more than MAX_NODES nodes once aliases are expanded, located.
+
+    Iterative, and linear in the document's distinct nodes: an alias is the same container object
+    as its anchor, so each container is walked once and its expanded size and depth are memoized by
+    identity (a bomb's billions of expanded nodes are counted, never visited)."""
+    done: dict[int, tuple[int, int]] = {}  # id(container) -> (nodes when expanded, depth below it)
+    open_: set[int] = set()  # containers being walked: the path from the document down
+    shared = False  # a container was reached a second time: the document uses aliases
+    total = 0
+    for doc in documents:
+        root_line = doc.lc.line + 1 if hasattr(doc, "lc") else 1
+        if not isinstance(doc, (CommentedMap, CommentedSeq)):
+            if isinstance(doc, str) and _unstorable(doc):
+                return Problem(f"a value {_unstorable(doc)}", file=file, line=root_line)
             continue
-        if depth > MAX_DEPTH:
-            return Problem(f"nested deeper than {MAX_DEPTH} levels", file=file, line=line)
-        keys = list(node) if isinstance(node, CommentedMap) else range(len(node))
-        for key in keys:
-            if isinstance(key, str) and _unstorable(key):
-                return Problem(f"a key {_unstorable(key)}", file=file, line=_line_of(node, [key]) or line)
-            stack.append((node[key], depth + 1, _line_of(node, [key]) or line))
+        stack: list[tuple[Any, int, bool]] = [(doc, root_line, False)]
+        while stack:
+            node, line, leaving = stack.pop()
+            if leaving:
+                open_.discard(id(node))
+                children = node.values() if isinstance(node, CommentedMap) else node
+                size = 1 + (len(node) if isinstance(node, CommentedMap) else 0)  # itself and its keys
+                depth = 1
+                for child in children:
+                    below = done.get(id(child)) if isinstance(child, (CommentedMap, CommentedSeq)) else None
+                    size += below[0] if below else 1
+                    depth = max(depth, below[1] + 1) if below else depth
+                if depth > MAX_DEPTH:
+                    return Problem(f"nested deeper than {MAX_DEPTH} levels", file=file, line=line)
+                if size > MAX_NODES:
+                    return Problem(f"YAML aliases expand to more than {MAX_NODES:,} nodes" if shared
+                                   else f"more than {MAX_NODES:,} nodes", file=file, line=line)
+                done[id(node)] = (size, depth)
+                continue
+            if id(node) in done:
+                shared = True
+                continue
+            open_.add(id(node))
+            if len(open_) > MAX_DEPTH:  # the path itself (a chain of aliases nests without nesting text)
+                return Problem(f"nested deeper than {MAX_DEPTH} levels", file=file, line=line)
+            stack.append((node, line, True))
+            keys = list(node) if isinstance(node, CommentedMap) else range(len(node))
+            entered = []
+            for key in keys:
+                if isinstance(key, str) and _unstorable(key):
+                    return Problem(f"a key {_unstorable(key)}", file=file, line=_line_of(node, [key]) or line)
+                child = node[key]
+                child_line = _line_of(node, [key]) or line
+                if isinstance(child, str) and _unstorable(child):
+                    return Problem(f"a value {_unstorable(child)}", file=file, line=child_line)
+                if isinstance(child, (CommentedMap, CommentedSeq)):
+                    if id(child) in open_:
+                        return Problem("a YAML alias refers to a node that contains it", file=file,
+                                       line=child_line)
+                    if id(child) in done:
+                        shared = True
+                    else:
+                        entered.append((child, child_line, False))
+            stack += reversed(entered)  # in document order: the first problem is the first in the file
+        total += done[id(doc)][0]
+        if total > MAX_NODES:
+            return Problem(f"YAML aliases expand to more than {MAX_NODES:,} nodes" if shared
+                           else f"more than {MAX_NODES:,} nodes", file=file, line=root_line)
     return None
 
 
 def parse_rule_text(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
     """Every rule of one rule file's text, and the problems found (parsed once per text and name:
     the answer is immutable values, and publishing reads the same text several times)."""
-    rules, problems = _parse_rule_text(text, file)
+    rules, problems, _ = _parse_rule_text(text, file)
     return list(rules), list(problems)
 
 
+def refusal(text: str, file: str) -> Problem | None:
+    """Why a rule file's text is refused as a whole, before any rule of it is read (a NUL or a lone
+    surrogate, which cannot be stored; nesting deeper than MAX_DEPTH; aliases expanding to more than
+    MAX_NODES nodes), else None. Malformed YAML is not a refusal: it is the file's problem."""
+    return _parse_rule_text(text, file)[2]
+
+
 @functools.lru_cache(maxsize=256)
-def _parse_rule_text(text: str, file: str) -> tuple[tuple[Rule, ...], tuple[Problem, ...]]:
-    rules, problems = _parse(text, file)
-    return tuple(rules), tuple(problems)
+def _parse_rule_text(text: str, file: str) -> tuple[tuple[Rule, ...], tuple[Problem, ...], Problem | None]:
+    rules, problems, refused = _parse(text, file)
+    return tuple(rules), tuple(problems), refused
 
 
-def _parse(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
+def _parse(text: str, file: str) -> tuple[list[Rule], list[Problem], Problem | None]:
     raw = _UNSTORABLE.search(text)
     if raw is not None:
-        return [], [Problem(f"the file {_unstorable(raw.group())}", file=file,
-                            line=text.count("\n", 0, raw.start()) + 1)]
+        refused = Problem(f"the file {_unstorable(raw.group())}", file=file,
+                          line=text.count("\n", 0, raw.start()) + 1)
+        return [], [refused], refused
     try:
         documents = [d for d in _yaml().load_all(text) if d is not None]
     except RecursionError:
-        return [], [Problem(f"nested deeper than {MAX_DEPTH} levels", file=file)]
+        refused = Problem(f"nested deeper than {MAX_DEPTH} levels", file=file)
+        return [], [refused], refused
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
         return [], [Problem(f"malformed YAML: {reason}", file=file,
-                            line=mark.line + 1 if mark else None)]
+                            line=mark.line + 1 if mark else None)], None
     except (YAMLError, ValueError, TypeError) as exc:
         # e.g. `!!int x`: a tag ruamel cannot build the value for.
-        return [], [Problem(f"malformed YAML: {exc}", file=file)]
+        return [], [Problem(f"malformed YAML: {exc}", file=file)], None
     hostile = _hostile(documents, file)
     if hostile is not None:
-        return [], [hostile]
+        return [], [hostile], hostile
     raws: list[tuple[Any, int]] = []
     for doc in documents:
         if isinstance(doc, CommentedSeq):
@@ -411,7 +473,7 @@ def _parse(text: str, file: str) -> tuple[list[Rule], list[Problem]]:
         problems += found
         if rule is not None:
             rules.append(rule)
-    return rules, problems
+    return rules, problems, None
 
 
 @dataclass(frozen=True)

@@ -422,6 +422,18 @@ class RuleGeneration(Base):
     changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
+class DatabaseSetting(Base):
+    """A property of the database itself, whatever a process's settings say: `approval` = `required`
+    once a process configured `approval: required` published to it (store.database_settings)."""
+
+    __tablename__ = "database_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    set_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    set_by: Mapped[str] = mapped_column(String(64))
+
+
 class Manager(Base):
     """A relationship manager (客户经理): the customers whose manager_id it is, and a day's capacity."""
 

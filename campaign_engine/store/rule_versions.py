@@ -104,6 +104,18 @@ def set_live(conn: Connection, *, rule_id: str, version_id: int, enabled: bool, 
         conn.execute(insert(LiveRule).values(rule_id=rule_id, **values))
 
 
+def publish_live(conn: Connection, *, rule_id: str, version_id: int, current: dict[str, Any] | None, by: str,
+                 now: dt.datetime) -> bool:
+    """Make a new version the rule's live one; returns whether it runs. A stopped rule stays
+    stopped, and who stopped it, when and why stay as they were (the stop is theirs, not the
+    approver's); otherwise the rule runs, changed by `by` at `now`."""
+    if current is not None and not current["enabled"]:
+        conn.execute(update(LiveRule).where(LiveRule.rule_id == rule_id).values(version_id=version_id))
+        return False
+    set_live(conn, rule_id=rule_id, version_id=version_id, enabled=True, by=by, now=now)
+    return True
+
+
 def set_enabled(conn: Connection, *, rule_id: str, enabled: bool, by: str, now: dt.datetime,
                 reason: str | None, version_id: int | None = None) -> bool:
     """Switch a live rule on or off (only while it is live at `version_id`, when given)."""
@@ -174,13 +186,71 @@ def decide_draft(conn: Connection, draft_id: int, *, from_status: str, to_status
     return bool(done.rowcount)
 
 
+ENABLE_KIND = "enable"  # vocabulary.DraftKind.ENABLE
+
+
+def _draft_rules(changes: Any) -> set[str]:
+    return {str(c["rule"]) for c in changes or () if isinstance(c, dict) and c.get("rule")}
+
+
 def supersede_pending(conn: Connection, *, file: str, kind: str, except_id: int, now: dt.datetime,
                       by: str) -> list[int]:
-    """Older pending drafts of the same file (or rule, for enables) give way to a newer one."""
-    ids = [int(i) for i in conn.scalars(select(RuleDraft.id).where(
+    """Older pending drafts of the same kind give way to a newer one: of the same file for a
+    publish, of the same rule for an enable (two rules of one file are enabled independently)."""
+    rows = conn.execute(select(RuleDraft.id, RuleDraft.changes).where(
         RuleDraft.file == file, RuleDraft.kind == kind, RuleDraft.status == "pending",
-        RuleDraft.id != except_id))]
+        RuleDraft.id != except_id)).all()
+    if kind == ENABLE_KIND:
+        wanted = _draft_rules(conn.scalar(select(RuleDraft.changes).where(RuleDraft.id == except_id)))
+        rows = [r for r in rows if _draft_rules(r.changes) & wanted]
+    ids = [int(r.id) for r in rows]
     if ids:
         conn.execute(update(RuleDraft).where(RuleDraft.id.in_(ids)).values(
             status="superseded", decided_by=by, decided_at=now, reason=f"superseded by draft {except_id}"))
     return ids
+
+
+def pending_enables(conn: Connection, rule_ids: Iterable[str], *, except_id: int | None = None) -> dict[int, str]:
+    """Pending enable drafts of these rules: {draft id: rule id}."""
+    wanted = set(rule_ids)
+    if not wanted:
+        return {}
+    query = select(RuleDraft.id, RuleDraft.changes).where(RuleDraft.kind == ENABLE_KIND,
+                                                          RuleDraft.status == "pending")
+    if except_id is not None:
+        query = query.where(RuleDraft.id != except_id)
+    found: dict[int, str] = {}
+    for row in conn.execute(query):
+        rules = sorted(_draft_rules(row.changes) & wanted)
+        if rules:
+            found[int(row.id)] = rules[0]
+    return found
+
+
+def supersede_enables(conn: Connection, reasons: dict[str, str], *, except_id: int, now: dt.datetime,
+                      by: str | None) -> list[int]:
+    """Pending enables of rules that just got a new version or were enabled (`reasons`: rule id ->
+    why) are superseded with that reason: each was requested for a state that is gone."""
+    done = []
+    for draft_id, rule_id in sorted(pending_enables(conn, reasons, except_id=except_id).items()):
+        if decide_draft(conn, draft_id, from_status="pending", to_status="superseded", by=by, now=now,
+                        reason=reasons[rule_id]):
+            done.append(draft_id)
+    return done
+
+
+def stale_enable(conn: Connection, enable: Sequence[tuple[str, int]]) -> str | None:
+    """Why an enable of (rule id, version id) pairs can no longer apply (the rule was published at
+    another version, or is enabled already), or None when each rule is still stopped at that version."""
+    state = live_state(conn, [rule_id for rule_id, _ in enable])
+    for rule_id, version_id in enable:
+        current = state.get(rule_id)
+        if current is None:
+            return f"rule {rule_id} is no longer live"
+        if int(current["version_id"]) != int(version_id):
+            return (f"rule {rule_id} was published at version {current['version']} after this enable was "
+                    f"requested for an earlier version" + ("; it is enabled" if current["enabled"] else
+                                                          f"; it stays disabled: `rules enable {rule_id}` again"))
+        if current["enabled"]:
+            return f"rule {rule_id} was enabled since (by {current['changed_by']})"
+    return None

@@ -16,7 +16,7 @@ from typing import Callable, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from ..errors import AlreadyRecorded, Conflict, StoreError
+from ..errors import AlreadyRecorded, Conflict, StaleDraft, StoreError
 from ..effect.report import EffectCounts
 from ..rulebook.model import Goal
 from ..selection.plan import CandidatePlan
@@ -365,7 +365,11 @@ class SqlStore:
                     now: dt.datetime, audit_entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """In one transaction: the draft goes live (only from `from_status`), each changed rule
         gets its next version and becomes live (only if its live version is still the one the
-        draft was based on), enables apply, the generation moves on, the audit log records it."""
+        draft was based on), enables apply, the generation moves on, the audit log records it.
+        Pending enables of the rules it publishes or enables are superseded (their state is gone);
+        an enable that is stale itself is marked superseded and refused (StaleDraft)."""
+        if enable:
+            self._refuse_stale_enable(draft_id, enable, from_status=from_status, by=approver or author, now=now)
         try:
             with self.engine.begin() as conn:
                 if not rule_versions.decide_draft(conn, draft_id, from_status=from_status, to_status="live",
@@ -384,10 +388,9 @@ class SqlStore:
                         conn, rule_id=v["rule_id"], content_hash=v["content_hash"], file=v["file"],
                         source=v["source"], templates=v["templates"], author=author, approver=approver,
                         note=note, draft_id=draft_id, now=now)
-                    enabled = current["enabled"] if current else True  # a stopped rule stays stopped
-                    rule_versions.set_live(conn, rule_id=v["rule_id"], version_id=row["id"], enabled=enabled,
-                                           by=approver or author, now=now,
-                                           reason=current["reason"] if current and not enabled else None)
+                    # a stopped rule stays stopped, and stays stopped by whoever stopped it
+                    enabled = rule_versions.publish_live(conn, rule_id=v["rule_id"], version_id=row["id"],
+                                                         current=current, by=approver or author, now=now)
                     published.append({"rule": v["rule_id"], "version": row["version"], "id": row["id"],
                                       "content_hash": v["content_hash"], "enabled": enabled})
                 for rule_id, version_id in enable:
@@ -395,13 +398,34 @@ class SqlStore:
                                                      now=now, reason=None, version_id=version_id):
                         raise Conflict(f"rule {rule_id} is no longer disabled at the version this enable "
                                        "was requested for")
+                reasons = {p["rule"]: f"rule {p['rule']} was published at version {p['version']} (draft {draft_id}) "
+                                      "after this enable was requested: request the enable again"
+                           for p in published}
+                reasons.update({rule_id: f"rule {rule_id} was enabled by draft {draft_id}" for rule_id, _ in enable})
+                superseded = rule_versions.supersede_enables(conn, reasons, except_id=draft_id, now=now,
+                                                             by=approver or author)
                 generation = rule_versions.bump_generation(conn, now)
                 _audit(conn, audit_entries, now, target=f"draft:{draft_id}",
-                       extra={"versions": published, "generation": generation})
+                       extra={"versions": published, "generation": generation,
+                              **({"superseded": superseded} if superseded else {})})
                 return {"versions": published, "generation": generation}
         except IntegrityError:
             raise Conflict(f"another change to these rules was published at the same time as draft {draft_id}: "
                            "submit it again on top of the live version") from None
+
+    def _refuse_stale_enable(self, draft_id: int, enable: Sequence[tuple[str, int]], *, from_status: str, by: str,
+                             now: dt.datetime) -> None:
+        """An enable whose rule was published again or enabled since it was requested can never
+        apply: mark it superseded with the reason (and audit the refused approval), then refuse."""
+        with self.engine.begin() as conn:
+            stale = rule_versions.stale_enable(conn, enable)
+            if stale is None or not rule_versions.decide_draft(conn, draft_id, from_status=from_status,
+                                                               to_status="superseded", by=by, now=now,
+                                                               reason=stale):
+                return
+            _audit(conn, [{"actor": by, "action": "rules.approve_refused",
+                           "details": {"reason": "stale", "detail": stale}}], now, target=f"draft:{draft_id}")
+        raise StaleDraft(f"draft {draft_id} is stale: {stale}. It is marked superseded; nothing was changed")
 
     @_translated
     def reject_draft(self, draft_id: int, *, by: str, reason: str, now: dt.datetime,
@@ -430,6 +454,27 @@ class SqlStore:
     def record_audit(self, audit_entries: Sequence[dict[str, Any]], now: dt.datetime) -> None:
         with self.engine.begin() as conn:
             _audit(conn, audit_entries, now)
+
+    @_translated
+    def approval_mark(self) -> dict[str, Any] | None:
+        """When and by whom the database was marked as requiring approval (store.database_settings)."""
+        from . import database_settings
+
+        with self.engine.connect() as conn:
+            return database_settings.get_setting(conn, database_settings.APPROVAL)
+
+    @_translated
+    def require_approval(self, *, by: str, now: dt.datetime) -> dict[str, Any]:
+        """Mark the database as requiring approval (once; audited `rules.approval_required` by
+        whoever marked it); the mark."""
+        from . import database_settings
+
+        with self.engine.begin() as conn:
+            mark, new = database_settings.set_once(conn, database_settings.APPROVAL, "required", by=by, now=now)
+            if new:
+                _audit(conn, [{"actor": by, "action": "rules.approval_required", "target": "database",
+                               "details": {"setting": "approval", "value": "required"}}], now)
+        return mark
 
     # ------------------------------------------------------------------ working the task list (pipeline.tasks)
 

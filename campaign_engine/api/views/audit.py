@@ -19,8 +19,8 @@ MAX_LIMIT = 500
 class AuditQuery(PageArgs):
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=MAX_LIMIT))
     action = ma.fields.String(validate=ma.validate.Length(min=1, max=64), metadata={
-        "description": "an action exactly (`rules.reload`), or every action beginning with a prefix ending in "
-                       "`.` or `*` (`rules.` and `rules.*`: rules.reload, rules.submit, ...)",
+        "description": "an action exactly (`rules.approve`), or every action beginning with a prefix ending in "
+                       "`.` or `*` (`rules.` and `rules.*`: rules.submit, rules.approve, rules.disable, ...)",
         "example": "rules.*"})
     actor = ma.fields.String(validate=ma.validate.Length(min=1, max=64), metadata={
         "description": "who: a stored actor exactly (`key:alice#3`, `cli`, `cli:alice`), or a bare name (no `:` "
@@ -54,7 +54,8 @@ class AuditPageSchema(ma.Schema):
 @blp.arguments(AuditQuery, location="query")
 @blp.response(200, AuditPageSchema)
 def list_audit(args):  # type: ignore[no-untyped-def]
-    """Audit entries by action, actor and time, newest first; cursor paging with `after`."""
+    """Audit entries by action, actor and time, newest first; cursor paging with `after`. A query
+    parameter it does not take (`actors=`) is a 400 naming it, never ignored."""
     after = numeric_cursor(args.get("after"))
     tz = services().settings.tz
     with services().db.connect() as conn:

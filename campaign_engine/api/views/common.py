@@ -57,7 +57,28 @@ def mask_email(value: str | None) -> str | None:
     return masking.mask_email(value) if value else value
 
 
-class PageArgs(ma.Schema):
+class StrictQuery(ma.Schema):
+    """Query arguments a list endpoint takes: any other parameter is a 400 naming it, with the
+    closest one it takes (`actors=` would otherwise drop the filter silently and answer
+    everything). webargs excludes unknown query parameters; this hook sees them first."""
+
+    @ma.pre_load
+    def _only_known_parameters(self, data: Any, **kwargs: Any) -> Any:
+        from flask_smorest import abort
+
+        from ...rulebook.suggestions import did_you_mean
+
+        known = sorted({field.data_key or name for name, field in self.fields.items() if not field.dump_only})
+        unknown = sorted({str(k) for k in data} - set(known)) if hasattr(data, "keys") else []
+        if unknown:
+            first = unknown[0]
+            abort(400, message=f"unknown query parameter {first[:40]!r}{did_you_mean(first, known)}: this endpoint "
+                               f"takes {', '.join(known)}",
+                  errors={"query": {name[:40]: [f"unknown parameter{did_you_mean(name, known)}"] for name in unknown}})
+        return data
+
+
+class PageArgs(StrictQuery):
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=1000))
     after = ma.fields.String(load_default=None, validate=ma.validate.Length(max=64),
                              metadata={"description": "cursor: the last id of the previous page"})
@@ -204,6 +225,14 @@ def rule_file_body(schema: ma.Schema, query: dict[str, str]) -> dict[str, Any]:
     if request.mimetype in YAML_TYPES:
         return load_body(schema, {"source": request.get_data(as_text=True),
                                   **{name: request.args.get(name, default) for name, default in query.items()}})
+    if not request.is_json:  # text/plain, a form, or no Content-Type: never read as an empty body
+        from flask_smorest import abort
+
+        fields = "&".join(f"{name}=..." for name in query)
+        sent = request.mimetype or "no Content-Type"
+        abort(415, message=f"send the rule file as the body with Content-Type: application/yaml (?{fields} in the "
+                           f"query string), or as JSON with Content-Type: application/json; got {sent[:80]}",
+              details={"accepted": ["application/json", *YAML_TYPES]})
     return load_body(schema, request.get_json(silent=True))
 
 

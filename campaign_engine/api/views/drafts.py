@@ -12,36 +12,13 @@ from ...pipeline import publishing
 from ...vocabulary import DraftStatus
 from ..auth import APPROVE, READ, RULES
 from ..blueprint import ApiBlueprint
-from .rules import ProblemSchema
-from .common import YAML_TYPES, existing_id, now, numeric_cursor, rule_file_body, services, today
+from ..errors import ErrorSchema
+from ..input_limits import query_limits
+from .rules import DraftSchema
+from .common import StrictQuery, YAML_TYPES, existing_id, now, numeric_cursor, rule_file_body, services, today
 
 blp = ApiBlueprint("drafts", __name__, url_prefix="/api/v1/rules/drafts",
                    description="Rule changes: drafts, review, four-eyes approval")
-
-class ChangeSchema(ma.Schema):
-    rule = ma.fields.String()
-    template = ma.fields.String(allow_none=True)
-    content_hash = ma.fields.String()
-    base_version = ma.fields.Integer(allow_none=True, metadata={"description": "the live version when submitted"})
-    change = ma.fields.String(metadata={"description": "new, changed, unchanged, or enable"})
-    version_id = ma.fields.Integer()
-
-
-class DraftSchema(ma.Schema):
-    id = ma.fields.Integer()
-    kind = ma.fields.String(metadata={"description": "publish (a rule file) or enable (a stopped rule)"})
-    status = ma.fields.String(metadata={"description": "pending, live, invalid, rejected or superseded"})
-    file = ma.fields.String()
-    rules = ma.fields.List(ma.fields.String())
-    changes = ma.fields.List(ma.fields.Nested(ChangeSchema))
-    problems = ma.fields.List(ma.fields.Nested(ProblemSchema))
-    content_hash = ma.fields.String(metadata={"description": "what an approver approves"})
-    note = ma.fields.String()
-    author = ma.fields.String()
-    created_at = ma.fields.DateTime()
-    decided_by = ma.fields.String(allow_none=True)
-    decided_at = ma.fields.DateTime(allow_none=True)
-    reason = ma.fields.String(allow_none=True)
 
 
 class DraftDetailSchema(DraftSchema):
@@ -64,7 +41,7 @@ class SubmitSchema(ma.Schema):
     note = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=publishing.NOTE_MAX))
 
 
-class DraftQuery(ma.Schema):
+class DraftQuery(StrictQuery):
     status = ma.fields.String(load_default=None, validate=ma.validate.OneOf([s.value for s in DraftStatus]))
     file = ma.fields.String(load_default=None, validate=ma.validate.Length(max=255))
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))
@@ -80,12 +57,14 @@ class RejectSchema(ma.Schema):
     reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=publishing.NOTE_MAX))
 
 
-class DiffQuery(ma.Schema):
+class DiffQuery(StrictQuery):
     date = ma.fields.Date(load_default=None)
     sample = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=0, max=100))
 
 
-class DiffBody(DiffQuery):
+class DiffBody(ma.Schema):
+    date = ma.fields.Date(load_default=None)
+    sample = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=0, max=100))
     event = ma.fields.Dict(load_default=None, metadata={"description": "the event payload, for event rules"})
 
 
@@ -99,12 +78,15 @@ def _actor() -> str:
     "application/json": {"schema": SubmitSchema},
     **{t: {"schema": {"type": "string"}} for t in YAML_TYPES[::2]}}})
 @blp.response(201, DraftSchema)
+@blp.alt_response(415, schema=ErrorSchema, description="the body is neither YAML nor JSON")
+@query_limits(note=publishing.NOTE_MAX)  # the note's own limit, not the edge's 1,000 for a query value
 def submit_draft():  # type: ignore[no-untyped-def]
     """Submit a rule file: the body is the file itself (Content-Type application/yaml, with
     `?file=name.yaml&note=...`), or JSON `{"file", "source", "templates": {"<name>/sms.txt.j2": "..."},
     "note"}`. A template folder not sent is taken from the live set. Answers the draft: `invalid`
     (with its problems; the live versions keep running), `pending` approval, or `live` (nothing
-    changed, or approval is off)."""
+    changed, or approval is off). Any other Content-Type (text/plain, none) is 415; `note` in the
+    query string may have its 2,000 characters."""
     body = rule_file_body(SubmitSchema(), {"file": "", "note": ""})
     sub = publishing.Submission(body["file"], body["source"], body["templates"], body["note"], _actor())
     return publishing.submit(services(), sub, now=now())

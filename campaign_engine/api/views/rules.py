@@ -3,6 +3,7 @@ and the emergency stop (disable) and its undoing (enable, through approval)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import marshmallow as ma
@@ -27,6 +28,32 @@ class ProblemSchema(ma.Schema):
     rule = ma.fields.String()
     field = ma.fields.String()
     reason = ma.fields.String(required=True)
+
+
+class ChangeSchema(ma.Schema):
+    rule = ma.fields.String()
+    template = ma.fields.String(allow_none=True)
+    content_hash = ma.fields.String()
+    base_version = ma.fields.Integer(allow_none=True, metadata={"description": "the live version when submitted"})
+    change = ma.fields.String(metadata={"description": "new, changed, unchanged, or enable"})
+    version_id = ma.fields.Integer()
+
+
+class DraftSchema(ma.Schema):
+    id = ma.fields.Integer()
+    kind = ma.fields.String(metadata={"description": "publish (a rule file) or enable (a stopped rule)"})
+    status = ma.fields.String(metadata={"description": "pending, live, invalid, rejected or superseded"})
+    file = ma.fields.String()
+    rules = ma.fields.List(ma.fields.String())
+    changes = ma.fields.List(ma.fields.Nested(ChangeSchema))
+    problems = ma.fields.List(ma.fields.Nested(ProblemSchema))
+    content_hash = ma.fields.String(metadata={"description": "what an approver approves"})
+    note = ma.fields.String()
+    author = ma.fields.String()
+    created_at = ma.fields.DateTime()
+    decided_by = ma.fields.String(allow_none=True)
+    decided_at = ma.fields.DateTime(allow_none=True)
+    reason = ma.fields.String(allow_none=True)
 
 
 class TriggerSchema(ma.Schema):
@@ -135,8 +162,18 @@ def node_data(node: Node) -> Any:
     return {node.field: {node.op: list(operand) if isinstance(operand, tuple) else operand}}
 
 
+def _stopped(state: dict[str, Any] | None, stopped: str | None) -> str | None:
+    """Who stopped the rule, when (ISO 8601 with offset, as every time the API answers) and why."""
+    if stopped is None or state is None or state["enabled"] or not isinstance(state.get("changed_at"), dt.datetime):
+        return stopped
+    at = state["changed_at"]
+    at = at if at.tzinfo is not None else at.replace(tzinfo=dt.timezone.utc)
+    return f"disabled by {state['changed_by']} at {at.isoformat(timespec='seconds')}: {state['reason']}"
+
+
 def rule_data(rule: Rule, next_runs: dict[str, Any], state: dict[str, Any] | None,
               stopped: str | None) -> dict[str, Any]:
+    stopped = _stopped(state, stopped)
     return {"id": rule.id, "name": rule.name, "enabled": rule.enabled, "status": "live" if rule.enabled else "disabled",
             "category": rule.category.value, "priority": rule.priority,
             "trigger": {"schedule": rule.trigger.schedule,
@@ -210,7 +247,7 @@ def disable_rule(body, rule_id: str):  # type: ignore[no-untyped-def]
 @blp.route("/<rule_id>/enable", methods=["POST"])
 @blp.secured(RULES)
 @blp.arguments(EnableSchema)
-@blp.response(201, description="a draft of kind enable: pending approval (live at once with approval off)")
+@blp.response(201, DraftSchema, description="a draft of kind enable: pending approval (live at once with approval off)")
 def enable_rule(body, rule_id: str):  # type: ignore[no-untyped-def]
     """Ask to switch a disabled rule on again, at the version it is live in: approved like any change."""
     return publishing.enable(services(), rule_id, actor=g.actor, note=body["note"], now=now())
