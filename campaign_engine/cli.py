@@ -190,12 +190,21 @@ def import_(ctx: click.Context, kind: str, file: Path, quiet: bool) -> None:
     from .store.csv_import import import_csv
 
     total = None if quiet else _data_lines(file)
+    engine = _db(ctx)
     with Progress(f"import {kind}", total, quiet=quiet) as bar:
-        report = import_csv(_db(ctx), kind, file, now=_now(), tz=_settings(ctx).tz,
+        report = import_csv(engine, kind, file, now=_now(), tz=_settings(ctx).tz,
                             on_batch=lambda r: bar.update(r.rows))
     for problem in report.problems:
         click.echo(f"{problem}", err=True)
     click.echo(report.summary())
+    if kind == "managers":  # an inactive manager's open tasks go to their customers' branch queues
+        from .store.managers import requeue_open_tasks
+
+        with engine.begin() as conn:
+            moved = requeue_open_tasks(conn, None, actor=_cli_actor(None), now=_now(), tz=_settings(ctx).tz,
+                                       reason="manager inactive")
+        if moved:
+            click.echo(f"{len(moved)} open task(s) of inactive managers moved to their branch queues")
     if not report.ok:
         sys.exit(1)
 
@@ -836,8 +845,9 @@ def preview(ctx: click.Context, rule_id: str, customer_id: str | None, date_: st
         elif waiting:
             scheduled += f" ({', '.join(f'{n} for {at}' for at, n in waiting.items())})"
         failed = f", {c['failed']} would fail to render" if c["failed"] else ""
+        tasks = f"{_planned_tasks(result['tasks_planned'], c.get('merged', 0))}, " if "tasks_planned" in result else ""
         click.echo(f"{rule_id} on {result['date']}: {c['candidates']} candidates, {c['matched']} matched, "
-                   f"{c['queued']} would be queued now, {scheduled}, {c['duplicates']} already written"
+                   f"{c['queued']} would be queued now, {scheduled}, {tasks}{c['duplicates']} already written"
                    f"{failed}, suppressed {c['suppressed']}")
         for item in result["sample"]:
             _print_match(item)
@@ -850,7 +860,36 @@ def preview(ctx: click.Context, rule_id: str, customer_id: str | None, date_: st
             _print_match(subject)
 
 
+def _planned_tasks(planned: list[dict[str, Any]], merged: int) -> str:
+    """A preview's manager tasks: '2 calls would be planned for 2026-03-16 10:00 +08:00, 1 merged
+    into an open task' (several due times: '(1 for .., 1 for ..)')."""
+    by_type: dict[str, int] = {}
+    by_time: dict[str, int] = {}
+    for entry in planned:
+        by_type[entry["type"]] = by_type.get(entry["type"], 0) + entry["count"]
+        at = _local_time(entry["at"])
+        by_time[at] = by_time.get(at, 0) + entry["count"]
+    kinds = ", ".join(f"{n} {kind}{'' if n == 1 else 's'}" for kind, n in sorted(by_type.items())) or "0 calls or visits"
+    text = f"{kinds} would be planned"
+    if len(by_time) == 1:
+        text += f" for {next(iter(by_time))}"
+    elif by_time:
+        text += f" ({', '.join(f'{n} for {at}' for at, n in by_time.items())})"
+    return text + f", {merged} merged into open tasks"
+
+
 def _print_match(item: dict[str, Any]) -> None:
+    if "merged_into" in item:
+        click.echo(f"  -> {item['customer_id']} by {item['channel']}: joins open task #{item['merged_into']}"
+                   + (f" (due {_local_time(item['due_at'])})" if item.get("due_at") else ""))
+        return
+    if "owner" in item and "body" in item:
+        owner = item["owner"]
+        whose = (f"{owner['id']} {owner['name'] or ''}".rstrip() if owner["id"]
+                 else f"the {owner['branch'] or '-'} branch queue")
+        click.echo(f"  -> {item['customer_id']} by {item['channel']}, due {_local_time(item['due_at'])} for "
+                   f"{whose}: {item['body']}")
+        return
     if "existing_message" in item:
         m = item["existing_message"]
         due = f", due {_local_time(m['due_at'])}" if m["status"] == "scheduled" and m["due_at"] else ""
@@ -1519,13 +1558,15 @@ def suppress() -> None:
 
 
 @suppress.command("add")
-@click.argument("channel", type=click.Choice(["sms", "email"]))
+@click.argument("channel", type=click.Choice(["sms", "email", "call"]))
 @click.argument("address")
-@click.option("--reason", required=True, help="e.g. complaint, wrong number, bounced.")
+@click.option("--reason", required=True,
+              help="e.g. complaint, bounced; for call, wrong_number also stops SMS to the mobile.")
 @click.pass_context
 @_guard
 def suppress_add(ctx: click.Context, channel: str, address: str, reason: str) -> None:
-    """Never contact this number or address again (checked when queuing and before sending)."""
+    """Never contact this number or address again on CHANNEL (checked when queuing and before
+    sending); call: no manager's call task to this mobile."""
     from .store import audit, suppression
 
     with _db(ctx).begin() as conn:
@@ -1536,19 +1577,20 @@ def suppress_add(ctx: click.Context, channel: str, address: str, reason: str) ->
 
 
 @suppress.command("remove")
-@click.argument("channel", type=click.Choice(["sms", "email"]))
+@click.argument("channel", type=click.Choice(["sms", "email", "call"]))
 @click.argument("address")
 @click.pass_context
 @_guard
 def suppress_remove(ctx: click.Context, channel: str, address: str) -> None:
-    """Take a number or address off the list."""
+    """Take a number or address off the list (call: also a manager's wrong_number flag, which
+    stops SMS to the mobile as well)."""
     from .store import audit, suppression
 
     with _db(ctx).begin() as conn:
         if not suppression.remove(conn, channel=channel, address=address):
             raise NotFound("suppressed address", address)
         audit.record(conn, actor="cli", action="suppression.remove", target=channel, now=_now())
-    click.echo("removed")
+    click.echo(f"{channel} {suppression.normalize(channel, address)} removed")
 
 
 @suppress.command("list")
@@ -1641,6 +1683,23 @@ def _cli_viewer(as_: str | None = None):  # type: ignore[no-untyped-def]
     return Viewer(actor=_cli_actor(as_), role=Role.OPERATOR)
 
 
+class _TaskId(click.ParamType):
+    """A task's id, as `tasks list` shows it after `#`: a whole number from 1."""
+
+    name = "task_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        text = str(value).strip().lstrip("#")
+        if text.isascii() and text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"the task id must be a number (as `tasks list` shows it, e.g. 4711), not {value!r}", param, ctx)
+
+
+TASK_ID = _TaskId()
+
+
 def _task_line(settings: Settings, t: dict[str, Any]) -> str:
     owner = t["manager_id"] or f"queue:{t['branch'] or '-'}"
     flag = " OVERDUE" if t["overdue"] else ""
@@ -1700,7 +1759,7 @@ def tasks_list(ctx: click.Context, manager_id: str | None, branch: str | None, q
 
 
 @tasks.command("show")
-@click.argument("task_id", type=click.IntRange(min=1))
+@click.argument("task_id", type=TASK_ID)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_guard
@@ -1726,9 +1785,9 @@ def tasks_show(ctx: click.Context, task_id: int, as_json: bool) -> None:
 
 
 @tasks.command("done")
-@click.argument("task_id", type=click.IntRange(min=1))
+@click.argument("task_id", type=TASK_ID)
 @click.option("--outcome", required=True, type=click.Choice([o.value for o in TaskOutcome]),
-              help="refused withdraws phone consent; wrong_number suppresses the mobile for calls; "
+              help="refused withdraws phone consent; wrong_number stops calls and SMS to the mobile; "
                    "interested/converted record a conversion.")
 @click.option("--note", help="What was said (stored with the task).")
 @click.option("--next-contact-on", help="YYYY-MM-DD: when to contact the customer again.")
@@ -1745,6 +1804,27 @@ def tasks_done(ctx: click.Context, task_id: int, outcome: str, note: str | None,
     request = OutcomeRequest(TaskOutcome(outcome), note=note,
                              next_contact_on=_date_option(next_contact_on, "--next-contact-on"))
     t = _shown_task(settings, record_outcome(_services(ctx), task_id, request, _cli_viewer(as_), now=_now()))
+    click.echo(_json(_task_json(t)) if as_json else _task_line(settings, t))
+
+
+@tasks.command("assign")
+@click.argument("task_id", type=TASK_ID)
+@click.option("--manager", "manager_id", required=True, help="The active manager to take the task, e.g. M030.")
+@click.option("--note", help="Why (kept in the audit log).")
+@click.option("--as", "as_", help="Your name (default: the OS user).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def tasks_assign(ctx: click.Context, task_id: int, manager_id: str, note: str | None, as_: str | None,
+                 as_json: bool) -> None:
+    """Give an open task (a branch queue's, or another manager's) to an active manager; it takes a
+    place on their list on its due day. Exit 2 for an unknown task or an unknown or inactive
+    manager, 1 when the task is not open or the manager's day is full."""
+    from .pipeline.tasks import AssignRequest, assign_task
+
+    settings = _settings(ctx)
+    t = _shown_task(settings, assign_task(_services(ctx), task_id, AssignRequest(manager_id, note=note),
+                                          _cli_viewer(as_), now=_now()))
     click.echo(_json(_task_json(t)) if as_json else _task_line(settings, t))
 
 

@@ -207,7 +207,14 @@ def _tasks(raw: Any, source: str | None, problems: list[Problem]) -> TaskSetting
                                 "expire_days >= 1; window {start, end} within a day; caps {call|visit: "
                                 f"[{{days, max}}]}} ({exc})", file=source, field="tasks"))
         return default
-    return dataclasses.replace(default, **values)
+    tasks = dataclasses.replace(default, **values)
+    if not tasks.window.contains(tasks.hour):  # a task is due inside the customer's call window
+        start, end = f"{tasks.window.start:%H:%M}", f"{tasks.window.end:%H:%M}"
+        problems.append(Problem(
+            f"tasks.hour {tasks.hour:%H:%M} is outside the call window tasks.window {start}-{end}: a task would be "
+            f"due when the customer is not to be called; set an hour from {start} to before {end}, or widen "
+            "tasks.window", file=source, field="tasks.hour"))
+    return tasks
 
 
 def _control_group(raw: Any, source: str | None, problems: list[Problem]) -> ControlGroup | None:

@@ -134,6 +134,9 @@ class SuppressionReason(StrEnum):
     REPEAT_WINDOW = "repeat_window"  # `every: Nd`: this rule reached the subject fewer than N days ago
     RULE_DISABLED = "rule_disabled"  # its rule was stopped (`rules disable`) before the message was sent
     MANAGER_CAPACITY = "manager_capacity"  # the manager's call/visit capacity is full up to the horizon
+    # a manager closed a task `wrong_number`: the mobile is someone else's, so neither a call nor an SMS
+    # goes to it (the `call` suppression row of reason wrong_number) until `suppress remove call` lifts it
+    WRONG_NUMBER = "wrong_number"
 
 
 class Role(StrEnum):
@@ -208,4 +211,4 @@ class TaskOutcome(StrEnum):
     DECLINED = "declined"
     REFUSED = "refused"  # refuses phone marketing: the phone consent is withdrawn
     CONVERTED = "converted"
-    WRONG_NUMBER = "wrong_number"  # the mobile is put on the suppression list for calls
+    WRONG_NUMBER = "wrong_number"  # the mobile goes on the suppression list: no call, no SMS

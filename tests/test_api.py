@@ -606,6 +606,9 @@ def test_api_events_product_launch_suppresses_unsuitable_customers(bank):
 
 
 def test_api_events_large_transaction_concerns_only_its_customer(bank):
+    # large-transaction-call is marketing: C2's call needs the phone-marketing consent
+    assert bank.call("PUT", "/api/v1/customers/C2/consents/phone", "admin",
+                     json={"granted": True, "source": "branch form"}).status_code == 200
     resp = bank.call("POST", "/api/v1/events/large-transaction", "operator", json={**LARGE_TX, "customer_id": "C2"})
     bank.wait()
     run = bank.call("GET", resp.get_json()["url"], "viewer").get_json()

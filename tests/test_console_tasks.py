@@ -38,7 +38,8 @@ def large_move(customer_id: str, event_id: str) -> dict[str, Any]:
 
 
 class Bank:
-    """Two managers in two branches, their diamond customers, and the calls large transfers planned."""
+    """Two managers in two branches, their diamond customers (who take phone marketing: the starter
+    call is a marketing call), and the calls large transfers planned."""
 
     def __init__(self, console: Any) -> None:
         self.console = console
@@ -47,12 +48,13 @@ class Bank:
                                            managers_row("RM0002", "刘经理", "上海分行")], now=NOW, source="test")
             upsert_rows(conn, "customers", [
                 customer("C1", name="张伟", tier="diamond", aum=Decimal("3000000"), mobile="13812345678",
-                         manager_id="RM0001"),
-                customer("C2", name="李娜", gender="F", tier="diamond", mobile="13887654321", manager_id="RM0001"),
+                         manager_id="RM0001", phone_consent=True),
+                customer("C2", name="李娜", gender="F", tier="diamond", mobile="13887654321", manager_id="RM0001",
+                         phone_consent=True),
                 customer("C3", name="王芳", gender="F", tier="diamond", branch="上海分行", mobile="13811112222",
-                         manager_id="RM0002"),
+                         manager_id="RM0002", phone_consent=True),
                 customer("C4", name="赵强", tier="diamond", branch="上海分行", mobile="13833334444",
-                         manager_id="RM0002")], now=NOW, source="test")
+                         manager_id="RM0002", phone_consent=True)], now=NOW, source="test")
         services = console.services
         for customer_id, moment in (("C1", MONDAY), ("C2", LAST_THURSDAY), ("C3", MONDAY), ("C4", LAST_THURSDAY)):
             fire_event(services, EventType.LARGE_TRANSACTION, large_move(customer_id, f"lt-{customer_id}"), now=moment)

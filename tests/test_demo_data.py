@@ -92,6 +92,34 @@ def test_generate_customers_fields_realistic(customers, today):
     assert any((b.month, b.day) == (2, 29) for b in births)
 
 
+def test_every_managed_customer_has_a_manager_of_their_own_branch(customers):
+    managers = {m["manager_id"]: m for m in demo.generate_managers(N, seed=42)}
+    managed = [c for c in customers if c["manager_id"] is not None]
+
+    assert managed and all(managers[c["manager_id"]]["branch"] == c["branch"] for c in managed)
+    assert sorted(m["branch"] for m in managers.values()) == sorted(demo._BRANCHES)  # each branch has one
+    # the quick start's diamond customer (README): RM0012 of 北京分行丰台支行, active, the demo manager's
+    quick = next(c for c in demo.generate_customers(60, seed=42, today=dt.date(2026, 3, 10))
+                 if c["customer_id"] == "C00000053")
+    assert (quick["tier"], quick["branch"], quick["manager_id"], quick["phone_consent"]) == (
+        "diamond", "北京分行丰台支行", "RM0012", True)
+    assert managers["RM0012"]["branch"] == "北京分行丰台支行" and managers["RM0012"]["active"]
+    from campaign_engine.demo.users import DEMO_USERS
+    assert ("demo-manager", "manager", "RM0012") in DEMO_USERS
+
+
+def test_managers_grow_by_a_round_per_branch_and_customers_keep_theirs():
+    per_round = demo.CUSTOMERS_PER_ROUND
+    assert [m["manager_id"] for m in demo.generate_managers(0, seed=1)] == []
+    assert len(list(demo.generate_managers(per_round, seed=1))) == len(demo._BRANCHES)
+    more = list(demo.generate_managers(per_round + 1, seed=1))
+    assert len(more) == 2 * len(demo._BRANCHES) and more[len(demo._BRANCHES)]["branch"] == demo._BRANCHES[0]
+    # the first managers are the same whatever the number of customers (names, mobiles, who has left)
+    assert more[:len(demo._BRANCHES)] == list(demo.generate_managers(10, seed=1))
+    assert demo.manager_of(1, demo._BRANCHES[0]) == "RM0001"
+    assert demo.manager_of(per_round + 1, demo._BRANCHES[0]) == f"RM{len(demo._BRANCHES) + 1:04d}"
+
+
 def test_generate_products_catalogue():
     products = demo.generate_products()
     codes = {p["product_code"] for p in products}
@@ -219,6 +247,6 @@ def test_load_demo_data_writes_every_kind(engine, today, now):
     assert counts["customers"] == 500 and counts["products"] == len(demo.generate_products())
     assert counts["deposits"] > 300 and counts["holdings"] > 50
     assert sources == {"demo-data"} and consent_rows == 1500  # sms, email and phone per customer
-    assert counts["managers"] == 1 and unmanaged == 0  # every customer's manager_id names a manager
+    assert counts["managers"] == len(demo._BRANCHES) and unmanaged == 0  # one per branch; every manager_id names one
     assert birthdays == 0
     assert load_demo_data(engine, 500, seed=5, today=today, now=now) == counts  # idempotent

@@ -200,8 +200,9 @@ def test_the_starter_pack_calls_top_tiers_texts_the_others_and_plans_visits_for_
 
     with engine.begin() as conn:
         upsert_rows(conn, "products", [dict(p) for p in PRODUCTS], now=NOW, source="test")
-        upsert_rows(conn, "customers", [customer("C1", tier="diamond", manager_id="M1"),
-                                        customer("C2", tier="platinum", manager_id="M1"),
+        # large-transaction-call is marketing: the top tiers' calls need their phone-marketing consent
+        upsert_rows(conn, "customers", [customer("C1", tier="diamond", manager_id="M1", phone_consent=True),
+                                        customer("C2", tier="platinum", manager_id="M1", phone_consent=True),
                                         customer("C3", tier="gold", manager_id="M1")], now=NOW, source="test")
         upsert_rows(conn, "deposits", [
             deposit("D1", "C1", amount=Decimal("1500000"), maturity_date=dt.date(2026, 3, 20)),

@@ -66,5 +66,5 @@ def test_readme_quick_start_and_a_day_with_the_starter_pack_run_verbatim(fresh_e
     rows = [line.split() for line in rerun.splitlines() if line.startswith("td-maturity-reminder ")]
     assert rows and int(rows[0][6]) == int(rows[0][3]) > 0  # id, name, candidates, matched, queued, sched, dup
     assert "event" in outputs and "completed" in outputs["event"].splitlines()[0]
-    assert "C00000053" in outputs["tasks"] and "电联" in outputs["tasks"] and "RM0001" in outputs["tasks"]
+    assert "C00000053" in outputs["tasks"] and "电联" in outputs["tasks"] and "RM0012" in outputs["tasks"]
     assert outputs["runs"].count("\n") >= 3  # make run's, the rerun and the event

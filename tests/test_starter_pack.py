@@ -31,7 +31,7 @@ STARTER_RULES = {
     "product-launch": "marketing",
     "holiday-greeting": "marketing",
     "large-transaction-followup": "service",
-    "large-transaction-call": "service",
+    "large-transaction-call": "marketing",  # a retention and wealth-marketing call: phone consent
     "td-maturity-visit": "service",
     "lunar-birthday-greeting": "marketing",
 }
@@ -311,3 +311,158 @@ def test_large_transaction_sms_shows_masked_account_and_amount(rulebook, env, co
     big = _render(env, config, rule, "sms", _context(rule, event__amount=Decimal("12345678.90")))
     assert big.sms.segments <= 2
 
+
+
+# --------------------------------------------------------------------------- large transactions (issue #12)
+
+def test_large_transaction_sms_promise_no_call(rulebook, env, config):
+    """The followup SMS (tiers below 白金: no task is planned) thanks; the call rule's SMS (sent exactly
+    when no call could be planned) invites the customer to get in touch. Neither promises a call."""
+    followup = rulebook.get("large-transaction-followup")
+    call = rulebook.get("large-transaction-call")
+    assert followup.template != call.template  # the call rule has its own folder
+    for variant in VARIANTS:
+        thanks = _render(env, config, followup, "sms", _context(followup, variant)).body
+        assert "感谢您对我行的信任" in thanks and "联系" not in thanks and "退订" not in thanks
+        fallback = _render(env, config, call, "sms", _context(call, variant))
+        assert "将与您联系" not in fallback.body and "欢迎联系" in fallback.body
+        assert fallback.body.endswith(config["sms_opt_out"])  # a marketing SMS: the opt-out line
+        big = _render(env, config, call, "sms", _context(call, variant, event__amount=Decimal("12345678.90")))
+        assert big.sms.segments <= 2, (big.sms, big.body)
+    assert "欢迎联系您的客户经理" in _render(env, config, call, "sms", _context(call)).body
+    assert "欢迎联系我行客户经理" in _render(env, config, call, "sms", _context(call, "nulls")).body
+
+
+def test_large_transaction_call_talking_points_show_customer_event_and_product_suitability(rulebook, env, config):
+    rule = rulebook.get("large-transaction-call")
+    points = _render(env, config, rule, "call", _context(rule)).body
+    assert "电联 张伟（金客户，风险承受 C3，AUM ¥560,000.00" in points and "上海分行浦东支行" in points
+    assert "2026年3月10日 账户 尾号5678 入账 ¥500,000.00" in points
+    assert "产品：" not in points  # no product in this rule's context: no product line, no verdict
+    unassessed = _render(env, config, rule, "call", _context(rule, "nulls")).body
+    assert "客户尚未做风险评估" in unassessed and "None" not in unassessed
+
+    # the same template for a rule about a product: the product, its risk level, the verdict
+    context = _context(rule)
+    context["product"] = {"product_code": "WM-R2-01", "name": "安心稳健理财180天", "type": "wealth",
+                          "risk_level": "R2", "risk_rank": 2}
+    context["suitability"] = {"customer_risk_rank": 3, "product_risk_rank": 2, "suitable": True}
+    points = _render(env, config, rule, "call", context).body
+    assert "产品：安心稳健理财180天（风险等级 R2）" in points and "可以推荐" in points
+    context["suitability"] = {"customer_risk_rank": 3, "product_risk_rank": 4, "suitable": False}
+    assert "不得推荐" in _render(env, config, rule, "call", context).body
+
+
+def test_td_maturity_visit_talking_points_name_the_deposit_product_and_risk(rulebook, env, config):
+    rule = rulebook.get("td-maturity-visit")
+    points = _render(env, config, rule, "visit", _context(rule)).body
+    assert "面谈 张伟" in points and "（1年期定期存款，风险等级 R1）" in points and "¥200,000.00" in points
+
+
+def _starter_services(settings, engine, *customers_rows, deposits=()):
+    from campaign_engine.bootstrap import open_services
+    from campaign_engine.store.models import Manager
+    from campaign_engine.store.upsert import upsert_rows
+    from factories import NOW, PRODUCTS, publish_rules
+    from sqlalchemy import insert
+
+    with engine.begin() as conn:
+        upsert_rows(conn, "products", [dict(p) for p in PRODUCTS], now=NOW, source="test")
+        upsert_rows(conn, "customers", list(customers_rows), now=NOW, source="test")
+        if deposits:
+            upsert_rows(conn, "deposits", list(deposits), now=NOW, source="test")
+        conn.execute(insert(Manager).values(manager_id="M1", name="陈静", branch="北京分行", mobile="13900000000",
+                                            email="m1@bank.example", daily_call_capacity=25, daily_visit_capacity=4,
+                                            active=True, updated_at=NOW, source="test"))
+    assert all(d["status"] == "live" for d in publish_rules(settings))
+    return open_services(settings)
+
+
+def _large_move(customer_id: str, event_id: str) -> dict[str, Any]:
+    return {"event_id": event_id, "customer_id": customer_id, "account_no": "6222020012345678", "amount": 800000,
+            "direction": "in", "occurred_at": "2026-03-10T09:30:00+08:00"}
+
+
+def _rows(engine, model) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(model).order_by(model.id)).mappings()]
+
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def test_starter_call_needs_phone_consent_and_falls_to_a_marketing_sms(settings, engine):
+    """large-transaction-call is marketing: a consenting diamond customer gets the call; a platinum one
+    without phone consent the fallback SMS (opt-out line), one without SMS consent either nothing."""
+    from campaign_engine.store.models import Message, Task
+    from campaign_engine.vocabulary import EventType
+    from factories import customer, fire_event
+
+    services = _starter_services(
+        settings, engine,
+        customer("C1", tier="diamond", manager_id="M1", mobile="13800000001", phone_consent=True),
+        customer("C2", tier="platinum", manager_id="M1", mobile="13800000002"),  # no phone consent recorded
+        customer("C3", tier="platinum", manager_id="M1", mobile="13800000003", sms_consent=False),
+        customer("C4", tier="gold", manager_id="M1", mobile="13800000004", sms_consent=False))
+    try:
+        now = dt.datetime(2026, 3, 10, 9, 40, tzinfo=SHANGHAI)
+        reports = {cid: fire_event(services, EventType.LARGE_TRANSACTION, _large_move(cid, f"lt-{cid}"), now=now)
+                   for cid in ("C1", "C2", "C3", "C4")}
+    finally:
+        services.close()
+    assert [(t["customer_id"], t["type"], t["category"]) for t in _rows(engine, Task)] == [("C1", "call", "marketing")]
+    sent = {m["customer_id"]: m for m in _rows(engine, Message)}
+    assert sorted(sent) == ["C2", "C4"]
+    assert (sent["C2"]["rule_id"], sent["C2"]["category"]) == ("large-transaction-call", "marketing")
+    assert sent["C2"]["body"].endswith(settings.sms_opt_out) and "将与您联系" not in sent["C2"]["body"]
+    assert (sent["C4"]["rule_id"], sent["C4"]["category"]) == ("large-transaction-followup", "service")
+    [c3] = [r for r in reports["C3"]["rules"] if r["rule"] == "large-transaction-call"]
+    assert c3["suppressed"] == {"no_consent": 1}
+
+
+def test_refused_stops_the_starter_call_the_sms_follows_consent_and_service_sms_still_go(settings, engine):
+    """After a manager's `refused`, the next large transfer plans no call: the SMS only if SMS marketing
+    consent allows it, else suppressed no_consent; the customer's service SMS (maturity) still go."""
+    from campaign_engine.pipeline.tasks import OutcomeRequest, Viewer, record_outcome
+    from campaign_engine.store.models import Message, Task
+    from campaign_engine.vocabulary import EventType, TaskOutcome
+    from factories import customer, deposit, fire_event, run_day
+
+    services = _starter_services(
+        settings, engine,
+        customer("C1", tier="diamond", manager_id="M1", mobile="13800000001", phone_consent=True),
+        customer("C2", tier="diamond", manager_id="M1", mobile="13800000002", phone_consent=True,
+                 sms_consent=False),
+        deposits=[deposit("D1", "C1", maturity_date=dt.date(2026, 3, 20)),
+                  deposit("D2", "C2", maturity_date=dt.date(2026, 3, 20))])
+    try:
+        first = dt.datetime(2026, 3, 10, 9, 40, tzinfo=SHANGHAI)
+        for cid in ("C1", "C2"):
+            fire_event(services, EventType.LARGE_TRANSACTION, _large_move(cid, f"lt-{cid}-1"), now=first)
+        calls = {t["customer_id"]: t for t in _rows(engine, Task)}
+        assert sorted(calls) == ["C1", "C2"] and _rows(engine, Message) == []
+        for cid in ("C1", "C2"):
+            record_outcome(services, calls[cid]["id"], OutcomeRequest(TaskOutcome.REFUSED, note="不要再打电话"),
+                           Viewer("key:m1#1", "manager", "M1"), now=dt.datetime(2026, 3, 11, 10, 30, tzinfo=SHANGHAI))
+        # a month later (no cap in the way): another large transfer for each
+        later = dt.datetime(2026, 4, 14, 9, 40, tzinfo=SHANGHAI)
+        again = {cid: fire_event(services, EventType.LARGE_TRANSACTION, _large_move(cid, f"lt-{cid}-2"), now=later)
+                 for cid in ("C1", "C2")}
+        service = run_day(services, today=dt.date(2026, 3, 15), now=dt.datetime(2026, 3, 15, 9, 0, tzinfo=SHANGHAI),
+                          rule_ids=["td-maturity-reminder"])
+    finally:
+        services.close()
+    assert len(_rows(engine, Task)) == 2  # no new call task for either
+    call = lambda report: next(r for r in report["rules"] if r["rule"] == "large-transaction-call")  # noqa: E731
+    assert call(again["C1"]).get("tasks", 0) == 0 and call(again["C2"]).get("tasks", 0) == 0
+    assert call(again["C1"])["queued"] + call(again["C1"])["scheduled"] == 1  # the SMS: C1 takes marketing SMS
+    assert call(again["C2"])["suppressed"] == {"no_consent": 1}  # no phone, no SMS consent: nothing
+    texts = [(m["rule_id"], m["customer_id"], m["channel"]) for m in _rows(engine, Message)]
+    assert ("large-transaction-call", "C1", "sms") in texts
+    assert not any(rule == "large-transaction-call" and cid == "C2" for rule, cid, _ in texts)
+    # the service reminder of each customer's maturing deposit goes, whatever the phone consent says
+    [reminder] = service["rules"]
+    assert reminder["queued"] + reminder["scheduled"] == 2 and reminder["suppressed"] == {}
+    assert {cid for rule, cid, _ in texts if rule == "td-maturity-reminder"} == {"C1", "C2"}

@@ -279,7 +279,7 @@ def test_a_closed_task_is_409_and_bad_input_400(api, book):
     assert list(fields) == ["outcome"]
     assert "outcome" in error(api("POST", path, "m1", json={}), 400)["details"]["fields"]
     assert error(api("POST", path, "m1", json={"outcome": "reached", "next_contact_on": "2026-03-09"}),
-                 400)["details"]["fields"] == {"next_contact_on": ["a day from today (2026-03-10) on"]}
+                 400)["details"]["fields"] == {"next_contact_on": ["next_contact_on must be today (2026-03-10) or later"]}
     assert "colour" in error(api("POST", path, "m1", json={"outcome": "reached", "colour": 1}), 400)["details"]["fields"]
     assert book.row(task_id).status == "open"
     assert api("POST", path, "m1", json={"outcome": "refused"}).status_code == 200

@@ -31,7 +31,8 @@ def presend_check(db: Engine, settings: Settings, clock: Callable[[], dt.datetim
         now = clock()
         with db.begin() as conn:
             flags = holdbacks.contact_flags(conn, sorted({r["customer_id"] for r in rows}))
-            blocked = suppression.blocked(conn, [(r["channel"], r["recipient"]) for r in rows])
+            blocked = suppression.blocked(conn, [(r["channel"], r["recipient"]) for r in rows]
+                                          + [(suppression.WRONG_NUMBER, r["recipient"]) for r in rows if r["channel"] == "sms"])
             stopped = rule_versions.disabled_rules(conn, {r["rule_id"] for r in rows})
             keep: list[Row] = []
             refused: list[tuple[int, str]] = []
@@ -42,6 +43,8 @@ def presend_check(db: Engine, settings: Settings, clock: Callable[[], dt.datetim
                     refused.append((row["id"], SuppressionReason.RULE_DISABLED.value))
                 elif customer.get("do_not_contact"):
                     refused.append((row["id"], SuppressionReason.DO_NOT_CONTACT.value))
+                elif row["channel"] == "sms" and (suppression.WRONG_NUMBER, row["recipient"]) in blocked:
+                    refused.append((row["id"], SuppressionReason.WRONG_NUMBER.value))  # a manager's flag
                 elif (row["channel"], row["recipient"]) in blocked:
                     refused.append((row["id"], SuppressionReason.SUPPRESSION_LIST.value))
                 elif row["category"] == "marketing" and not customer.get(row["channel"]):

@@ -191,6 +191,10 @@ _CITIES = _weighted([
     (("厦门", ("思明", "湖里")), 2),
     (("青岛", ("市南", "崂山")), 2)])
 
+# Every branch of the demo bank, in a fixed order: managers are numbered by it (generate_managers).
+_BRANCHES = tuple(f"{city}分行{district}支行" for city, districts in _CITIES[0] for district in districts)
+_BRANCH_INDEX = {branch: k for k, branch in enumerate(_BRANCHES)}
+
 _MOBILE_PREFIXES = (
     "130", "131", "132", "133", "134", "135", "136", "137", "138", "139", "147", "150", "151",
     "152", "153", "155", "156", "157", "158", "159", "166", "173", "176", "177", "178", "180",
@@ -289,31 +293,47 @@ def generate_customers(n: int, *, seed: int, today: dt.date) -> Iterator[dict[st
             "email_consent": rand() < 0.55,
             "do_not_contact": rand() < 0.02,
             "language": "zh" if rand() < 0.95 else "en",
-            "manager_id": f"RM{(i - 1) // 500 + 1:04d}" if high else None,
+            "manager_id": None,
             "birthday_calendar": _birthday_calendar(seed, i, birth, today),
         }
         # phone marketing (a manager's calls): the customers with a manager who take marketing SMS
         # (derived, not drawn: the random sequence, and so every other demo value, stays as it was)
         row["phone_consent"] = bool(row["sms_consent"]) and high
+        if high:  # a manager of the customer's own branch (derived too: the random sequence is unchanged)
+            row["manager_id"] = manager_of(i, row["branch"])
         yield row
 
 
 # --------------------------------------------------------------------------- relationship managers
 
-CUSTOMERS_PER_MANAGER = 500  # generate_customers gives every 500 high-tier customers one manager
+# One manager per branch for every CUSTOMERS_PER_MANAGER customers of the bank per branch: customers
+# C00000001 .. C00027500 (a "round") have managers RM0001 .. RM0055 (one per branch, in _BRANCHES
+# order), the next 27,500 RM0056 .. RM0110, and so on. Prefix-stable: customer i's manager does not
+# depend on how many customers are generated.
+CUSTOMERS_PER_MANAGER = 500
+CUSTOMERS_PER_ROUND = CUSTOMERS_PER_MANAGER * len(_BRANCHES)
 _MANAGER_GIVEN_NAMES = ("敏", "静", "磊", "婷", "强", "洁", "军", "晨", "佳怡", "子涵", "浩然", "欣怡", "思远", "雨桐")
 
 
+def manager_of(i: int, branch: str) -> str:
+    """The manager of demo customer number i (a high-tier one) of `branch`: one of that branch."""
+    return f"RM{(i - 1) // CUSTOMERS_PER_ROUND * len(_BRANCHES) + _BRANCH_INDEX[branch] + 1:04d}"
+
+
 def generate_managers(customers_n: int, *, seed: int) -> Iterator[dict[str, Any]]:
-    """The managers generate_customers names (RM0001 ...): a Chinese name, a branch, a day's
+    """The managers generate_customers names (RM0001 ...): each of one branch (RM0001 of the first
+    of _BRANCHES, one per branch per CUSTOMERS_PER_ROUND customers), a Chinese name, a day's
     capacity of 25 calls and 4 visits; one in twenty has left (inactive: their customers' tasks go
     to the branch queue)."""
     rng = random.Random(f"{seed}:managers")
-    for k in range(1, (customers_n - 1) // CUSTOMERS_PER_MANAGER + 2):
+    rounds = (customers_n - 1) // CUSTOMERS_PER_ROUND + 1 if customers_n > 0 else 0
+    for k in range(1, rounds * len(_BRANCHES) + 1):
         surname, _ = _pick(rng, _SURNAMES)
-        city, districts = _pick(rng, _CITIES)
+        _, districts = _pick(rng, _CITIES)  # drawn as before, so names, mobiles and `active` stay as they were
+        rng.choice(districts)
         yield {
-            "manager_id": f"RM{k:04d}", "name": surname + rng.choice(_MANAGER_GIVEN_NAMES), "branch": f"{city}分行{rng.choice(districts)}支行",
+            "manager_id": f"RM{k:04d}", "name": surname + rng.choice(_MANAGER_GIVEN_NAMES),
+            "branch": _BRANCHES[(k - 1) % len(_BRANCHES)],
             "mobile": f"139{rng.randrange(10_000_000, 100_000_000)}", "email": f"rm{k:04d}@bank.example",
             "daily_call_capacity": 25, "daily_visit_capacity": 4, "active": rng.random() >= 0.05,
         }

@@ -1,7 +1,8 @@
 """Console users of the local demo database (`demo-data` creates them; `make serve` prints the login).
 
 They are marked `demo`: a real bank's database never gets them, since `demo-data` is for the
-quick start only. One per role that has screens, the manager bound to RM0001."""
+quick start only. One per role that has screens, the manager bound to RM0012 (北京分行丰台支行), the
+manager of the quick start's diamond customer C00000053, so the README's large transfer is on its list."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..store import users
 DEMO_PASSWORD = "demo-pass-2026"
 DEMO_USERS = (("demo-admin", "admin", None), ("demo-marketer", "marketer", None),
               ("demo-approver", "approver", None), ("demo-operator", "operator", None),
-              ("demo-manager", "manager", "RM0001"))
+              ("demo-manager", "manager", "RM0012"))
 
 
 def create_demo_users(engine: Any, now: dt.datetime) -> int:

@@ -23,7 +23,7 @@ from ..facts.calendar import calendar_facts
 from ..facts.namespaces import (BIRTHDAY_FIELDS, BUSINESS_DAY_FIELDS, LUNAR_BIRTHDAY_FIELDS, NO_DERIVATIONS,
                                 Derivations, FactSet, customer_facts, deposit_facts, flattener, product_facts)
 from ..facts.official import CalendarNotAnnounced
-from ..policy.contact import ConsentRecord, Contact, Decision, address_of, decide_contact
+from ..policy.contact import MOBILE_CHANNELS, ConsentRecord, Contact, Decision, address_of, decide_contact
 from ..policy.caps import cap_window_start, is_capped
 from ..policy.quiet_hours import next_send_time
 from ..rendering.environment import RenderedMessage, TemplateSet, render_message
@@ -33,7 +33,7 @@ from ..settings import Settings
 from ..unsubscribe import unsubscribe_url
 from ..vocabulary import (TASK_CHANNELS, Channel, EventType, HoldoutGroup, MessageStatus, OnceMode, SubjectType,
                           SuppressionReason, TaskStatus)
-from .calendar_checks import OfficialCalendarUnknown, check_official_calendar, workday_skip
+from .calendar_checks import TASK_DAYS, OfficialCalendarUnknown, check_official_calendar, workday_skip
 from .ports import CandidateRow
 from .report import RuleStats
 from .services import Services
@@ -186,7 +186,7 @@ def prepare_rule(services: Services, rule: Rule, today: dt.date, event: Event | 
     the official calendar of a year not announced yet (calendar_checks)."""
     outside = window_skip(rule, today)  # outside its window a rule needs no calendar, product or plan
     if outside is None:
-        check_official_calendar(rule, today, services.holidays)
+        check_official_calendar(rule, today, services.holidays, services.settings.tasks.urgent_priority)
     skipped = outside or workday_skip(rule, today, services.holidays)
     shared: dict[str, Any] = {
         "calendar": calendar_facts(today, services.holidays),
@@ -281,6 +281,8 @@ def contact_state(services: Services, prep: RuleRun, matches: Sequence[Match], n
     settings = services.settings
     addresses = [(c.value, address_of(c, m.facts.customer["mobile"], m.facts.customer["email"]) or "")
                  for m in matches for c in prep.rule.channels if c is not Channel.VISIT]
+    if any(c in MOBILE_CHANNELS for c in prep.rule.channels):  # a mobile a manager flagged wrong_number
+        addresses += [(SuppressionReason.WRONG_NUMBER.value, m.facts.customer["mobile"] or "") for m in matches]
     planned: dict[tuple[str, str], list[dt.datetime]] = {}
     blocked = services.store.blocked_addresses(addresses)
     if prep.rule.is_marketing and settings.frequency_caps and matches:
@@ -333,7 +335,8 @@ def decide_and_render(services: Services, prep: RuleRun, match: Match, state: Co
         capped=frozenset(c for c in prep.rule.channels
                          if prep.rule.is_marketing and state.capped(settings, cid, c, now)),
         blocked=frozenset(c for c in prep.rule.channels
-                          if (c.value, address_of(c, customer["mobile"], customer["email"])) in state.blocked))
+                          if (c.value, address_of(c, customer["mobile"], customer["email"])) in state.blocked),
+        wrong_number=(SuppressionReason.WRONG_NUMBER.value, customer["mobile"] or "") in state.blocked)
     full: set[Channel] = set()
     while True:
         match.decision = decide_contact(replace(contact, full=frozenset(full)) if full else contact,
@@ -356,8 +359,7 @@ def decide_and_render(services: Services, prep: RuleRun, match: Match, state: Co
                                    settings=settings, holidays=services.holidays, dry=dry)
         except CalendarNotAnnounced as exc:
             assert exc.day is not None
-            raise OfficialCalendarUnknown(exc.year, exc.day, "the business day its manager tasks are due",
-                                          exc.source) from exc
+            raise OfficialCalendarUnknown(exc.year, exc.day, TASK_DAYS, exc.source) from exc
         if match.slot is not None:
             break
         full.add(channel)  # the manager is full up to the horizon: the rule's next channel

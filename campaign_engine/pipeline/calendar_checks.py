@@ -21,6 +21,8 @@ from ..rulebook.model import Rule, referenced_fields
 CALENDAR_FIELDS_OFFICIAL = tuple(f"calendar.{name}" for name in OFFICIAL_FIELDS)
 # a rule that reads this decides for itself what a day of an unannounced year means
 ANNOUNCED_FIELD = "calendar.announced"
+# what a task rule needs of a day ("... on 2026-12-30 is unknown"): whether it is a business day
+TASK_DAYS = "whether its manager tasks (call, visit) can be due"
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -52,23 +54,31 @@ def official_fields_read(rule: Rule) -> tuple[str, ...]:
                  if f in CALENDAR_FIELDS_OFFICIAL or f in BUSINESS_DAY_FIELDS)
 
 
-def needs_official_calendar(rule: Rule) -> str | None:
-    """What of the official calendar a rule cannot do without, or None: it runs on working days
-    only, or its conditions read an official field without also reading calendar.announced."""
+def needs_official_calendar(rule: Rule, urgent_priority: int | None = None) -> str | None:
+    """What of the official calendar a rule cannot do without on its run date, or None: it runs on
+    working days only, or its conditions read an official field without also reading
+    calendar.announced, or it plans manager tasks that may be due that same day.
+
+    A rule that plans tasks needs the run date itself only when it may plan them for today (its
+    priority is `urgent_priority` or more; without the threshold, any task rule is counted so, as
+    the day after an unknown day is unknown too); the business days its tasks are due on later
+    are decided by the planning, one day at a time (task_planning.find_slot)."""
     if rule.trigger.workdays_only:
         return "whether it is an official working day (the rule has workdays_only)"
-    if any(c in TASK_CHANNELS for c in rule.channels):
-        return "the business days its manager tasks (call, visit) are due on"
+    if any(c in TASK_CHANNELS for c in rule.channels) and (urgent_priority is None
+                                                           or rule.priority >= urgent_priority):
+        return TASK_DAYS
     fields = official_fields_read(rule)
     if fields and ANNOUNCED_FIELD not in referenced_fields(rule.conditions):
         return ", ".join(fields)
     return None
 
 
-def check_official_calendar(rule: Rule, today: dt.date, holidays: HolidayCalendar) -> None:
+def check_official_calendar(rule: Rule, today: dt.date, holidays: HolidayCalendar,
+                            urgent_priority: int | None = None) -> None:
     """Raise OfficialCalendarUnknown when the rule cannot be decided on `today` for want of a notice."""
     year = unannounced_year(today, holidays)
-    what = needs_official_calendar(rule) if year is not None else None
+    what = needs_official_calendar(rule, urgent_priority) if year is not None else None
     if year is not None and what is not None:
         raise OfficialCalendarUnknown(year, today, what, holidays.source)
 

@@ -20,11 +20,13 @@ from ..evaluation.explain import explain
 from ..events import parse_event
 from ..facts.namespaces import FactSet
 from ..selection.plan import CandidatePlan
+from ..vocabulary import TASK_CHANNELS
 from .batch import (Match, consents, contact_state, decide_and_render, dedupe_key, fact_sets, prepare_rule,
                     process_batch)
 from .ports import OutboxEntry
 from .publishing import not_live_hint
 from .report import RuleStats
+from .task_planning import plans_tasks
 from .services import Services
 
 
@@ -48,21 +50,27 @@ def preview(services: Services, rule_id: str, *, today: dt.date, now: dt.datetim
     stats = RuleStats(rule.id, skipped=prep.skipped)  # outside its window, or workdays_only on a day off
     samples: list[dict[str, Any]] = []
     waiting: Counter[tuple[dt.datetime, str]] = Counter()  # (due at, channel) of the would-be scheduled
+    planned: Counter[tuple[dt.datetime, str]] = Counter()  # (due at, call or visit) of the would-be tasks
 
     def keep(match: Match) -> None:
         if _waits(match, now):
             assert match.due_at is not None and match.decision is not None and match.decision.channel is not None
             waiting[(match.due_at, match.decision.channel.value)] += 1
+        if _plans(match):
+            assert match.slot is not None and match.decision is not None and match.decision.channel is not None
+            planned[(match.slot.due_at, match.decision.channel.value)] += 1
         if len(samples) < sample_size:
             samples.append(_match_view(match, now, tz))
 
     if customer_id is None:
         for batch in services.store.select_candidates(prep.plan, services.settings.batch_size):
             process_batch(services, prep, batch, stats, run_id=None, now=now, on_match=keep)
+        tasks = {"tasks_planned": [{"at": _local(at, tz), "type": type_, "count": count}
+                                   for (at, type_), count in sorted(planned.items())]} if plans_tasks(rule) else {}
         return {"rule": rule.id, "date": today.isoformat(), "now": _local(now, tz), "counts": stats.as_dict(),
                 "scheduled_for": [{"at": _local(at, tz), "channel": channel, "count": count}
                                   for (at, channel), count in sorted(waiting.items())],
-                "sample": samples}
+                **tasks, "sample": samples}
 
     one = CandidatePlan(subject=rule.trigger.subject, customer_id=customer_id)
     subjects = []
@@ -111,10 +119,19 @@ def _local(moment: dt.datetime, tz: ZoneInfo) -> str:
 
 
 def _waits(match: Match, now: dt.datetime) -> bool:
-    """Would a run write this match `scheduled` (rendered, due after now)? As process_batch counts it."""
+    """Would a run write this match's message `scheduled` (rendered, due after now)? As process_batch
+    counts it (a call or visit is a task, not a message: _plans)."""
     decision = match.decision
     return (decision is not None and decision.suppressed is None and match.message is not None
+            and decision.channel not in TASK_CHANNELS and match.held_out is None
             and match.due_at is not None and match.due_at > now)
+
+
+def _plans(match: Match) -> bool:
+    """Would a run plan a new manager task for this match (a day found on the list, not held out)?"""
+    decision = match.decision
+    return (decision is not None and decision.suppressed is None and match.merge_into is None
+            and match.slot is not None and match.held_out is None)
 
 
 def _entry_view(entry: OutboxEntry, tz: ZoneInfo) -> dict[str, Any]:
@@ -142,4 +159,11 @@ def _match_view(match: Match, now: dt.datetime, tz: ZoneInfo) -> dict[str, Any]:
                 view["scheduled_for"] = _local(match.due_at, tz)
         else:
             view["error"] = match.error
+        if decision.channel in TASK_CHANNELS and match.held_out is None:
+            if match.merge_into is not None:  # joins the customer's open task of the rule
+                view["merged_into"] = match.merge_into
+            if match.due_at is not None:
+                view["due_at"] = _local(match.due_at, tz)
+            if match.owner is not None:
+                view["owner"] = match.owner.view()
     return view

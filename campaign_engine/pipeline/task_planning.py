@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from ..facts.official import HolidayCalendar
+from ..facts.official import CalendarNotAnnounced, HolidayCalendar
 from ..policy.caps import cap_window_start, is_capped
 from ..rulebook.model import Rule
 from ..settings import Settings, TaskSettings
@@ -89,11 +89,25 @@ def owner_of(customer: Mapping[str, Any], plan: TaskPlan, channel: Channel) -> O
     return Owner(f"{QUEUE_PREFIX}{branch or '-'}", None, None, branch, None)
 
 
-def business_days(first: dt.date, count: int, holidays: HolidayCalendar) -> list[dt.date]:
-    """`count` official business days from `first` (itself one)."""
-    days = [first]
-    while len(days) < count:
-        days.append(holidays.next_business_day(days[-1] + dt.timedelta(days=1)))
+def business_days(first: dt.date, count: int, holidays: HolidayCalendar) -> Iterator[dt.date]:
+    """Up to `count` official business days from `first` (itself one), in order and only as they
+    are asked for: the calendar is consulted for a day when the planning reaches it, so a horizon
+    reaching into a year the holiday file does not announce yet raises CalendarNotAnnounced only
+    if every known day before it was full."""
+    day = first
+    for n in range(count):
+        if n:
+            day = holidays.next_business_day(day + dt.timedelta(days=1))
+        yield day
+
+
+def known_business_days(first: dt.date, count: int, holidays: HolidayCalendar) -> list[dt.date]:
+    """business_days up to the first day the calendar does not know (that day and later left out)."""
+    days: list[dt.date] = []
+    try:
+        days.extend(business_days(first, count, holidays))
+    except CalendarNotAnnounced:
+        pass
     return days
 
 
@@ -101,7 +115,8 @@ def first_due(now: dt.datetime, priority: int, tasks: TaskSettings, tz: dt.tzinf
               holidays: HolidayCalendar) -> tuple[dt.date, dt.datetime]:
     """The first day a task may be due and when: today (inside the call window, from now on) for a
     rule of priority >= urgent_priority on a business day before the window closes; else the next
-    business day at `tasks.hour`. CalendarNotAnnounced for a day of an unannounced year."""
+    business day at `tasks.hour`. CalendarNotAnnounced when that first day is of a year the
+    holiday file does not announce (today itself only for an urgent rule)."""
     local = now.astimezone(tz)
     today = local.date()
     if priority >= tasks.urgent_priority and holidays.is_workday(today) and local.time() < tasks.window.end:
@@ -114,28 +129,37 @@ def first_due(now: dt.datetime, priority: int, tasks: TaskSettings, tz: dt.tzinf
 def find_slot(store: RunStore, plan: TaskPlan, owner: Owner, channel: Channel, *, now: dt.datetime, priority: int,
               settings: Settings, holidays: HolidayCalendar, dry: bool) -> Slot | None:
     """The first day up to the horizon with room on the owner's list, reserved (a real run) or
-    counted (a dry run); None when every day is full."""
+    counted (a dry run); None when every day is full.
+
+    The days are taken in order as first_due and business_days give them: a day of a year whose
+    official calendar is not announced yet ends the search there (None: the rule's next channel,
+    as for a full horizon; nothing is guessed about that day). Only when the very first day a task
+    could be due is unknown does CalendarNotAnnounced reach the caller (the rule is reported)."""
     tz, tasks = settings.tz, settings.tasks
     day, due = first_due(now, priority, tasks, tz, holidays)
-    days = business_days(day, tasks.horizon_days, holidays)
+    days: Iterable[dt.date] = business_days(day, tasks.horizon_days, holidays)
     if dry and owner.capacity is not None:
+        days = known_business_days(day, tasks.horizon_days, holidays)  # one read of their loads
         missing = [d for d in days if (owner.key, d, channel.value) not in plan.load]
         if missing:
             found = store.task_load([owner.key], missing, channel.value)
             for d in missing:
                 plan.load[(owner.key, d, channel.value)] = found.get((owner.key, d), 0)
-    for d in days:
-        key = (owner.key, d, channel.value)
-        if dry:
-            ok = owner.capacity is None or plan.load[key] + plan.taken[key] < owner.capacity
+    try:
+        for d in days:
+            key = (owner.key, d, channel.value)
+            if dry:
+                ok = owner.capacity is None or plan.load[key] + plan.taken[key] < owner.capacity
+                if ok:
+                    plan.taken[key] += 1
+            else:
+                ok = store.reserve_task_slot(owner.key, d, channel.value, owner.capacity)
             if ok:
-                plan.taken[key] += 1
-        else:
-            ok = store.reserve_task_slot(owner.key, d, channel.value, owner.capacity)
-        if ok:
-            return Slot(owner, d, due if d == day else dt.datetime.combine(d, tasks.hour, tzinfo=tz))
+                return Slot(owner, d, due if d == day else dt.datetime.combine(d, tasks.hour, tzinfo=tz))
+    except CalendarNotAnnounced:  # the known days were full; the next one is not announced yet
+        return None
     return None
 
 
 __all__ = ["Owner", "Slot", "TaskPlan", "plans_tasks", "task_plan", "capped", "owner_of",
-           "business_days", "first_due", "find_slot"]
+           "business_days", "known_business_days", "first_due", "find_slot"]

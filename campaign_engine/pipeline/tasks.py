@@ -7,9 +7,14 @@ call once a run has planned calls (电联) and visits (面谈). pipeline.task_pl
   task; the task's own manager, operators and admins close tasks (others: Refused).
 - Closing: every outcome closes an open task `done` (completed_at, completed_by, outcome, note,
   next_contact_on); in the same transaction `refused` withdraws the customer's phone-marketing
-  consent (source `task:<id>`), `wrong_number` puts the mobile on the suppression list for calls,
+  consent (source `task:<id>`), `wrong_number` puts the mobile on the suppression list for calls (and SMS),
   `interested` and `converted` record a conversion `task:<id>:<outcome>` (type custom) that the
   effect report counts; all audited (`tasks.outcome`, and `consent.withdraw` / `suppression.add`).
+- Assigning: operators and admins give an open task (a branch queue's, or another manager's) to an
+  active manager; a manager key claims an open queue task of its own branch for itself. It takes a
+  place on the manager's list on its due day (manager_load, as the planning reserves), audited
+  `tasks.assign`. A manager made inactive hands their open tasks to the branch queues
+  (store.managers.requeue_open_tasks, from the managers' PUT and import, audited `tasks.requeue`).
 - The sweep (the scheduler, about once a minute): open tasks `sla_hours` past due are flagged
   overdue, open tasks `expire_days` past due expire, and after `digest_hour` each active manager
   with an email address and open tasks due that local day gets one digest email, through the
@@ -28,6 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import Conflict, NotFound, Problem, Refused, ValidationFailed
 from ..masking import mask_mobile
+from ..rulebook.suggestions import did_you_mean
 from ..vocabulary import (PHONE_CONSENT, Category, Channel, ConversionType, MessageStatus, Role, RunKind,
                           TaskOutcome, TaskStatus)
 from .services import Services
@@ -222,7 +228,8 @@ def record_outcome(services: Services, task_id: int, request: OutcomeRequest, vi
     problems = []
     today = now.astimezone(services.settings.tz).date()
     if request.next_contact_on is not None and request.next_contact_on < today:
-        problems.append(Problem(f"a day from today ({today.isoformat()}) on", field="next_contact_on"))
+        problems.append(Problem(f"next_contact_on must be today ({today.isoformat()}) or later",
+                                field="next_contact_on"))
     if request.note is not None and len(request.note) > MAX_NOTE:
         problems.append(Problem(f"at most {MAX_NOTE} characters", field="note"))
     if problems:
@@ -235,6 +242,83 @@ def record_outcome(services: Services, task_id: int, request: OutcomeRequest, vi
                               next_contact_on=request.next_contact_on, by=viewer.actor, now=now,
                               manager_id=viewer.manager_id if viewer.scoped else None, effects=effects,
                               audit_entries=_audit_entries(task, request, effects, viewer))
+    return present(services, _stored(services, task_id, viewer))
+
+
+# --------------------------------------------------------------------------- assignment
+
+@dataclass(frozen=True)
+class AssignRequest:
+    manager_id: str
+    note: str | None = None
+
+
+ASSIGN_ROLES = CLOSE_ROLES  # manager: claims a queue task of its own branch, for itself
+
+
+def _assignable(services: Services, task_id: int, viewer: Viewer, manager_id: str) -> dict[str, Any]:
+    """The task as the viewer may assign it. A manager key sees its own tasks and, to claim them,
+    its branch's queue tasks; any other task does not exist for it (NotFound), and it claims for
+    itself only (Refused)."""
+    task = services.store.task(task_id)
+    if task is None:
+        raise NotFound("task", task_id)
+    if not viewer.scoped:
+        return task
+    own = services.store.task_managers([viewer.manager_id]).get(viewer.manager_id or "") if viewer.manager_id else None
+    claimable = (own is not None and task["manager_id"] is None and bool(own["branch"])
+                 and task["branch"] == own["branch"])
+    if not (viewer.sees(task) or claimable):
+        raise NotFound("task", task_id)
+    if manager_id != viewer.manager_id:
+        raise Refused(f"a manager key claims a branch queue task for itself only: `manager` must be "
+                      f"{viewer.manager_id}")
+    return task
+
+
+def assign_task(services: Services, task_id: int, request: AssignRequest, viewer: Viewer, *,
+                now: dt.datetime) -> dict[str, Any]:
+    """Give an open task to an active manager: operators and admins any open task (a branch queue's,
+    or another manager's: reassigned) to any active manager; a manager key an open queue task of its
+    own branch to itself (a claim). Audited as `tasks.assign` (from, to, the note).
+
+    Capacity: the task takes a place on the manager's list on its due day, reserved in
+    `manager_load` like the planning's own (one conditional UPDATE: a full day is Conflict, 409,
+    never overbooked), and the previous manager's place on that day is given back. A task already
+    past its due day (overdue in a queue) is counted on that day without a limit: that day's
+    capacity is spent, and the point is that someone calls now.
+
+    Refused for roles that do not close tasks; NotFound for a task the viewer may not see;
+    ValidationFailed (400) naming an unknown manager (with a did-you-mean) or an inactive one;
+    Conflict when the task is not open (any more) or was assigned meanwhile."""
+    if viewer.role not in ASSIGN_ROLES:
+        raise Refused(f"role {viewer.role} may not assign tasks (operators and admins may; a manager claims "
+                      "its own branch's queue tasks)")
+    if request.note is not None and len(request.note) > MAX_NOTE:
+        raise ValidationFailed([Problem(f"at most {MAX_NOTE} characters", field="note")], what="task assignment")
+    task = _assignable(services, task_id, viewer, request.manager_id)
+    manager = services.store.task_managers([request.manager_id]).get(request.manager_id)
+    if manager is None:
+        hint = did_you_mean(request.manager_id, services.store.task_manager_ids())
+        raise ValidationFailed([Problem(f"unknown manager {request.manager_id!r}{hint}", field="manager")],
+                               what="task assignment")
+    if not manager["active"]:
+        raise ValidationFailed([Problem(f"manager {request.manager_id} is inactive: tasks go to active managers "
+                                        "only", field="manager")], what="task assignment")
+    if task["status"] != TaskStatus.OPEN.value:
+        raise Conflict(f"task {task_id} is {task['status']}, not open: only an open task is assigned")
+    if task["manager_id"] == request.manager_id:  # already theirs: nothing changes
+        return present(services, task)
+    tz = services.settings.tz
+    day = task["due_at"].astimezone(tz).date()
+    capacity = manager["daily_call_capacity" if task["type"] == Channel.CALL.value else "daily_visit_capacity"]
+    limit = int(capacity) if day >= now.astimezone(tz).date() else None
+    entry = {"actor": viewer.actor, "action": "tasks.assign", "target": f"task:{task_id}", "details": {
+        "from_manager": task["manager_id"], "to_manager": request.manager_id, "branch": task["branch"],
+        "customer_id": task["customer_id"], "rule": task["rule_id"], "type": task["type"],
+        "due_day": day.isoformat(), "claimed": viewer.scoped, "note": request.note or None}}
+    services.store.assign_task(task_id, manager_id=request.manager_id, expected=task["manager_id"], day=day,
+                               type_=task["type"], capacity=limit, now=now, audit_entries=[entry])
     return present(services, _stored(services, task_id, viewer))
 
 

@@ -11,6 +11,10 @@ A call (电联) or visit (面谈) is a task for the customer's relationship mana
 customer's mobile, a visit no address; marketing needs the phone-marketing consent (the caller
 passes it as both channels' consent); and the manager needs room in their day up to the horizon
 (`full`: else manager_capacity, and the next channel).
+
+A mobile a manager flagged `wrong_number` (closing a task with that outcome) is someone else's
+number: neither a call nor an SMS goes to it (wrong_number), email and visits still may, until the
+flag is removed (`suppress remove call MOBILE`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class Contact:
     blocked: frozenset[Channel] = frozenset()
     #: task channels whose manager (or branch queue) has no room up to the horizon
     full: frozenset[Channel] = frozenset()
+    #: the mobile is flagged wrong_number (a manager's outcome): no call and no SMS reach it
+    wrong_number: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Decision:
         return self.channel is not None
 
 
+MOBILE_CHANNELS = frozenset({Channel.SMS, Channel.CALL})  # the channels that reach the customer's mobile
 VISIT_ADDRESS = "(visit)"  # a visit needs no address of the customer's: the manager meets them
 
 
@@ -89,6 +96,8 @@ def decide_contact(contact: Contact, *, category: Category, channels: Sequence[C
             reason = SuppressionReason.NO_TEMPLATE_FOR_CHANNEL
         elif address is None:
             reason = SuppressionReason.NO_CONTACT_ADDRESS
+        elif contact.wrong_number and channel in MOBILE_CHANNELS:
+            reason = SuppressionReason.WRONG_NUMBER
         elif channel in contact.blocked:
             reason = SuppressionReason.SUPPRESSION_LIST
         elif category is Category.MARKETING and not (consent and consent.granted):

@@ -514,6 +514,31 @@ class SqlStore:
             return done
 
     @_translated
+    def assign_task(self, task_id: int, *, manager_id: str, expected: str | None, day: dt.date, type_: str,
+                    capacity: int | None, now: dt.datetime, audit_entries: Sequence[dict[str, Any]]) -> None:
+        """In one transaction: the open task (still `expected`'s) to `manager_id`, a day of theirs
+        reserved for it (`capacity` None: counted without a limit), the previous manager's day given
+        back, the audit log written. Conflict when the task changed meanwhile or the day is full."""
+        from . import task_list, tasks
+
+        with self.engine.begin() as conn:
+            if not task_list.assign(conn, task_id, manager_id=manager_id, expected=expected, now=now):
+                raise Conflict(f"task {task_id} is no longer open, or was assigned meanwhile")
+            if not tasks.reserve(conn, manager_id, day, type_, capacity):
+                raise Conflict(f"manager {manager_id} has no room for another {type_} on {day} "
+                               f"({capacity} a day are planned already)")
+            if expected is not None:
+                tasks.release(conn, expected, day, type_)
+            _audit(conn, audit_entries, now)
+
+    @_translated
+    def task_manager_ids(self) -> list[str]:
+        from . import managers
+
+        with self.engine.connect() as conn:
+            return managers.manager_ids(conn)
+
+    @_translated
     def flag_overdue_tasks(self, now: dt.datetime, sla: dt.timedelta) -> int:
         from . import task_list
 

@@ -91,6 +91,16 @@ def close_task(conn: Connection, task_id: int, *, outcome: str, note: str | None
     return result.rowcount == 1
 
 
+def assign(conn: Connection, task_id: int, *, manager_id: str, expected: str | None, now: dt.datetime) -> bool:
+    """An open task to `manager_id`, only if still open and still `expected`'s (None: a branch
+    queue's): one conditional UPDATE, so of two assignments (two managers claiming one queue task)
+    exactly one applies."""
+    owner = Task.manager_id.is_(None) if expected is None else Task.manager_id == expected
+    result = conn.execute(update(Task).where(Task.id == task_id, Task.status == OPEN, owner)
+                          .values(manager_id=manager_id, updated_at=now))
+    return result.rowcount == 1
+
+
 def apply_effects(conn: Connection, effects: dict[str, Any], *, now: dt.datetime) -> dict[str, Any]:
     """An outcome's effects, in the caller's transaction: `consent` {customer_id, channel, source}
     withdrawn (customers.withdraw_marketing, as the consent API does: granted false, source, time; the

@@ -306,8 +306,15 @@ def import_file(kind: str):  # type: ignore[no-untyped-def]
         path = Path(folder) / f"{kind}.csv"
         path.write_bytes(request.get_data())
         report = import_csv(services().db, kind, path, now=now(), tz=services().settings.tz)
+    moved: list[dict[str, Any]] = []
+    if kind == "managers":  # an inactive manager's open tasks go to their customers' branch queues
+        from ...store.managers import requeue_open_tasks
+
+        with services().db.begin() as conn:
+            moved = requeue_open_tasks(conn, None, actor=g.actor, now=now(), tz=services().settings.tz,
+                                       reason="manager inactive")
     record("import", kind, {"rows": report.rows, "upserted": report.upserted, "refused": report.refused,
-                            "problems": len(report.problems)})
+                            "problems": len(report.problems), **({"requeued_tasks": len(moved)} if moved else {})})
     # Problems name the request body, not the server's temporary file.
     problems = [{**p.as_dict(), "file": "request body"} for p in report.problems]
     return {"kind": kind, "rows": report.rows, "upserted": report.upserted, "refused": report.refused,

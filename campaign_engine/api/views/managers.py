@@ -34,6 +34,9 @@ class ManagerSchema(ma.Schema):
                                                         "branch queue"})
     updated_at = ma.fields.DateTime()
     source = ma.fields.String(metadata={"description": "where the row came from: import:<file> or api:<key>"})
+    requeued_tasks = ma.fields.Integer(metadata={
+        "description": "(PUT) open tasks of the manager moved to their customers' branch queues now, because the "
+                       "manager is inactive"})
 
 
 class ManagerPageSchema(ma.Schema):
@@ -118,13 +121,18 @@ def get_manager(args, manager_id: str):  # type: ignore[no-untyped-def]
 @blp.arguments(ManagerInSchema)
 @blp.response(200, ManagerSchema)
 def put_manager(body, manager_id: str):  # type: ignore[no-untyped-def]
-    """Create or update a manager (the same checks as a CSV row); audited as `managers.upsert`."""
+    """Create or update a manager (the same checks as a CSV row); audited as `managers.upsert`.
+    A manager made inactive hands their open tasks to the branch queue of each task's customer's
+    branch in the same transaction (`requeued_tasks`; each audited as `tasks.requeue`)."""
     row = _checked(manager_id, body)
     with services().db.begin() as conn:
         created = store.get_manager(conn, manager_id) is None
         manager = store.upsert_manager(conn, row, now(), f"api:{g.actor}")
+        moved = [] if row["active"] else store.requeue_open_tasks(
+            conn, [manager_id], actor=g.actor, now=now(), tz=services().settings.tz, reason="manager inactive")
         record("managers.upsert", manager_id, {
             "created": created, "branch": row.get("branch"), "active": row["active"],
             "daily_call_capacity": row["daily_call_capacity"], "daily_visit_capacity": row["daily_visit_capacity"],
-            "mobile": mask_mobile(row.get("mobile")), "email": mask_email(row.get("email"))}, conn=conn)
-    return manager
+            "mobile": mask_mobile(row.get("mobile")), "email": mask_email(row.get("email")),
+            **({"requeued_tasks": len(moved)} if moved else {})}, conn=conn)
+    return {**manager, "requeued_tasks": len(moved)}

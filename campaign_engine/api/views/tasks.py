@@ -93,9 +93,18 @@ class TaskPageSchema(ma.Schema):
 class TaskOutcomeSchema(ma.Schema):
     outcome = ma.fields.String(required=True, validate=ma.validate.OneOf(OUTCOMES), metadata={
         "description": "refused: withdraws the phone-marketing consent; wrong_number: the mobile goes on the "
-                       "suppression list for calls; interested, converted: a conversion the effect report counts"})
+                       "suppression list (no call and no SMS to it until `suppress remove call`); interested, "
+                       "converted: a conversion the effect report counts"})
     note = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=worklist.MAX_NOTE))
     next_contact_on = ma.fields.Date(allow_none=True, metadata={"description": "today or later"})
+
+
+class TaskAssignSchema(ma.Schema):
+    manager = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=32), metadata={
+        "description": "the active manager to take the task (a manager key: its own id, to claim a queue task "
+                       "of its branch)", "example": "M030"})
+    note = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=worklist.MAX_NOTE), metadata={
+        "description": "why (kept in the audit log)"})
 
 
 class TaskReportArgs(ma.Schema):
@@ -208,4 +217,22 @@ def post_outcome(body, task_id: int):  # type: ignore[no-untyped-def]
     request = worklist.OutcomeRequest(TaskOutcome(body["outcome"]), note=body.get("note"),
                                       next_contact_on=body.get("next_contact_on"))
     task = worklist.record_outcome(services(), existing_id("task", task_id), request, _viewer(), now=now())
+    return present([task], TASK_CONTACT_FIELDS, access({}), {}, target=f"task:{task_id}", key="id")[0]
+
+
+@blp.route("/<int:task_id>/assign", methods=["POST"])
+@blp.secured(TASKS)
+@blp.arguments(TaskAssignSchema)
+@blp.response(200, TaskSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="an unknown or inactive manager")
+@blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND + " (a manager key: its own branch's queue "
+                                                                   "tasks can be claimed)")
+@blp.alt_response(409, schema=ErrorSchema, description="the task is not open, was assigned meanwhile, or the "
+                                                       "manager's due day is full")
+def post_assign(body, task_id: int):  # type: ignore[no-untyped-def]
+    """Give an open task to an active manager (operators, admins), or claim an open queue task of
+    the key's own branch (a manager key, for itself only; other roles 403). The task takes a place
+    on the manager's list on its due day (a full day: 409). Audited as `tasks.assign`."""
+    request = worklist.AssignRequest(body["manager"], note=body.get("note"))
+    task = worklist.assign_task(services(), existing_id("task", task_id), request, _viewer(), now=now())
     return present([task], TASK_CONTACT_FIELDS, access({}), {}, target=f"task:{task_id}", key="id")[0]

@@ -4,7 +4,7 @@ the talking points and the outcome form; one task; a supervisor's overdue list b
 The same domain functions as the API's /api/v1/tasks (pipeline/tasks.py): a manager sees and closes
 only their own customers' tasks (another's is 404, exactly as one that does not exist), the outcome's
 effects (refused withdraws the phone consent, wrong_number puts the mobile on the call suppression
-list, interested/converted count as conversions) and its audit entries are record_outcome's. The
+list, which stops SMS to it too, interested/converted count as conversions) and its audit entries are record_outcome's. The
 mobile number is shown as the API shows it to the role (campaign_engine.masking).
 """
 
