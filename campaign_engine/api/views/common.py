@@ -7,9 +7,11 @@ from typing import Any
 
 import marshmallow as ma
 from flask import current_app, g, url_for
+from flask_smorest import abort
 
 from ... import masking
 from ...errors import NotFound
+from ...rulebook.suggestions import did_you_mean
 from ...store import audit
 
 
@@ -64,10 +66,6 @@ class StrictQuery(ma.Schema):
 
     @ma.pre_load
     def _only_known_parameters(self, data: Any, **kwargs: Any) -> Any:
-        from flask_smorest import abort
-
-        from ...rulebook.suggestions import did_you_mean
-
         known = sorted({field.data_key or name for name, field in self.fields.items() if not field.dump_only})
         unknown = sorted({str(k) for k in data} - set(known)) if hasattr(data, "keys") else []
         if unknown:
@@ -189,8 +187,6 @@ def numeric_cursor(value: str | None) -> int | None:
     if value is None:
         return None
     if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
-        from flask_smorest import abort
-
         abort(400, message="invalid cursor: pass the `next` value of the previous page",
               errors={"query": {"after": ["not a cursor this list produced"]}})
     return int(value)
@@ -208,8 +204,6 @@ def load_body(schema: ma.Schema, data: Any) -> dict[str, Any]:
     try:
         return schema.load(data)
     except ma.ValidationError as exc:
-        from flask_smorest import abort
-
         abort(400, errors={"json": exc.messages})
         raise  # unreachable: abort raises
 
@@ -226,8 +220,6 @@ def rule_file_body(schema: ma.Schema, query: dict[str, str]) -> dict[str, Any]:
         return load_body(schema, {"source": request.get_data(as_text=True),
                                   **{name: request.args.get(name, default) for name, default in query.items()}})
     if not request.is_json:  # text/plain, a form, or no Content-Type: never read as an empty body
-        from flask_smorest import abort
-
         fields = "&".join(f"{name}=..." for name in query)
         sent = request.mimetype or "no Content-Type"
         abort(415, message=f"send the rule file as the body with Content-Type: application/yaml (?{fields} in the "
